@@ -1,0 +1,821 @@
+#!/usr/bin/env python3
+"""farm board agent: one file, Python >= 3.8, stdlib (+ numpy and onnxruntime for inference).
+
+The controller uploads this file to the board as ``agent-<sha256[:12]>.py`` and runs it with a
+verb. Everything on stdout is protocol: one JSON object per line, each carrying the protocol
+version ``v``. Logs go to stderr. Every error is a JSON object
+``{"v": 1, "type": "error", "kind": ..., "message": ..., "traceback": ...}``.
+
+Verbs
+  facts                 what the board is: arch, CPU, RAM, OS, Python, runtimes, governor,
+                        temperatures, throttle state, cgroup limits, free disk.
+  bench  --model PATH   load the model in a worker child process, time load and first
+                        inference, warm up, then measure at least --runs runs AND at least
+                        --min-seconds seconds; sample the worker's memory/CPU and the board's
+                        temperature/frequency meanwhile (pidstat -r/-u style, read from /proc).
+  outputs --model PATH --dataset NPZ --out NPZ
+                        run every input of a dataset through the model, save the outputs
+                        for the controller to score (accuracy is scored on the controller).
+
+Why a worker child: the parent can watch it from outside (/proc/<pid>), an OOM kill of the
+worker is seen as SIGKILL (exit 137) instead of a dropped connection, and model memory is not
+mixed with the agent's own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+PROTOCOL_VERSION = 1
+AGENT_VERSION = "0.1.0"
+
+# Tests point these at a fake sysfs/procfs tree to simulate a hot, throttling board.
+SYSFS_ROOT = os.environ.get("FARM_SYSFS_ROOT", "/sys")
+VCGENCMD = os.environ.get("FARM_VCGENCMD", "vcgencmd")
+
+
+class AgentFailure(Exception):
+    """An expected failure with a kind the controller records (model-error, input-error, ...)."""
+
+    def __init__(self, kind, message):
+        Exception.__init__(self, message)
+        self.kind = kind
+
+
+# ---------------------------------------------------------------------------------------------
+# protocol
+
+_emit_lock = threading.Lock()
+
+
+def emit(message_type, **fields):
+    message = {"v": PROTOCOL_VERSION, "type": message_type}
+    message.update(fields)
+    line = json.dumps(message, separators=(",", ":"), allow_nan=False, default=str)
+    with _emit_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def emit_error(kind, message, tb=None):
+    emit("error", kind=kind, message=message, traceback=tb)
+
+
+def log(message):
+    sys.stderr.write("farm-agent: %s\n" % message)
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------------------------
+# small readers (every path read defensively: absent means None)
+
+
+def read_text(path):
+    try:
+        with open(path, "r") as handle:
+            return handle.read().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def read_int(path):
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        return int(text.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def sys_path(*parts):
+    return os.path.join(SYSFS_ROOT, *parts)
+
+
+def proc_status(pid):
+    """Memory fields of /proc/<pid>/status in bytes (VmRSS, VmHWM, RssAnon, RssFile, ...)."""
+    values = {}
+    try:
+        with open("/proc/%d/status" % pid) as handle:
+            for line in handle:
+                key, _, rest = line.partition(":")
+                if key.startswith("Vm") or key.startswith("Rss"):
+                    parts = rest.split()
+                    if len(parts) == 2 and parts[1] == "kB":
+                        values[key] = int(parts[0]) * 1024
+    except (OSError, ValueError):
+        return None
+    return values
+
+
+def proc_pss_bytes(pid):
+    """PSS from smaps_rollup (Linux >= 4.14); None where absent."""
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as handle:
+            for line in handle:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def proc_stat_times(pid):
+    """(utime_s, stime_s, minflt, majflt) of a process from /proc/<pid>/stat."""
+    text = read_text("/proc/%d/stat" % pid)
+    if text is None:
+        return None
+    try:
+        fields = text[text.rindex(")") + 2:].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        # fields[0] is state (field 3); minflt=10, majflt=12, utime=14, stime=15 (1-based)
+        minflt = int(fields[7])
+        majflt = int(fields[9])
+        utime = int(fields[11]) / float(ticks)
+        stime = int(fields[12]) / float(ticks)
+        return utime, stime, minflt, majflt
+    except (ValueError, IndexError):
+        return None
+
+
+def cpu_freqs_khz():
+    """Current frequency of each core in kHz, {cpu: kHz}; empty where cpufreq is absent."""
+    base = sys_path("devices", "system", "cpu")
+    freqs = {}
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return freqs
+    for name in names:
+        if not (name.startswith("cpu") and name[3:].isdigit()):
+            continue
+        value = read_int(os.path.join(base, name, "cpufreq", "scaling_cur_freq"))
+        if value is not None:
+            freqs[name] = value
+    return freqs
+
+
+def cpu_max_freqs_khz():
+    base = sys_path("devices", "system", "cpu")
+    freqs = {}
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return freqs
+    for name in names:
+        if not (name.startswith("cpu") and name[3:].isdigit()):
+            continue
+        value = read_int(os.path.join(base, name, "cpufreq", "cpuinfo_max_freq"))
+        if value is not None:
+            freqs[name] = value
+    return freqs
+
+
+def governors():
+    base = sys_path("devices", "system", "cpu")
+    result = {}
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return result
+    for name in names:
+        if name.startswith("cpu") and name[3:].isdigit():
+            value = read_text(os.path.join(base, name, "cpufreq", "scaling_governor"))
+            if value is not None:
+                result[name] = value
+    return result
+
+
+def thermal_zones_c():
+    """{zone type (or name): degrees C} for every readable thermal zone."""
+    base = sys_path("class", "thermal")
+    temps = {}
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return temps
+    for name in names:
+        if not name.startswith("thermal_zone"):
+            continue
+        milli = read_int(os.path.join(base, name, "temp"))
+        if milli is None:
+            continue
+        label = read_text(os.path.join(base, name, "type")) or name
+        if label in temps:
+            label = "%s-%s" % (label, name)
+        temps[label] = milli / 1000.0
+    return temps
+
+
+def throttle_state():
+    """The board's own throttle indicator where it has one, else None.
+
+    Raspberry Pi: `vcgencmd get_throttled` (bit 2 = currently throttled, bit 1 = capped,
+    bit 0 = under-voltage). Others: a `throttle` file under the sysfs root (tests) — absent
+    on ordinary machines.
+    """
+    path = shutil.which(VCGENCMD) if os.path.basename(VCGENCMD) == VCGENCMD else VCGENCMD
+    if path and os.path.exists(path):
+        try:
+            out = subprocess.run(
+                [path, "get_throttled"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                timeout=2, universal_newlines=True,
+            ).stdout
+            value = int(out.strip().split("=")[-1], 16)
+            return {"source": "vcgencmd", "raw": value, "throttled": bool(value & 0x6)}
+        except (OSError, ValueError, subprocess.SubprocessError):
+            return None
+    value = read_int(sys_path("farm", "throttled"))
+    if value is not None:
+        return {"source": "sysfs", "raw": value, "throttled": bool(value)}
+    return None
+
+
+def cgroup_limits():
+    """CPU and memory limits of this process's cgroup (v1 or v2); {} when unlimited/absent.
+
+    Inside a cgroup `free` and /proc/cpuinfo show the host, so a board must report these.
+    """
+    limits = {}
+    text = read_text("/proc/self/cgroup") or ""
+    v1 = {}
+    v2_path = None
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and parts[1] == "":
+            v2_path = parts[2]
+        for controller in parts[1].split(","):
+            v1[controller] = parts[2]
+    cg = os.path.join(SYSFS_ROOT, "fs", "cgroup")
+    if "memory" in v1:
+        limit = read_int(os.path.join(cg, "memory", v1["memory"].lstrip("/"), "memory.limit_in_bytes"))
+        if limit is not None and limit < (1 << 60):
+            limits["memory_limit_bytes"] = limit
+    if "cpu" in v1:
+        base = os.path.join(cg, "cpu", v1["cpu"].lstrip("/"))
+        if not os.path.isdir(base):
+            base = os.path.join(cg, "cpu,cpuacct", v1["cpu"].lstrip("/"))
+        quota = read_int(os.path.join(base, "cpu.cfs_quota_us"))
+        period = read_int(os.path.join(base, "cpu.cfs_period_us"))
+        if quota is not None and period and quota > 0:
+            limits["cpu_quota_cores"] = round(quota / float(period), 3)
+    if "cpuset" in v1:
+        cpus = read_text(os.path.join(cg, "cpuset", v1["cpuset"].lstrip("/"), "cpuset.cpus"))
+        if cpus:
+            limits["cpuset_cpus"] = cpus
+    if v2_path is not None and not v1.get("memory"):
+        base = os.path.join(cg, v2_path.lstrip("/"))
+        mem = read_text(os.path.join(base, "memory.max"))
+        if mem and mem != "max":
+            limits["memory_limit_bytes"] = int(mem)
+        cpu = read_text(os.path.join(base, "cpu.max"))
+        if cpu and not cpu.startswith("max"):
+            quota, period = cpu.split()
+            limits["cpu_quota_cores"] = round(int(quota) / float(period), 3)
+    return limits
+
+
+def cpu_model():
+    text = read_text("/proc/cpuinfo") or ""
+    for key in ("model name", "Model", "Hardware", "cpu model", "Processor"):
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or None
+
+
+def os_name():
+    text = read_text("/etc/os-release") or ""
+    for line in text.splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return platform.system()
+
+
+def mem_total_bytes():
+    text = read_text("/proc/meminfo") or ""
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def runtime_facts():
+    facts = {"numpy_version": None, "onnxruntime_version": None, "onnxruntime_providers": []}
+    try:
+        import numpy
+
+        facts["numpy_version"] = numpy.__version__
+    except ImportError:
+        pass
+    try:
+        import onnxruntime
+
+        facts["onnxruntime_version"] = onnxruntime.__version__
+        facts["onnxruntime_providers"] = list(onnxruntime.get_available_providers())
+    except ImportError:
+        pass
+    return facts
+
+
+def collect_facts(workdir):
+    try:
+        cores_available = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores_available = os.cpu_count()
+    disk_free = None
+    try:
+        disk_free = shutil.disk_usage(workdir).free
+    except OSError:
+        pass
+    facts = {
+        "hostname": platform.node(),
+        "arch": platform.machine(),
+        "cpu_model": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "cpu_cores_available": cores_available,
+        "mem_total_bytes": mem_total_bytes(),
+        "os": os_name(),
+        "kernel": platform.release(),
+        "python_version": platform.python_version(),
+        "python_executable": sys.executable,
+        "governors": governors(),
+        "cpu_freq_khz": cpu_freqs_khz(),
+        "cpu_max_freq_khz": cpu_max_freqs_khz(),
+        "temperatures_c": thermal_zones_c(),
+        "throttle": throttle_state(),
+        "cgroup_limits": cgroup_limits(),
+        "disk_free_bytes": disk_free,
+        "workdir": os.path.abspath(workdir),
+        "agent_version": AGENT_VERSION,
+    }
+    facts.update(runtime_facts())
+    return facts
+
+
+# ---------------------------------------------------------------------------------------------
+# the worker: runs in a child process, speaks the same JSON lines to the parent
+
+
+def worker_main(config):
+    """Load, first inference, warm-up, measure. Emits phase marks and a result."""
+    try:
+        import numpy as np
+    except ImportError:
+        raise AgentFailure("missing-runtime", "numpy is not installed for %s" % sys.executable)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise AgentFailure("missing-runtime", "onnxruntime is not installed for %s" % sys.executable)
+
+    peak = PeakTracker()
+    emit("phase", phase="load", t_ns=time.monotonic_ns())
+    options = ort.SessionOptions()
+    if config.get("threads"):
+        options.intra_op_num_threads = int(config["threads"])
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    load_started_ns = time.perf_counter_ns()
+    try:
+        session = ort.InferenceSession(config["model"], sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several unrelated types for bad models
+        raise AgentFailure("model-error", "cannot load model %s: %s" % (config["model"], first_line(exc)))
+    load_ns = time.perf_counter_ns() - load_started_ns
+    peak_rss_load_bytes = peak.end_phase()
+
+    feeds = make_inputs(np, session, config.get("shapes") or {})
+    run = session.run
+    emit("phase", phase="first_inference", t_ns=time.monotonic_ns())
+    started = time.perf_counter_ns()
+    try:
+        run(None, feeds)
+    except Exception as exc:
+        raise AgentFailure("model-error", "first inference failed: %s" % first_line(exc))
+    first_ns = time.perf_counter_ns() - started
+
+    emit("phase", phase="warmup", t_ns=time.monotonic_ns())
+    for _ in range(int(config.get("warmup", 0))):
+        run(None, feeds)
+
+    runs = int(config["runs"])
+    min_ns = int(float(config["min_seconds"]) * 1e9)
+    max_ns = int(float(config["max_seconds"]) * 1e9)
+    samples_ns = []
+    append = samples_ns.append
+    perf = time.perf_counter_ns
+    emit("phase", phase="measure", t_ns=time.monotonic_ns())
+    measure_started = perf()
+    truncated = False
+    while True:
+        t0 = perf()
+        run(None, feeds)
+        t1 = perf()
+        append(t1 - t0)
+        elapsed = t1 - measure_started
+        if len(samples_ns) >= runs and elapsed >= min_ns:
+            break
+        if elapsed >= max_ns:
+            truncated = True
+            break
+    measure_ns = perf() - measure_started
+    emit("phase", phase="done", t_ns=time.monotonic_ns())
+    peak_rss_inference_bytes = peak.end_phase()
+
+    emit(
+        "worker_result",
+        latency_ms=[s / 1e6 for s in samples_ns],
+        load_ms=load_ns / 1e6,
+        first_inference_ms=first_ns / 1e6,
+        measure_s=measure_ns / 1e9,
+        truncated=truncated,
+        peak_rss_load_bytes=peak_rss_load_bytes,
+        peak_rss_inference_bytes=peak_rss_inference_bytes,
+        peak_rss_reset_supported=peak.reset_supported,
+        inputs=[{"name": name, "shape": list(value.shape), "dtype": str(value.dtype)} for name, value in feeds.items()],
+        provider=session.get_providers()[0],
+        onnxruntime_version=ort.__version__,
+    )
+
+
+class PeakTracker:
+    """Exact peak RSS per phase from the kernel's VmHWM.
+
+    Writing "5" to /proc/self/clear_refs resets VmHWM (Linux >= 4.0), so the peak of each phase
+    can be told apart (load vs inference). Where the reset is not allowed, later phases report
+    the running peak and `reset_supported` is False.
+    """
+
+    def __init__(self):
+        self.reset_supported = True
+
+    def end_phase(self):
+        status = proc_status(os.getpid()) or {}
+        value = status.get("VmHWM")
+        try:
+            with open("/proc/self/clear_refs", "w") as handle:
+                handle.write("5")
+        except OSError:
+            self.reset_supported = False
+        return value
+
+
+ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int16)": "int16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(uint16)": "uint16",
+    "tensor(bool)": "bool",
+}
+
+
+def make_inputs(np, session, shapes):
+    """Synthesise one input per model input from its spec, before the timed loop.
+
+    Symbolic or unknown dims become 1 unless the user gave the shape (`--shape name=1x3x224x224`).
+    Floats are uniform in [0, 1) from a fixed seed; integers and bools are zeros.
+    """
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for spec in session.get_inputs():
+        dtype = ORT_TYPES.get(spec.type)
+        if dtype is None:
+            raise AgentFailure(
+                "input-error", "cannot synthesise input %r of type %s (only tensors are supported)" % (spec.name, spec.type)
+            )
+        if spec.name in shapes:
+            shape = [int(d) for d in shapes[spec.name]]
+        else:
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in (spec.shape or [])]
+        if dtype.startswith("float"):
+            feeds[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        else:
+            feeds[spec.name] = np.zeros(shape, dtype=dtype)
+    return feeds
+
+
+def first_line(exc):
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:500]
+
+
+# ---------------------------------------------------------------------------------------------
+# the parent: starts the worker, samples it and the board, forwards its messages
+
+
+class Sampler(threading.Thread):
+    """pidstat-style sampling of one process plus board telemetry, every `interval_s`.
+
+    Each sample: t_s (since start), phase, rss/hwm/anon/file/pss bytes, minor/major faults,
+    cpu_percent over the interval (utime+stime delta / wall delta, pidstat -u semantics; can
+    exceed 100 with several threads), temperatures, per-core frequency and load average.
+    """
+
+    def __init__(self, pid, interval_s):
+        threading.Thread.__init__(self, daemon=True)
+        self.pid = pid
+        self.interval_s = interval_s
+        self.phase = "start"
+        self.samples = []
+        self.phase_marks = []
+        self._stop_event = threading.Event()
+        self._t0 = time.monotonic()
+        self._last = None
+
+    def mark(self, phase):
+        self.phase = phase
+        self.phase_marks.append({"phase": phase, "t_s": round(time.monotonic() - self._t0, 4)})
+        self.sample_now()
+
+    def run(self):
+        while not self._stop_event.wait(self.interval_s):
+            self.sample_now()
+
+    def stop(self):
+        self._stop_event.set()
+        self.join(timeout=5)
+
+    def sample_now(self):
+        now = time.monotonic()
+        status = proc_status(self.pid)
+        times = proc_stat_times(self.pid)
+        if status is None or times is None:
+            return
+        cpu_percent = None
+        if self._last is not None:
+            wall = now - self._last[0]
+            if wall > 0:
+                cpu_percent = round(100.0 * ((times[0] + times[1]) - (self._last[1][0] + self._last[1][1])) / wall, 1)
+        self._last = (now, times)
+        freqs = cpu_freqs_khz()
+        throttle = throttle_state()
+        self.samples.append({
+            "t_s": round(now - self._t0, 4),
+            "phase": self.phase,
+            "rss_bytes": status.get("VmRSS"),
+            "hwm_bytes": status.get("VmHWM"),
+            "rss_anon_bytes": status.get("RssAnon"),
+            "rss_file_bytes": status.get("RssFile"),
+            "pss_bytes": proc_pss_bytes(self.pid),
+            "minflt": times[2],
+            "majflt": times[3],
+            "cpu_percent": cpu_percent,
+            "temps_c": thermal_zones_c(),
+            "freq_khz": freqs,
+            "loadavg_1m": os.getloadavg()[0],
+            "throttled": throttle["throttled"] if throttle else None,
+        })
+
+
+def cool_down(seconds, below_temp_c, max_seconds):
+    """Wait a fixed time and/or until the hottest zone is below a threshold, capped. Returns facts."""
+    started = time.monotonic()
+    if seconds > 0:
+        time.sleep(seconds)
+    hottest = None
+    if below_temp_c is not None:
+        deadline = started + max(max_seconds, seconds)
+        while True:
+            temps = thermal_zones_c()
+            hottest = max(temps.values()) if temps else None
+            if hottest is None or hottest < below_temp_c or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+    return {"cooldown_s": round(time.monotonic() - started, 3), "temp_c_after_cooldown": hottest}
+
+
+def summarize_run(samples, phase_marks, freq_before):
+    """Derived flags: a frequency drop or throttling during the measured phase."""
+    measured = [s for s in samples if s["phase"] == "measure"]
+    temps = [max(s["temps_c"].values()) for s in samples if s["temps_c"]]
+    result = {
+        "temp_c_max": max(temps) if temps else None,
+        "freq_drop": False,
+        "throttled": any(s["throttled"] for s in measured if s["throttled"] is not None),
+    }
+    reference = {}
+    for source in [freq_before] + [s["freq_khz"] for s in samples if s["phase"] in ("start", "load", "first_inference", "warmup")]:
+        for cpu, khz in source.items():
+            reference[cpu] = max(reference.get(cpu, 0), khz)
+    for sample in measured:
+        for cpu, khz in sample["freq_khz"].items():
+            if cpu in reference and khz < 0.9 * reference[cpu]:
+                result["freq_drop"] = True
+    cpu = [s["cpu_percent"] for s in measured if s["cpu_percent"] is not None]
+    rss = [s["rss_bytes"] for s in measured if s["rss_bytes"] is not None]
+    result["cpu_percent_mean"] = round(sum(cpu) / len(cpu), 1) if cpu else None
+    result["rss_steady_bytes"] = sorted(rss)[len(rss) // 2] if rss else None
+    return result
+
+
+def bench_main(args):
+    if not os.path.isfile(args.model):
+        raise AgentFailure("model-error", "model file not found on the board: %s" % args.model)
+    shapes = {}
+    for text in args.shape or []:
+        name, _, dims = text.rpartition("=")
+        try:
+            shapes[name] = [int(d) for d in dims.replace(",", "x").split("x")]
+        except ValueError:
+            raise AgentFailure("input-error", "bad --shape %r (expected NAME=1x3x224x224)" % text)
+    cooldown = cool_down(args.cooldown_s, args.cooldown_below_c, args.cooldown_max_s)
+    config = {
+        "model": os.path.abspath(args.model),
+        "runs": args.runs,
+        "min_seconds": args.min_seconds,
+        "max_seconds": args.max_seconds,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "shapes": shapes,
+    }
+    freq_before = cpu_freqs_khz()
+    worker = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "_worker", json.dumps(config)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        universal_newlines=True,
+    )
+    forward_signals_to(worker)
+    sampler = Sampler(worker.pid, args.sample_interval) if args.sample_interval > 0 else None
+    if sampler is not None:
+        sampler.start()
+    worker_result = None
+    worker_error = None
+    assert worker.stdout is not None
+    for line in worker.stdout:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            log("worker wrote a non-protocol line: %r" % line[:200])
+            continue
+        if message.get("type") == "phase":
+            if sampler is not None:
+                sampler.mark(message["phase"])
+            emit("phase", phase=message["phase"])
+        elif message.get("type") == "worker_result":
+            worker_result = message
+        elif message.get("type") == "error":
+            worker_error = message
+    returncode = worker.wait()
+    if sampler is not None:
+        sampler.stop()
+    if worker_error is not None:
+        emit("error", kind=worker_error.get("kind", "agent-error"), message=worker_error.get("message"),
+             traceback=worker_error.get("traceback"))
+        return 1
+    if returncode == -signal.SIGKILL or returncode == 137:
+        emit_error("oom-killed", "the worker was killed by SIGKILL (out of memory?) while running %s" % args.model)
+        return 1
+    if returncode != 0 or worker_result is None:
+        emit_error("agent-error", "the worker exited with status %s and no result" % returncode)
+        return 1
+    samples = sampler.samples if sampler is not None else []
+    marks = sampler.phase_marks if sampler is not None else []
+    worker_result.pop("type", None)
+    worker_result.pop("v", None)
+    loads = [worker_result["peak_rss_load_bytes"], worker_result["peak_rss_inference_bytes"]]
+    result = dict(worker_result)
+    result.update(cooldown)
+    result["peak_rss_bytes"] = max(v for v in loads if v is not None) if any(v is not None for v in loads) else None
+    result["sample_interval_s"] = args.sample_interval
+    result["samples"] = samples
+    result["phase_marks"] = marks
+    result.update(summarize_run(samples, marks, freq_before))
+    emit("result", result=result)
+    return 0
+
+
+def forward_signals_to(child):
+    """SIGTERM/SIGINT/SIGHUP on the agent stop its worker too: no orphan left on the board."""
+
+    def handler(signum, frame):
+        try:
+            child.kill()
+        except OSError:
+            pass
+        raise SystemExit(128 + signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
+def outputs_main(args):
+    """Run every input of a dataset through the model and save the outputs as .npz."""
+    try:
+        import numpy as np
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise AgentFailure("missing-runtime", "%s is not installed for %s" % (exc.name, sys.executable))
+    options = ort.SessionOptions()
+    if args.threads:
+        options.intra_op_num_threads = args.threads
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(args.model, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise AgentFailure("model-error", "cannot load model %s: %s" % (args.model, first_line(exc)))
+    try:
+        data = np.load(args.dataset, allow_pickle=False)
+        inputs = data["inputs"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise AgentFailure("input-error", "cannot read dataset %s: %s" % (args.dataset, first_line(exc)))
+    spec = session.get_inputs()[0]
+    dtype = ORT_TYPES.get(spec.type, "float32")
+    batch = args.batch
+    outputs = None
+    for start in range(0, len(inputs), batch):
+        chunk = inputs[start:start + batch].astype(dtype)
+        try:
+            result = session.run(None, {spec.name: chunk})
+        except Exception as exc:
+            raise AgentFailure("model-error", "inference on the dataset failed: %s" % first_line(exc))
+        if outputs is None:
+            outputs = [[] for _ in result]
+        for index, value in enumerate(result):
+            outputs[index].append(value)
+    names = [o.name for o in session.get_outputs()]
+    arrays = {"output_%d" % i: np.concatenate(parts) for i, parts in enumerate(outputs or [])}
+    tmp = args.out + ".tmp"
+    with open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    os.replace(tmp, args.out)
+    emit("outputs", path=os.path.abspath(args.out), count=int(len(inputs)), output_names=names)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="farm-agent", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version="farm-agent %s (protocol %d)" % (AGENT_VERSION, PROTOCOL_VERSION))
+    verbs = parser.add_subparsers(dest="verb")
+    facts = verbs.add_parser("facts")
+    facts.add_argument("--workdir", default=".")
+    bench = verbs.add_parser("bench")
+    bench.add_argument("--model", required=True)
+    bench.add_argument("--runs", type=int, default=100)
+    bench.add_argument("--min-seconds", type=float, default=1.0)
+    bench.add_argument("--max-seconds", type=float, default=600.0)
+    bench.add_argument("--warmup", type=int, default=10)
+    bench.add_argument("--threads", type=int, default=0)
+    bench.add_argument("--shape", action="append")
+    bench.add_argument("--sample-interval", type=float, default=1.0)
+    bench.add_argument("--cooldown-s", type=float, default=0.0)
+    bench.add_argument("--cooldown-below-c", type=float, default=None)
+    bench.add_argument("--cooldown-max-s", type=float, default=60.0)
+    outputs = verbs.add_parser("outputs")
+    outputs.add_argument("--model", required=True)
+    outputs.add_argument("--dataset", required=True)
+    outputs.add_argument("--out", required=True)
+    outputs.add_argument("--threads", type=int, default=0)
+    outputs.add_argument("--batch", type=int, default=1)
+    worker = verbs.add_parser("_worker")
+    worker.add_argument("config")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.verb == "facts":
+            emit("facts", facts=collect_facts(args.workdir))
+            return 0
+        if args.verb == "bench":
+            return bench_main(args)
+        if args.verb == "outputs":
+            return outputs_main(args)
+        if args.verb == "_worker":
+            worker_main(json.loads(args.config))
+            return 0
+        emit_error("agent-error", "no verb given (facts, bench, outputs)")
+        return 2
+    except AgentFailure as exc:
+        emit_error(exc.kind, str(exc))
+        return 1
+    except MemoryError:
+        emit_error("oom-killed", "out of memory (MemoryError)", traceback.format_exc())
+        return 1
+    except Exception as exc:  # the agent must answer in protocol, whatever happens
+        emit_error("agent-error", "%s: %s" % (type(exc).__name__, first_line(exc)), traceback.format_exc())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

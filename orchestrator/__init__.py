@@ -1,0 +1,3 @@
+"""farm: benchmark ML models across a farm of edge boards."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,395 @@
+"""Statistics on latency samples: per-run summaries and baseline comparisons.
+
+Pure logic (numpy + scipy), no I/O: the runner, the store, the report and
+``farm compare`` all call these functions, and so do the unit tests.
+
+Two questions are answered here:
+
+* *What did this run measure?*  :func:`summarize_latency` turns the raw
+  per-inference latencies (ms) of one run into the figures a benchmark
+  engineer expects (min/mean/median/p90/p99/max/stdev, FPS), a 95 %
+  confidence interval for the median, and a ``noisy`` flag.
+* *Did it get slower?*  :func:`compare_samples` compares a new run's samples
+  with a baseline's (a rank test AND a minimum effect on the medians, with a
+  confidence interval that says when the data cannot tell);
+  :func:`compare_values` does the same threshold check for single numbers
+  that have no samples (peak memory bytes, model size bytes).
+
+Why medians and rank tests: latency distributions on a board are skewed with
+a long right tail (scheduler preemption, page faults, thermal steps), so the
+mean and t-tests are pulled around by a few slow runs. The median and the
+Mann-Whitney U test only use the order of the samples and make no assumption
+about their distribution.
+
+What the statistics cannot see: they treat the samples of a run as
+independent draws. Drift *between* runs (a shared 2-core CI machine drifts
+5-15 % between back-to-back runs) is not in the samples of either run, so no
+test on them can detect it. The guards against it are the minimum effect size
+(``min_effect_pct``, default 5 %) and measuring A and B interleaved in one
+session (A B A B ...), which keeps A/A pairs within ~3 % on that machine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_MIN_EFFECT_PCT",
+    "MEDIAN_CI_LEVEL",
+    "MIN_SAMPLES_TO_TEST",
+    "NOISY_CV",
+    "VERDICTS",
+    "Comparison",
+    "LatencySummary",
+    "Verdict",
+    "compare_samples",
+    "compare_values",
+    "median_confidence_interval",
+    "summarize_latency",
+]
+
+#: A run whose coefficient of variation (sample stdev / mean) is above this is
+#: flagged ``noisy``. Why 10 %: single-stream inference with a fixed input on an
+#: otherwise idle board typically scatters by a few percent; a CV above 10 % is
+#: twice the default 5 % regression threshold and in practice means something
+#: else was going on (throttling, frequency scaling, another process, swapping,
+#: a bimodal cache/allocator effect). Such a run is kept but marked, so nobody
+#: uses it as a baseline or reads its mean without looking at the spread.
+NOISY_CV = 0.10
+
+#: Confidence level of the median interval and of the median-change interval.
+MEDIAN_CI_LEVEL = 0.95
+
+#: Smallest relative change of the median (percent) that counts as a
+#: regression/improvement. 5 %: below that, run-to-run drift of the lab
+#: machines (5-15 % back to back, ~3 % interleaved) makes the change
+#: meaningless even when a test on the samples calls it significant.
+DEFAULT_MIN_EFFECT_PCT = 5.0
+
+#: Significance level of the two-sided Mann-Whitney U test. 1 % rather than
+#: 5 %: nightly gating runs many board x variant cells, and each false alarm
+#: costs a person's time.
+DEFAULT_ALPHA = 0.01
+
+#: Fewer samples than this on either side of a comparison gives
+#: "inconclusive": with n < 5 the median CI cannot reach 95 % coverage even
+#: at [min, max] (coverage 1 - 2**(1-n), 94 % at n = 5 and less below), and
+#: the rank test has almost no power.
+MIN_SAMPLES_TO_TEST = 5
+
+Verdict = Literal["improved", "unchanged", "regressed", "inconclusive"]
+VERDICTS: tuple[str, ...] = ("improved", "unchanged", "regressed", "inconclusive")
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Summary of one run's per-inference latencies. Times in ms.
+
+    ``fps`` is 1000 / mean latency: the throughput of *sequential,
+    single-stream* inference (one request at a time, batch as measured). It is
+    not the throughput of a pipelined or multi-stream server, which can be
+    higher.
+
+    ``median_ci_low_ms`` / ``median_ci_high_ms`` bound the median with 95 %
+    confidence (see :func:`median_confidence_interval`); ``noisy`` is
+    ``cv > NOISY_CV``.
+    """
+
+    runs: int
+    latency_ms_min: float
+    latency_ms_mean: float
+    latency_ms_p50: float
+    latency_ms_p90: float
+    latency_ms_p99: float
+    latency_ms_max: float
+    latency_ms_stdev: float
+    fps: float
+    cv: float
+    median_ci_low_ms: float
+    median_ci_high_ms: float
+    noisy: bool
+
+    def as_dict(self) -> dict[str, float | int | bool]:
+        """The fields by name, as plain Python numbers (JSON-serializable)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Result of comparing a new run's latency samples with a baseline's.
+
+    ``change_pct`` is the relative change of the median in percent, positive =
+    the new run is slower. ``change_ci_low_pct`` / ``change_ci_high_pct`` are
+    the 95 % confidence interval of that change (None when either side has
+    fewer than ``MIN_SAMPLES_TO_TEST`` samples). ``reason`` is one sentence
+    for people saying why the verdict came out as it did.
+    """
+
+    base_p50_ms: float
+    new_p50_ms: float
+    change_pct: float
+    p_value: float
+    verdict: Verdict
+    base_runs: int
+    new_runs: int
+    change_ci_low_pct: float | None
+    change_ci_high_pct: float | None
+    min_effect_pct: float
+    alpha: float
+    reason: str
+
+    def as_dict(self) -> dict[str, object]:
+        """The fields by name, as plain Python values (JSON-serializable)."""
+        return dataclasses.asdict(self)
+
+
+def _as_latencies(samples_ms: Sequence[float], what: str) -> np.ndarray:
+    """Validate latency samples: a non-empty 1-D sequence of finite numbers > 0."""
+    values = np.asarray(samples_ms, dtype=float)
+    if values.ndim != 1:
+        raise ValueError(f"{what}: expected a flat sequence of latencies, got shape {values.shape}")
+    if values.size == 0:
+        raise ValueError(f"{what}: no latency samples")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{what}: latency samples must be finite numbers (found NaN or inf)")
+    if np.any(values <= 0):
+        raise ValueError(f"{what}: latency samples must be > 0 ms (found {values.min()!r})")
+    return values
+
+
+def _median_ci_ranks(n: int, level: float) -> tuple[int, float]:
+    """Rank j (1-based) of the order-statistic median interval, and its exact coverage.
+
+    The interval is [x(j), x(n+1-j)]; j is the largest rank whose coverage
+    1 - 2 * P(B <= j - 1), B ~ Binomial(n, 1/2), is still >= ``level``.
+    When no j >= 1 reaches ``level`` (n <= 5 at 95 %) j = 1, i.e. [min, max].
+    """
+    tail = (1.0 - level) / 2.0
+    # P(B <= j-1) <= tail  <=>  j-1 <= the largest m with cdf(m) <= tail.
+    m = int(stats.binom.ppf(tail, n, 0.5))  # smallest m with cdf(m) >= tail
+    if stats.binom.cdf(m, n, 0.5) > tail:
+        m -= 1
+    j = max(m + 1, 1)
+    coverage = 1.0 - 2.0 * float(stats.binom.cdf(j - 1, n, 0.5))
+    return j, coverage
+
+
+def median_confidence_interval(
+    samples: Sequence[float], level: float = MEDIAN_CI_LEVEL
+) -> tuple[float, float, float]:
+    """Distribution-free confidence interval for the median, from order statistics.
+
+    Returns ``(low, high, coverage)``. Method: sort the n samples
+    x(1) <= ... <= x(n). The number B of samples below the true median is
+    Binomial(n, 1/2) whatever the distribution (only continuity is assumed),
+    so [x(j), x(n+1-j)] contains the median with probability
+    P(j <= B <= n - j) = 1 - 2 * P(B <= j - 1). The largest j whose coverage is
+    still >= ``level`` is used, so the interval is exact-conservative: its
+    true coverage (returned as ``coverage``, e.g. 0.957 at n = 30) is at
+    least ``level``, with no normal approximation and no resampling.
+
+    Tiny samples: for n <= 5 no pair of order statistics reaches 95 %; the
+    interval is then [min, max] and ``coverage`` (1 - 2**(1-n): 0.94 at n = 5,
+    0.5 at n = 2, 0 at n = 1 where min = max = the sample) says how little
+    it is worth.
+    """
+    ordered = np.sort(np.asarray(samples, dtype=float))
+    n = ordered.size
+    if n == 0:
+        raise ValueError("median_confidence_interval: no samples")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"median_confidence_interval: level must be in (0, 1), got {level!r}")
+    j, coverage = _median_ci_ranks(n, level)
+    return float(ordered[j - 1]), float(ordered[n - j]), coverage
+
+
+def summarize_latency(samples_ms: Sequence[float]) -> LatencySummary:
+    """Summarize one run's per-inference latencies (ms).
+
+    Percentiles use numpy's default (linear interpolation between closest
+    ranks), so p50 is the ordinary median. ``latency_ms_stdev`` is the sample
+    standard deviation (ddof = 1), 0.0 for a single sample. See
+    :class:`LatencySummary` for what ``fps``, ``cv``, the median interval and
+    ``noisy`` mean; for n <= 5 the median interval is [min, max] (see
+    :func:`median_confidence_interval`).
+
+    Raises ValueError on empty input, or samples that are not finite and > 0.
+    """
+    values = _as_latencies(samples_ms, "summarize_latency")
+    n = int(values.size)
+    mean = float(np.mean(values))
+    stdev = float(np.std(values, ddof=1)) if n > 1 else 0.0
+    p50, p90, p99 = (float(v) for v in np.percentile(values, [50.0, 90.0, 99.0]))
+    ci_low, ci_high, _ = median_confidence_interval(values)
+    cv = stdev / mean
+    return LatencySummary(
+        runs=n,
+        latency_ms_min=float(np.min(values)),
+        latency_ms_mean=mean,
+        latency_ms_p50=p50,
+        latency_ms_p90=p90,
+        latency_ms_p99=p99,
+        latency_ms_max=float(np.max(values)),
+        latency_ms_stdev=stdev,
+        fps=1000.0 / mean,
+        cv=cv,
+        median_ci_low_ms=ci_low,
+        median_ci_high_ms=ci_high,
+        noisy=bool(cv > NOISY_CV),
+    )
+
+
+def _log_median_se(values: np.ndarray) -> float:
+    """Standard error of log(median), from the order-statistic median interval.
+
+    McKean & Schrader (1984): the distance between the interval's order
+    statistics is about 2 z standard errors; z is taken from the interval's
+    exact binomial coverage rather than the nominal 95 % (the refinement of
+    Price & Bonett 2002), which matters for small n where the interval
+    over-covers.
+    """
+    low, high, coverage = median_confidence_interval(values)
+    z = float(stats.norm.ppf((1.0 + coverage) / 2.0))
+    return (math.log(high) - math.log(low)) / (2.0 * z)
+
+
+def compare_samples(
+    base_ms: Sequence[float],
+    new_ms: Sequence[float],
+    *,
+    min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
+    alpha: float = DEFAULT_ALPHA,
+) -> Comparison:
+    """Compare a new run's latency samples (ms) with a baseline's.
+
+    The effect is the relative change of the medians,
+    ``change_pct = 100 * (median(new) / median(base) - 1)`` (positive =
+    slower). Its 95 % confidence interval comes from the two medians' own
+    distribution-free intervals, with no bootstrap: each interval gives a
+    standard error of the log-median (:func:`_log_median_se`), the two are
+    combined as for independent estimates, and
+    ``exp(log ratio +/- 1.96 * sqrt(se_base**2 + se_new**2)) - 1`` bounds the
+    change (Price & Bonett 2002, CI for a ratio of medians). The p-value is
+    the two-sided Mann-Whitney U test on the raw samples.
+
+    Verdict rules, in order (m = ``min_effect_pct``):
+
+    1. fewer than ``MIN_SAMPLES_TO_TEST`` (5) samples on either side ->
+       "inconclusive" (too few to test);
+    2. p < alpha and the whole change CI is >= +m -> "regressed";
+       p < alpha and the whole change CI is <= -m -> "improved";
+    3. the whole change CI is inside (-m, +m) -> "unchanged" (whether or not
+       the test is significant: a real but small change is not worth a flag);
+    4. anything else -> "inconclusive": the CI straddles +m or -m, so the
+       data cannot tell whether the change is bigger than m (too noisy, or
+       too few samples for this noise), or the rank test and the medians
+       disagree (large median change, not significant).
+
+    This is "significant AND |change| >= m -> regressed/improved, otherwise
+    unchanged", made honest about noise: a point estimate only counts when its
+    interval is on one side of the threshold. An A/A pair (same distribution)
+    has a change near 0 with a CI well inside +/-5 % once there are enough
+    samples, so it comes out "unchanged".
+
+    Raises ValueError on empty or invalid samples, alpha outside (0, 1), or
+    min_effect_pct <= 0 (a zero threshold would leave "unchanged" unreachable).
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"compare_samples: alpha must be in (0, 1), got {alpha!r}")
+    if not (math.isfinite(min_effect_pct) and min_effect_pct > 0.0):
+        raise ValueError(f"compare_samples: min_effect_pct must be > 0, got {min_effect_pct!r}")
+    base = _as_latencies(base_ms, "compare_samples(base)")
+    new = _as_latencies(new_ms, "compare_samples(new)")
+    base_p50 = float(np.median(base))
+    new_p50 = float(np.median(new))
+    change_pct = (new_p50 - base_p50) * 100.0 / base_p50
+    p_value = float(stats.mannwhitneyu(base, new, alternative="two-sided").pvalue)
+    if math.isnan(p_value):  # defensive: no information means no evidence of a change
+        p_value = 1.0
+    m = float(min_effect_pct)
+
+    def result(verdict: Verdict, reason: str, ci: tuple[float, float] | None) -> Comparison:
+        return Comparison(
+            base_p50_ms=base_p50,
+            new_p50_ms=new_p50,
+            change_pct=change_pct,
+            p_value=p_value,
+            verdict=verdict,
+            base_runs=int(base.size),
+            new_runs=int(new.size),
+            change_ci_low_pct=None if ci is None else ci[0],
+            change_ci_high_pct=None if ci is None else ci[1],
+            min_effect_pct=m,
+            alpha=float(alpha),
+            reason=reason,
+        )
+
+    if base.size < MIN_SAMPLES_TO_TEST or new.size < MIN_SAMPLES_TO_TEST:
+        return result(
+            "inconclusive",
+            f"too few samples to test ({base.size} vs {new.size}; need >= {MIN_SAMPLES_TO_TEST} each)",
+            None,
+        )
+
+    log_ratio = math.log(new_p50 / base_p50)
+    se = math.hypot(_log_median_se(base), _log_median_se(new))
+    z = float(stats.norm.ppf((1.0 + MEDIAN_CI_LEVEL) / 2.0))
+    ci_low = 100.0 * math.expm1(log_ratio - z * se)
+    ci_high = 100.0 * math.expm1(log_ratio + z * se)
+    ci = (ci_low, ci_high)
+    where = f"median {change_pct:+.1f}% (95% CI {ci_low:+.1f}% to {ci_high:+.1f}%), p={p_value:.2g}"
+
+    significant = p_value < alpha
+    if significant and ci_low >= m:
+        return result("regressed", f"{where}: slower by at least {m:g}%", ci)
+    if significant and ci_high <= -m:
+        return result("improved", f"{where}: faster by at least {m:g}%", ci)
+    if -m < ci_low and ci_high < m:
+        return result("unchanged", f"{where}: any change is smaller than {m:g}%", ci)
+    if not significant and abs(change_pct) >= m:
+        why = f"medians differ by >= {m:g}% but the rank test is not significant at {alpha:g}"
+    else:
+        why = f"too noisy to tell: the CI straddles {'+' if change_pct >= 0 else '-'}{m:g}%"
+    return result("inconclusive", f"{where}: {why}", ci)
+
+
+def compare_values(
+    base: float | None,
+    new: float | None,
+    *,
+    min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
+) -> tuple[float | None, Verdict]:
+    """Compare two single numbers where bigger is worse (peak memory bytes, size bytes).
+
+    Returns ``(change_pct, verdict)`` with ``change_pct = 100 * (new - base) / |base|``
+    (positive = new is bigger). There are no samples, hence no test: "regressed"
+    when the new value is bigger by >= ``min_effect_pct`` percent,
+    "improved" when smaller by that much, else "unchanged". A missing value
+    (None or NaN) on either side -> ``(None, "inconclusive")``. A zero base
+    has no relative change: ``change_pct`` is None and the verdict is
+    "unchanged" if new is also 0, else "regressed"/"improved" by its sign
+    (any change from 0 is infinitely many percent).
+    """
+    if not (math.isfinite(min_effect_pct) and min_effect_pct > 0.0):
+        raise ValueError(f"compare_values: min_effect_pct must be > 0, got {min_effect_pct!r}")
+    if base is None or new is None or math.isnan(base) or math.isnan(new):
+        return None, "inconclusive"
+    base_f, new_f = float(base), float(new)
+    if math.isinf(base_f) or math.isinf(new_f):
+        raise ValueError(f"compare_values: values must be finite, got {base!r} and {new!r}")
+    if base_f == 0.0:
+        if new_f == 0.0:
+            return 0.0, "unchanged"
+        return None, "regressed" if new_f > 0.0 else "improved"
+    change_pct = (new_f - base_f) * 100.0 / abs(base_f)
+    if change_pct >= min_effect_pct:
+        return change_pct, "regressed"
+    if change_pct <= -min_effect_pct:
+        return change_pct, "improved"
+    return change_pct, "unchanged"

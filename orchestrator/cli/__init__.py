@@ -1,0 +1,104 @@
+"""The `farm` command line: a thin typer shell over the core.
+
+Commands parse options, call core functions, and render with rich. Errors become exit codes
+in ONE place (`main`), from the table in orchestrator.errors.ExitStatus.
+"""
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+import typer
+
+import orchestrator
+from orchestrator.cli import state
+from orchestrator.cli.bench_cmd import bench
+from orchestrator.cli.report_cmd import report
+from orchestrator.cli.runs_cmd import runs_app
+from orchestrator.errors import ExitStatus, FarmError
+
+app = typer.Typer(
+    name="farm",
+    help="Benchmark ML models across a farm of edge boards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"farm {orchestrator.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    state.debug = debug
+
+
+app.command(help=bench.__doc__)(bench)
+app.command(help=report.__doc__)(report)
+app.add_typer(runs_app, name="runs")
+
+
+def _register_optional() -> None:
+    """Sub-apps that live in their own modules (added as the product grows)."""
+    try:
+        from orchestrator.cli.lab_cmd import lab_app
+    except ImportError:
+        return
+    app.add_typer(lab_app, name="lab")
+
+
+_register_optional()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `farm` console script: run the app, map every error to an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        result = app(args=args, prog_name="farm", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        state.err.print("[red]farm: interrupted[/red]")
+        return int(ExitStatus.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        return int(ExitStatus.USAGE)
+    except FarmError as exc:
+        if state.debug:
+            traceback.print_exc()
+        state.err.print(f"[red]farm: error:[/red] {_escape(str(exc))}", highlight=False)
+        return int(exc.exit_status)
+    except KeyboardInterrupt:
+        state.err.print("[red]farm: interrupted[/red] (finished results are stored)")
+        return int(ExitStatus.INTERRUPTED)
+    except Exception as exc:  # the single place that turns a bug into a message
+        if state.debug:
+            traceback.print_exc()
+        state.err.print(
+            f"[red]farm: internal error:[/red] {_escape(type(exc).__name__)}: {_escape(str(exc))} "
+            "(run with --debug for the traceback)",
+            highlight=False,
+        )
+        return int(ExitStatus.ERROR)
+    return int(result if isinstance(result, int) else ExitStatus.OK)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+
+def run() -> None:
+    """The `farm` console script."""
+    sys.exit(main())

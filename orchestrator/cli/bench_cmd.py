@@ -1,0 +1,63 @@
+"""`farm bench`: parse options, build the plan, run it with a progress display, print a summary."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from orchestrator.cli import render, state
+from orchestrator.errors import ExitStatus
+
+
+def bench(
+    model: Optional[List[Path]] = typer.Option(None, "--model", "-m", help="ONNX model file (repeatable). Default: the bundled demo models."),
+    runs: int = typer.Option(100, "--runs", "-n", min=1, help="Measure at least this many runs..."),
+    min_seconds: float = typer.Option(1.0, "--min-seconds", min=0.0, help="...and at least this many seconds."),
+    max_seconds: float = typer.Option(300.0, "--max-seconds", min=0.1, help="Stop measuring after this long even if --runs is not reached (marked truncated)."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Unmeasured runs after the first inference."),
+    threads: int = typer.Option(0, "--threads", "-t", min=0, help="Intra-op threads on the board (0: the runtime's default)."),
+    shape: Optional[List[str]] = typer.Option(None, "--shape", help="Input shape for dynamic dims, NAME=1x3x224x224 (repeatable)."),
+    sample_interval: float = typer.Option(1.0, "--sample-interval", min=0.0, help="Memory/CPU/thermal sampling interval in seconds (0.01–; 0 turns sampling off)."),
+    cooldown: float = typer.Option(0.0, "--cooldown", min=0.0, help="Seconds to rest the board before each job."),
+    cooldown_below: Optional[float] = typer.Option(None, "--cooldown-below", help="Also wait (capped) until the hottest thermal zone is below this °C."),
+    inventory: Optional[str] = typer.Option(None, "--inventory", "-i", envvar="FARM_INVENTORY", help="Inventory YAML (default: the built-in local board)."),
+    limit: Optional[str] = typer.Option(None, "--limit", "-l", help="Boards to use: names, groups, globs, tag:key=value; comma-separated; !pattern excludes."),
+    forks: int = typer.Option(8, "--forks", "-f", min=1, help="Boards benchmarked in parallel."),
+    accept_new_host_keys: bool = typer.Option(False, "--accept-new-host-keys", help="Accept (and record) host keys not yet in known_hosts. Changed keys are always refused."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database: SQLAlchemy URL or SQLite file path."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Where to write the HTML report (default: reports/<run id>.html)."),
+    no_report: bool = typer.Option(False, "--no-report", help="Do not write an HTML report."),
+) -> int:
+    """Benchmark models on boards, store the results, print a summary and write an HTML report."""
+    from orchestrator.bench import BenchRequest, run_bench
+    from orchestrator.runner import BenchSettings
+
+    if min_seconds > max_seconds:
+        raise typer.BadParameter("--min-seconds must not exceed --max-seconds", param_hint="--min-seconds")
+    if 0 < sample_interval < 0.01:
+        raise typer.BadParameter("use 0 (off) or at least 0.01 s", param_hint="--sample-interval")
+    settings = BenchSettings(
+        runs=runs, min_seconds=min_seconds, max_seconds=max_seconds, warmup=warmup, threads=threads,
+        sample_interval_s=sample_interval, cooldown_s=cooldown, cooldown_below_c=cooldown_below,
+        shapes=tuple(shape or ()),
+    )
+    request = BenchRequest(
+        model_paths=list(model or []), settings=settings, inventory=inventory, limit=limit, forks=forks,
+        accept_new_host_keys=accept_new_host_keys, db_url=db, report_path=report, write_report=not no_report,
+    )
+    with render.BenchProgress(state.err) as progress:
+        outcome = run_bench(request, on_event=progress.on_event)
+    state.out.print(f"run [bold]{outcome.run.run_id}[/bold] ({outcome.run.status})")
+    state.out.print(render.summary_table([o.row for o in outcome.run.outcomes]))
+    for failure in outcome.run.failed:
+        state.err.print(
+            f"[red]failed[/red] {render.escape(failure.board)} / {render.escape(failure.model)} / "
+            f"{render.escape(failure.variant)}: [bold]{failure.row.get('error_kind')}[/bold] "
+            f"{render.escape(str(failure.row.get('error_message')))}",
+            highlight=False,
+        )
+    if outcome.report_path is not None:
+        state.out.print(f"report: {outcome.report_path}")
+    state.out.print(f"database: {outcome.db_url}", style="dim")
+    return ExitStatus.BOARD_FAILURE if outcome.run.failed else ExitStatus.OK

@@ -1,0 +1,346 @@
+"""The plan (boards × models × variants × settings) and its execution.
+
+Boards run in parallel (a bounded pool), one job at a time per board. Each job's result —
+success or failure with a kind — is written to the store as soon as the job ends, so an
+interrupted run keeps everything that finished. A failed board never stops the others.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import orchestrator
+from orchestrator.agent_client import AgentClient
+from orchestrator.analysis import summarize_latency
+from orchestrator.boards import Board
+from orchestrator.errors import AgentError, FarmError, TransportError
+from orchestrator.models import ModelFile
+from orchestrator.store import Store
+from orchestrator.transport import Transport, open_transport
+
+# Export fields measured per result beyond the latency summary (issue 6 names, kept stable).
+MEASUREMENT_EXPORT_FIELDS = (
+    "peak_rss_load_bytes",
+    "peak_rss_inference_bytes",
+    "rss_steady_bytes",
+    "cpu_percent_mean",
+    "temp_c_max",
+    "freq_drop",
+    "throttled",
+    "sample_interval_s",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchSettings:
+    """How each job measures. Units in the names; `threads=0` means the runtime's default."""
+
+    runs: int = 100
+    min_seconds: float = 1.0
+    max_seconds: float = 300.0
+    warmup: int = 10
+    threads: int = 0
+    sample_interval_s: float = 1.0
+    cooldown_s: float = 0.0
+    cooldown_below_c: float | None = None
+    cooldown_max_s: float = 60.0
+    shapes: tuple[str, ...] = ()
+    load_timeout_s: float = 300.0
+
+    def settings_hash(self) -> str:
+        """Identifies settings that change what is measured (not timeouts)."""
+        measured = dataclasses.asdict(self)
+        for key in ("max_seconds", "load_timeout_s", "cooldown_max_s"):
+            measured.pop(key)
+        text = json.dumps(measured, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def job_timeout_s(self) -> float:
+        return self.max_seconds + self.load_timeout_s + self.cooldown_s + self.cooldown_max_s
+
+    def agent_args(self, board_model_path: str) -> list[str]:
+        args = [
+            "--model", board_model_path,
+            "--runs", str(self.runs),
+            "--min-seconds", repr(self.min_seconds),
+            "--max-seconds", repr(self.max_seconds),
+            "--warmup", str(self.warmup),
+            "--threads", str(self.threads),
+            "--sample-interval", repr(self.sample_interval_s),
+            "--cooldown-s", repr(self.cooldown_s),
+            "--cooldown-max-s", repr(self.cooldown_max_s),
+        ]
+        if self.cooldown_below_c is not None:
+            args += ["--cooldown-below-c", repr(self.cooldown_below_c)]
+        for shape in self.shapes:
+            args += ["--shape", shape]
+        return args
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One cell of the matrix: a model variant file to measure on a board."""
+
+    model: ModelFile
+    variant: str
+    variant_path: Path
+    variant_details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    build_error: str | None = None  # a variant that failed to build is recorded, not run
+
+
+@dataclasses.dataclass
+class JobOutcome:
+    board: str
+    model: str
+    variant: str
+    status: str  # ok | failed
+    row: dict[str, Any]
+    result_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    run_id: str
+    outcomes: list[JobOutcome]
+    status: str  # finished | failed | interrupted
+
+    @property
+    def failed(self) -> list[JobOutcome]:
+        return [o for o in self.outcomes if not o.ok]
+
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+def _no_event(kind: str, info: dict[str, Any]) -> None:
+    pass
+
+
+def controller_record() -> dict[str, Any]:
+    return {
+        "farm_version": orchestrator.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "hostname": platform.node(),
+        "argv": sys.argv[1:],
+    }
+
+
+class BenchRunner:
+    """Runs one `farm bench`: stores a run, executes every job, never loses a finished result."""
+
+    def __init__(
+        self,
+        store: Store,
+        boards: Sequence[Board],
+        jobs: Sequence[Job],
+        settings: BenchSettings,
+        forks: int = 8,
+        on_event: Event = _no_event,
+        transport_factory: Callable[[Board], Transport] = open_transport,
+    ) -> None:
+        self.store = store
+        self.boards = list(boards)
+        self.jobs = list(jobs)
+        self.settings = settings
+        self.forks = max(1, forks)
+        self.on_event = on_event
+        self.transport_factory = transport_factory
+        self._cancel = threading.Event()
+        self._transports: dict[str, Transport] = {}
+        self._lock = threading.Lock()
+
+    def run(self) -> RunOutcome:
+        settings_record = {
+            **dataclasses.asdict(self.settings),
+            "boards": [b.name for b in self.boards],
+            "models": [j.model.name for j in self.jobs],
+            "variants": sorted({j.variant for j in self.jobs}),
+        }
+        run_id = self.store.create_run(settings_record, controller_record(), orchestrator.__version__)
+        self.on_event("run_started", {"run_id": run_id, "jobs": len(self.boards) * len(self.jobs)})
+        outcomes: list[JobOutcome] = []
+        status = "finished"
+        pool = ThreadPoolExecutor(max_workers=min(self.forks, len(self.boards)) or 1, thread_name_prefix="farm-board")
+        futures: dict[Future, Board] = {pool.submit(self._run_board, run_id, b): b for b in self.boards}
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    outcomes.extend(future.result())
+        except KeyboardInterrupt:
+            status = "interrupted"
+            self._cancel.set()
+            with self._lock:
+                for transport in self._transports.values():
+                    transport.close()  # stops the command running on the board
+            for future in futures:
+                future.cancel()
+            for future in futures:
+                if not future.cancelled():
+                    try:
+                        outcomes.extend(future.result(timeout=30))
+                    except Exception:  # the board thread was cut mid-job; its job is not stored
+                        pass
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.store.finish_run(run_id, status)
+            raise
+        pool.shutdown(wait=True)
+        if outcomes and all(not o.ok for o in outcomes):
+            status = "failed"
+        self.store.finish_run(run_id, status)
+        self.on_event("run_finished", {"run_id": run_id, "status": status})
+        return RunOutcome(run_id=run_id, outcomes=outcomes, status=status)
+
+    # --- one board ----------------------------------------------------------------------
+
+    def _run_board(self, run_id: str, board: Board) -> list[JobOutcome]:
+        outcomes: list[JobOutcome] = []
+        transport = self.transport_factory(board)
+        with self._lock:
+            self._transports[board.name] = transport
+        client = AgentClient(transport, python=board.python)
+        try:
+            try:
+                self.on_event("board_connecting", {"board": board.name})
+                facts = client.facts(timeout_s=max(60.0, board.connect_timeout_s * 3))
+            except (TransportError, AgentError) as exc:
+                # the board is unusable: every job on it fails with the same kind
+                for job in self.jobs:
+                    outcomes.append(self._store_failure(run_id, board, job, exc.kind, str(exc), {}))
+                return outcomes
+            self.on_event("board_ready", {"board": board.name, "facts": facts})
+            for job in self.jobs:
+                if self._cancel.is_set():
+                    break
+                outcomes.append(self._run_job(run_id, board, client, facts, job))
+        finally:
+            transport.close()
+            with self._lock:
+                self._transports.pop(board.name, None)
+        return outcomes
+
+    def _run_job(self, run_id: str, board: Board, client: AgentClient, facts: dict, job: Job) -> JobOutcome:
+        if job.build_error is not None:
+            return self._store_failure(run_id, board, job, "variant-error", job.build_error, facts)
+        info = {"board": board.name, "model": job.model.name, "variant": job.variant}
+        self.on_event("job_started", info)
+        try:
+            board_path, bytes_sent = client.stage(job.variant_path, suffix=".onnx")
+            self.on_event("job_staged", {**info, "bytes_sent": bytes_sent})
+            reply = client.call(
+                "bench",
+                self.settings.agent_args(board_path),
+                timeout_s=self.settings.job_timeout_s,
+                on_message=lambda m: self._on_agent_message(info, m),
+            )
+        except (TransportError, AgentError) as exc:
+            if self._cancel.is_set():
+                raise
+            return self._store_failure(run_id, board, job, exc.kind, str(exc), facts)
+        message = reply.first("result")
+        if message is None or not isinstance(message.get("result"), dict):
+            return self._store_failure(run_id, board, job, "agent-error", "agent sent no result", facts)
+        try:
+            row, latency_ms, timeseries = result_row(message["result"], job, facts, bytes_sent)
+        except (KeyError, TypeError, ValueError) as exc:
+            return self._store_failure(run_id, board, job, "agent-error", f"malformed bench result: {exc}", facts)
+        row.update(board=board.name, settings_hash=self.settings.settings_hash())
+        result_id = self.store.add_result(run_id, row, latency_ms, timeseries)
+        outcome = JobOutcome(board.name, job.model.name, job.variant, "ok", row, result_id)
+        self.on_event("job_finished", {**info, "row": row})
+        return outcome
+
+    def _on_agent_message(self, info: dict[str, Any], message: dict[str, Any]) -> None:
+        if message["type"] == "phase":
+            self.on_event("job_phase", {**info, "phase": message.get("phase")})
+
+    def _store_failure(self, run_id: str, board: Board, job: Job, kind: str, message: str, facts: dict) -> JobOutcome:
+        row = {
+            "board": board.name,
+            "model": job.model.name,
+            "model_sha256": job.model.sha256,
+            "variant": job.variant,
+            "settings_hash": self.settings.settings_hash(),
+            "status": "failed",
+            "error_kind": kind,
+            "error_message": message[:2000],
+            "model_size_bytes": job.variant_details.get("size_bytes", job.model.size_bytes),
+            "facts": facts,
+            "details": {"variant": job.variant_details},
+        }
+        result_id = self.store.add_result(run_id, row)
+        outcome = JobOutcome(board.name, job.model.name, job.variant, "failed", row, result_id)
+        self.on_event("job_failed", {"board": board.name, "model": job.model.name, "variant": job.variant,
+                                     "kind": kind, "message": message})
+        return outcome
+
+
+def result_row(
+    result: dict[str, Any], job: Job, facts: dict[str, Any], bytes_sent: int
+) -> tuple[dict[str, Any], list[float], list[dict[str, Any]]]:
+    """Turn the agent's bench result into a store row, the raw latencies and the time series."""
+    latency_ms = [float(x) for x in result["latency_ms"]]
+    summary = summarize_latency(latency_ms)
+    stats = summary.as_dict()
+    timeseries = list(result.get("samples") or [])
+    export = {field: result.get(field) for field in MEASUREMENT_EXPORT_FIELDS}
+    export.update(
+        latency_ms_cv=stats["cv"],
+        latency_ms_median_ci_low=stats["median_ci_low_ms"],
+        latency_ms_median_ci_high=stats["median_ci_high_ms"],
+        noisy=stats["noisy"],
+        truncated=bool(result.get("truncated")),
+    )
+    details = {
+        "export": export,
+        "variant": job.variant_details,
+        "inputs": result.get("inputs"),
+        "provider": result.get("provider"),
+        "onnxruntime_version": result.get("onnxruntime_version"),
+        "phase_marks": result.get("phase_marks"),
+        "measure_s": result.get("measure_s"),
+        "cooldown_s": result.get("cooldown_s"),
+        "peak_rss_reset_supported": result.get("peak_rss_reset_supported"),
+        "bytes_sent": bytes_sent,
+        "model_path": str(job.model.path),
+    }
+    row = {
+        "model": job.model.name,
+        "model_sha256": job.model.sha256,
+        "variant": job.variant,
+        "status": "ok",
+        "runs": summary.runs,
+        **{k: stats[k] for k in (
+            "latency_ms_min", "latency_ms_mean", "latency_ms_p50", "latency_ms_p90",
+            "latency_ms_p99", "latency_ms_max", "latency_ms_stdev", "fps",
+        )},
+        "load_ms": float(result["load_ms"]),
+        "first_inference_ms": float(result["first_inference_ms"]),
+        "peak_rss_bytes": result.get("peak_rss_bytes"),
+        "model_size_bytes": job.variant_details.get("size_bytes", job.model.size_bytes),
+        "facts": facts,
+        "details": details,
+    }
+    return row, latency_ms, timeseries
+
+
+def fp32_jobs(models: Sequence[ModelFile]) -> list[Job]:
+    """The plain matrix: each model as it is (variant `fp32`)."""
+    return [Job(model=m, variant="fp32", variant_path=m.path, variant_details={"size_bytes": m.size_bytes}) for m in models]
+
+
+__all__ = ["BenchRunner", "BenchSettings", "Job", "JobOutcome", "RunOutcome", "fp32_jobs", "FarmError"]

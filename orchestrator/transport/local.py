@@ -1,0 +1,107 @@
+"""The built-in `local` board: the agent runs as a subprocess of the controller."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Sequence
+
+from orchestrator.errors import TransportError
+from orchestrator.transport.base import CommandResult, LineCallback
+
+
+class LocalTransport:
+    """Runs commands on this machine. Staged files are used in place (no copy)."""
+
+    def __init__(self, name: str, workdir: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self._workdir = Path(workdir)
+        self._env = env
+
+    @property
+    def workdir(self) -> str:
+        self._workdir.mkdir(parents=True, exist_ok=True)
+        return str(self._workdir)
+
+    def run(
+        self,
+        argv: Sequence[str],
+        timeout_s: float,
+        on_stdout_line: LineCallback | None = None,
+    ) -> CommandResult:
+        started = time.monotonic()
+        env = None
+        if self._env:
+            env = {**os.environ, **self._env}
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                env=env,
+                cwd=self.workdir,
+                start_new_session=True,  # its own process group: we can stop it and its worker
+            )
+        except OSError as exc:
+            raise TransportError(f"{self.name}: cannot start {argv[0]!r}: {exc}", kind="missing-runtime") from exc
+        stderr_chunks: list[str] = []
+        stderr_thread = threading.Thread(
+            target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True
+        )
+        stderr_thread.start()
+        stdout_lines: list[str] = []
+        timed_out = threading.Event()
+
+        def on_timeout() -> None:
+            timed_out.set()
+            _kill_group(proc)
+
+        timer = threading.Timer(timeout_s, on_timeout)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                stdout_lines.append(line)
+                if on_stdout_line is not None:
+                    on_stdout_line(line)
+            proc.wait(timeout=max(1.0, timeout_s))
+        except BaseException:
+            _kill_group(proc)
+            proc.wait(timeout=10)
+            raise
+        finally:
+            timer.cancel()
+            stderr_thread.join(timeout=10)
+        duration_s = time.monotonic() - started
+        if timed_out.is_set():
+            raise TransportError(
+                f"{self.name}: command timed out after {timeout_s:.0f} s: {argv[0]} {' '.join(argv[1:3])}",
+                kind="timeout",
+            )
+        return CommandResult(
+            argv=tuple(argv),
+            exit_code=proc.returncode,
+            stdout="".join(stdout_lines),
+            stderr="".join(stderr_chunks),
+            duration_s=duration_s,
+        )
+
+    def stage_file(self, local_path: Path, remote_name: str, sha256: str) -> tuple[str, int]:
+        return str(Path(local_path).resolve()), 0
+
+    def close(self) -> None:
+        pass
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Stop the command and everything it started (the agent and its worker)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
