@@ -325,9 +325,12 @@ class _wrap_errors:
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            return self.inner.__exit__(exc_type, exc, tb)
+            self.inner.__exit__(exc_type, exc, tb)  # commits, or rolls back when the body failed
         except sa.exc.SQLAlchemyError as error:
             raise StoreError(f"database {self.url}: {_first_line(error)}") from error
+        if isinstance(exc, sa.exc.SQLAlchemyError):
+            raise StoreError(f"database {self.url}: {_first_line(exc)}") from exc
+        return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
 
 import orchestrator
@@ -64,12 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         result = app(args=args, prog_name="farm", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         state.err.print("[red]farm: interrupted[/red]")
         return int(ExitStatus.INTERRUPTED)
-    except click.ClickException as exc:
+    except typer.TyperException as exc:  # bad command line: typer prints usage and the problem
         exc.show()
         return int(ExitStatus.USAGE)
     except FarmError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterable, Mapping
 
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -35,12 +36,12 @@ def _fps(value: float | None) -> str:
 
 def summary_table(rows: Iterable[Mapping[str, Any]]) -> Table:
     """board × model × variant with the numbers people look at first; fits 80 columns."""
-    table = Table(show_edge=False, pad_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
     for name, justify in (("board", "left"), ("model", "left"), ("variant", "left"), ("runs", "right"),
                           ("p50 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
-                          ("peak MiB", "right"), ("size MiB", "right")):
+                          ("RSS MiB", "right"), ("size MiB", "right")):
         numeric = justify == "right"
-        table.add_column(name, justify=justify, overflow="fold", no_wrap=numeric, min_width=None if numeric else 5)
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=numeric)
     for row in rows:
         if row.get("status") != "ok":
             table.add_row(escape(row["board"]), escape(row["model"]), escape(row["variant"]),

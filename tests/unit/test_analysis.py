@@ -295,6 +295,18 @@ def test_min_effect_pct_is_the_threshold() -> None:
     assert compare_samples(base, new, min_effect_pct=20.0).verdict == "unchanged"
 
 
+def test_significant_change_whose_ci_straddles_the_threshold_is_inconclusive() -> None:
+    rng = np.random.default_rng(2)
+    base = lognormal_ms(rng, 20.0, 0.05, 100)
+    new = lognormal_ms(rng, 20.0 * 1.055, 0.05, 100)  # +5.5 %: just past the 5 % threshold
+    result = compare_samples(base, new)
+    # the point estimate alone says "regressed", but its CI reaches below 5 %
+    assert result.p_value < 0.01
+    assert result.change_pct >= 5.0
+    assert result.change_ci_low_pct < 5.0 < result.change_ci_high_pct
+    assert result.verdict == "inconclusive"
+
+
 def test_large_change_without_significance_is_inconclusive() -> None:
     rng = np.random.default_rng(12)
     base = lognormal_ms(rng, 20.0, 0.05, 200)

@@ -1,0 +1,128 @@
+"""`farm bench`, `farm runs`, `farm report` end to end on the local board with real models."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.errors import ExitStatus
+from orchestrator.store import EXPORT_FIELDS, open_store
+
+FAST = ["--runs", "5", "--min-seconds", "0", "--warmup", "1", "--threads", "1", "--sample-interval", "0.05"]
+
+
+def farm(*args: str) -> int:
+    return main(list(args))
+
+
+def exported(db_url: str, run_id: str = "latest") -> list[dict]:
+    return json.loads(_capture(["runs", "export", run_id, "--format", "json", "--db", db_url]))
+
+
+def _capture(args: list[str]) -> str:
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_default_bench_runs_every_demo_model_stores_and_reports(db_url, capsys):
+    assert farm("bench", *FAST, "--db", db_url) == ExitStatus.OK
+    out = capsys.readouterr().out
+    assert "digits_mlp" in out and "yolo_timing" in out
+    records = exported(db_url)
+    assert {(r["board"], r["model"], r["variant"]) for r in records} == {
+        ("local", "digits_mlp", "fp32"), ("local", "yolo_timing", "fp32")}
+    for record in records:
+        assert set(EXPORT_FIELDS) <= set(record)
+        assert record["status"] == "ok" and record["runs"] >= 5
+        assert record["latency_ms_min"] <= record["latency_ms_p50"] <= record["latency_ms_p99"] <= record["latency_ms_max"]
+        assert record["fps"] == pytest.approx(1000.0 / record["latency_ms_mean"])
+        assert record["peak_rss_bytes"] > 0 and record["model_size_bytes"] > 0
+    run_id = records[0]["run_id"]
+    report = Path("reports") / f"{run_id}.html"
+    assert f"report: {report}" in out
+    html = report.read_text()
+    assert "digits_mlp" in html and "yolo_timing" in html and "onnxruntime_version" in html
+
+
+def test_models_are_repeatable_and_csv_export_matches_json(db_url, digits_model, tmp_path):
+    copy = tmp_path / "other.onnx"
+    copy.write_bytes(digits_model.read_bytes())
+    assert farm("bench", *FAST, "--model", str(digits_model), "--model", str(copy), "--db", db_url,
+                "--report", str(tmp_path / "r.html")) == ExitStatus.OK
+    records = exported(db_url)
+    assert sorted(r["model"] for r in records) == ["digits_mlp", "other"]
+    rows = list(csv.DictReader(io.StringIO(_capture(["runs", "export", "latest", "--format", "csv", "--db", db_url]))))
+    assert [r["model"] for r in rows] == [r["model"] for r in records]
+    assert float(rows[0]["latency_ms_p50"]) == pytest.approx(records[0]["latency_ms_p50"])
+    assert (tmp_path / "r.html").exists()
+
+
+def test_runs_ls_lists_the_run(db_url, capsys):
+    assert farm("bench", *FAST, "--model", str(Path(__file__).parents[2] / "orchestrator/demo/digits_mlp.onnx"),
+                "--db", db_url, "--no-report") == ExitStatus.OK
+    capsys.readouterr()
+    assert farm("runs", "ls", "--db", db_url) == ExitStatus.OK
+    out = capsys.readouterr().out
+    assert exported(db_url)[0]["run_id"] in out and "finished" in out
+
+
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["--model", "absent.onnx"], ExitStatus.BAD_INPUT, "model file not found"),
+        (["--model", "corrupt.onnx"], ExitStatus.BAD_INPUT, "not a readable ONNX model"),
+        (["--model", "notes.txt"], ExitStatus.BAD_INPUT, "not a readable ONNX model"),
+        (["--report", "notes.txt/report.html"], ExitStatus.BAD_INPUT, "cannot write the report"),
+        (["--runs", "zero"], ExitStatus.USAGE, "--runs"),
+        (["--runs", "0"], ExitStatus.USAGE, "--runs"),
+        (["--bogus"], ExitStatus.USAGE, "No such option"),
+        (["--limit", "rpi4"], ExitStatus.BAD_INPUT, "needs an inventory"),
+    ],
+)
+def test_bad_input_gives_one_line_an_exit_code_and_no_rows(db_url, tmp_path, capsys, args, status, message):
+    (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x07\x12\x00garbage")
+    (tmp_path / "notes.txt").write_text("hello")
+    assert farm("bench", *FAST, "--db", db_url, *args) == status
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    if os.path.exists(tmp_path / "farm.db"):
+        assert open_store(db_url).count_results() == 0
+
+
+def test_unsynthesisable_input_is_a_stored_failure_with_exit_code(db_url, tmp_path, capsys):
+    from tests import model_factory
+
+    model = model_factory.string_input(tmp_path / "strings.onnx")
+    assert farm("bench", *FAST, "--model", str(model), "--db", db_url, "--no-report") == ExitStatus.BOARD_FAILURE
+    err = capsys.readouterr().err
+    assert "input-error" in err and "cannot synthesise input" in err
+    [record] = exported(db_url)
+    assert record["status"] == "failed" and record["error_kind"] == "input-error"
+
+
+def test_unknown_run_id_and_bad_format(db_url, capsys):
+    assert farm("runs", "export", "nope", "--db", db_url) == ExitStatus.BAD_INPUT
+    assert farm("runs", "export", "latest", "--format", "xml", "--db", db_url) == ExitStatus.USAGE
+    assert farm("report", "latest", "--db", db_url) == ExitStatus.BAD_INPUT
+
+
+def test_console_script_version_help_and_debug(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("farm ")
+    for sub in (["bench"], ["runs"], ["runs", "export"], ["report"]):
+        proc = subprocess.run([sys.executable, "-m", "orchestrator.cli", *sub, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "Usage" in proc.stdout, sub
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "--debug", "bench", "--model", str(tmp_path / "x.onnx")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == ExitStatus.BAD_INPUT and "Traceback" in proc.stderr

@@ -1,0 +1,84 @@
+"""Small real ONNX models made with onnx.helper for tests that need a particular shape of graph."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = [helper.make_opsetid("", 17)]
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def dynamic_batch_matmul(path: Path, features: int = 16) -> Path:
+    """y = x @ W with x of shape [batch, features] where `batch` is symbolic."""
+    weight = numpy_helper.from_array(np.random.default_rng(1).random((features, 4), dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"])],
+        "dynamic_batch",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", features])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [weight],
+    )
+    return save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
+def string_input(path: Path) -> Path:
+    """A model whose input is a string tensor: farm cannot synthesise it."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["out"])],
+        "string_input",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, [1])],
+        [helper.make_tensor_value_info("out", TensorProto.STRING, [1])],
+    )
+    return save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
+def transient_spike(path: Path, spike_bytes: int) -> Path:
+    """Each inference briefly materialises a float32 tensor of `spike_bytes` (Expand → ReduceSum).
+
+    The steady-state RSS stays small; only the kernel's peak (VmHWM) sees the spike.
+    """
+    elements = spike_bytes // 4
+    shape = numpy_helper.from_array(np.array([elements], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Expand", ["x", "shape"], ["big"]),
+            helper.make_node("ReduceSum", ["big"], ["y"], keepdims=0),
+        ],
+        "transient_spike",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
+        [shape],
+    )
+    return save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
+def heavy_load(path: Path, weight_bytes: int) -> Path:
+    """A big initializer that inference barely touches: load allocates far more than inference.
+
+    Only a [1, 1] slice of the weight is used per run, so the load-phase peak (protobuf parse
+    plus the initializer copy) is much higher than the inference-phase peak.
+    """
+    elements = weight_bytes // 4
+    weight = numpy_helper.from_array(np.ones((elements,), dtype=np.float32), "W")
+    starts = numpy_helper.from_array(np.array([0], dtype=np.int64), "starts")
+    ends = numpy_helper.from_array(np.array([1], dtype=np.int64), "ends")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Slice", ["W", "starts", "ends"], ["w1"]),
+            helper.make_node("Mul", ["x", "w1"], ["y"]),
+        ],
+        "heavy_load",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [weight, starts, ends],
+    )
+    return save(helper.make_model(graph, opset_imports=OPSET), path)
