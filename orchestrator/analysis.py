@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Literal, Sequence
 
 import numpy as np
-from scipy import stats
+from statistics import NormalDist
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -159,7 +159,7 @@ def _as_latencies(samples_ms: Sequence[float], what: str) -> np.ndarray:
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{what}: latency samples must be finite numbers (found NaN or inf)")
     if np.any(values <= 0):
-        raise ValueError(f"{what}: latency samples must be > 0 ms (found {values.min()!r})")
+        raise ValueError(f"{what}: latency samples must be > 0 ms (found {float(values.min())!r})")
     return values
 
 
@@ -171,13 +171,23 @@ def _median_ci_ranks(n: int, level: float) -> tuple[int, float]:
     When no j >= 1 reaches ``level`` (n <= 5 at 95 %) j = 1, i.e. [min, max].
     """
     tail = (1.0 - level) / 2.0
+    cdf = _binomial_half_cdf(n)
     # P(B <= j-1) <= tail  <=>  j-1 <= the largest m with cdf(m) <= tail.
-    m = int(stats.binom.ppf(tail, n, 0.5))  # smallest m with cdf(m) >= tail
-    if stats.binom.cdf(m, n, 0.5) > tail:
-        m -= 1
+    m = int(np.searchsorted(cdf, tail, side="right")) - 1  # largest m with cdf(m) <= tail (-1: none)
     j = max(m + 1, 1)
-    coverage = 1.0 - 2.0 * float(stats.binom.cdf(j - 1, n, 0.5))
+    coverage = 1.0 - 2.0 * float(cdf[j - 1])
     return j, coverage
+
+
+def _binomial_half_cdf(n: int) -> np.ndarray:
+    """cdf[k] = P(B <= k) for B ~ Binomial(n, 1/2), k = 0..n, computed in log space.
+
+    Done here with numpy instead of scipy.stats because importing scipy.stats costs ~1 s, and
+    every `farm` command that summarises a run would pay it.
+    """
+    k = np.arange(n + 1)
+    log_pmf = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k]) - n * math.log(2.0)
+    return np.minimum(np.cumsum(np.exp(log_pmf)), 1.0)
 
 
 def median_confidence_interval(
@@ -255,7 +265,7 @@ def _log_median_se(values: np.ndarray) -> float:
     over-covers.
     """
     low, high, coverage = median_confidence_interval(values)
-    z = float(stats.norm.ppf((1.0 + coverage) / 2.0))
+    z = NormalDist().inv_cdf((1.0 + coverage) / 2.0)
     return (math.log(high) - math.log(low)) / (2.0 * z)
 
 
@@ -309,6 +319,8 @@ def compare_samples(
     base_p50 = float(np.median(base))
     new_p50 = float(np.median(new))
     change_pct = (new_p50 - base_p50) * 100.0 / base_p50
+    from scipy import stats  # imported here: ~1 s, only comparisons need it
+
     p_value = float(stats.mannwhitneyu(base, new, alternative="two-sided").pvalue)
     if math.isnan(p_value):  # defensive: no information means no evidence of a change
         p_value = 1.0
@@ -339,7 +351,7 @@ def compare_samples(
 
     log_ratio = math.log(new_p50 / base_p50)
     se = math.hypot(_log_median_se(base), _log_median_se(new))
-    z = float(stats.norm.ppf((1.0 + MEDIAN_CI_LEVEL) / 2.0))
+    z = NormalDist().inv_cdf((1.0 + MEDIAN_CI_LEVEL) / 2.0)
     ci_low = 100.0 * math.expm1(log_ratio - z * se)
     ci_high = 100.0 * math.expm1(log_ratio + z * se)
     ci = (ci_low, ci_high)

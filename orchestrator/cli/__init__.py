@@ -13,6 +13,7 @@ import typer
 import orchestrator
 from orchestrator.cli import state
 from orchestrator.cli.bench_cmd import bench
+from orchestrator.cli.inventory_cmd import inventory_app
 from orchestrator.cli.report_cmd import report
 from orchestrator.cli.runs_cmd import runs_app
 from orchestrator.errors import ExitStatus, FarmError
@@ -44,6 +45,7 @@ def _root(
 app.command(help=bench.__doc__)(bench)
 app.command(help=report.__doc__)(report)
 app.add_typer(runs_app, name="runs")
+app.add_typer(inventory_app, name="inventory")
 
 
 def _register_optional() -> None:

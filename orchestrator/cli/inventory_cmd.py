@@ -1,0 +1,93 @@
+"""`farm inventory ls|check`: what the inventory holds, and what each board really is."""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich import box
+from rich.table import Table
+
+from orchestrator.cli import state
+from orchestrator.cli.render import escape
+from orchestrator.errors import ExitStatus
+
+inventory_app = typer.Typer(help="Show the boards of an inventory and check them.", no_args_is_help=True)
+
+INVENTORY_OPTION = typer.Option(None, "--inventory", "-i", envvar="FARM_INVENTORY", help="Inventory YAML (default: only the built-in local board).")
+LIMIT_OPTION = typer.Option(None, "--limit", "-l", help="Boards to use: names, groups, globs, tag:key=value; comma-separated; !pattern excludes.")
+
+
+@inventory_app.command("ls")
+def inventory_ls(inventory: Optional[str] = INVENTORY_OPTION, limit: Optional[str] = LIMIT_OPTION) -> None:
+    """List boards with their address, groups and tags."""
+    from orchestrator.bench import resolve_boards
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for column in ("board", "address", "groups", "tags"):
+        table.add_column(column, overflow="fold")
+    for board in resolve_boards(inventory, limit, accept_new_host_keys=False):
+        if board.transport == "local":
+            address = "local"
+        else:
+            address = f"{board.user + '@' if board.user else ''}{board.host or board.name}{':' + str(board.port) if board.port else ''}"
+        tags = ", ".join(f"{k}={v}" for k, v in sorted(board.tags.items()))
+        table.add_row(escape(board.name), escape(address), escape(", ".join(board.groups)), escape(tags))
+    state.out.print(table)
+
+
+@inventory_app.command("check")
+def inventory_check(
+    inventory: Optional[str] = INVENTORY_OPTION,
+    limit: Optional[str] = LIMIT_OPTION,
+    forks: int = typer.Option(8, "--forks", "-f", min=1, help="Boards checked in parallel."),
+    accept_new_host_keys: bool = typer.Option(False, "--accept-new-host-keys", help="Accept (and record) unknown host keys. Changed keys are always refused."),
+    as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
+) -> int:
+    """Connect to every selected board in parallel and show its facts, or why it failed."""
+    from orchestrator.bench import resolve_boards
+    from orchestrator.board_check import check_boards
+
+    checks = check_boards(resolve_boards(inventory, limit, accept_new_host_keys), forks=forks)
+    if as_json:
+        payload = [{"board": c.board, "ok": c.ok, "facts": c.facts, "error_kind": c.error_kind, "error": c.error} for c in checks]
+        typer.echo(json.dumps(payload, indent=2, sort_keys=True))
+    else:
+        state.out.print(facts_table(checks))
+        for check in checks:
+            if not check.ok:
+                state.err.print(f"[red]{escape(check.board)}[/red]: [bold]{check.error_kind}[/bold] {escape(check.error or '')}", highlight=False)
+    return ExitStatus.OK if all(c.ok for c in checks) else ExitStatus.BOARD_FAILURE
+
+
+def _gib(value: Optional[int]) -> str:
+    return "—" if value is None else f"{value / 2**30:.1f}"
+
+
+def facts_table(checks) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for column in ("board", "arch", "cpu", "cores", "RAM GiB", "os / kernel", "python", "onnxruntime", "limits", "°C max", "disk GiB"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        if not check.ok:
+            table.add_row(escape(check.board), f"[red]{escape(check.error_kind or 'failed')}[/red]")
+            continue
+        f = check.facts
+        limits = f.get("cgroup_limits") or {}
+        limit_text = ", ".join(
+            part for part in (
+                f"{limits['cpu_quota_cores']} cpu" if "cpu_quota_cores" in limits else "",
+                f"{_gib(limits['memory_limit_bytes'])} GiB" if "memory_limit_bytes" in limits else "",
+            ) if part
+        ) or "—"
+        temps = (f.get("temperatures_c") or {}).values()
+        ort = f.get("onnxruntime_version") or "[red]missing[/red]"
+        providers = ", ".join(p.replace("ExecutionProvider", "") for p in f.get("onnxruntime_providers") or [])
+        table.add_row(
+            escape(check.board), escape(str(f.get("arch"))), escape(str(f.get("cpu_model"))),
+            f"{f.get('cpu_cores_available')}/{f.get('cpu_cores')}", _gib(f.get("mem_total_bytes")),
+            escape(f"{f.get('os')} / {f.get('kernel')}"), escape(str(f.get("python_version"))),
+            f"{ort} ({escape(providers)})" if providers else ort, escape(limit_text),
+            f"{max(temps):.0f}" if temps else "—", _gib(f.get("disk_free_bytes")),
+        )
+    return table
