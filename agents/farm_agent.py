@@ -312,7 +312,32 @@ def mem_total_bytes():
     return None
 
 
-def runtime_facts():
+def installed_version(distribution):
+    """A package's version from its metadata, without importing it (fast)."""
+    try:
+        from importlib import metadata
+    except ImportError:  # Python < 3.8 has no importlib.metadata
+        return None
+    for name in (distribution, distribution + "-gpu", distribution + "-openvino", distribution + "-qnn"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def runtime_facts(quick=False):
+    """Runtime versions and providers. `quick` reads versions from package metadata only.
+
+    Importing numpy + onnxruntime costs ~0.3 s on a fast machine (seconds on a Pi); `farm bench`
+    asks for quick facts because its worker reports the providers it really loaded anyway.
+    """
+    if quick:
+        return {
+            "numpy_version": installed_version("numpy"),
+            "onnxruntime_version": installed_version("onnxruntime"),
+            "onnxruntime_providers": None,
+        }
     facts = {"numpy_version": None, "onnxruntime_version": None, "onnxruntime_providers": []}
     try:
         import numpy
@@ -330,7 +355,7 @@ def runtime_facts():
     return facts
 
 
-def collect_facts(workdir):
+def collect_facts(workdir, quick=False):
     try:
         cores_available = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -361,7 +386,7 @@ def collect_facts(workdir):
         "workdir": os.path.abspath(workdir),
         "agent_version": AGENT_VERSION,
     }
-    facts.update(runtime_facts())
+    facts.update(runtime_facts(quick))
     return facts
 
 
@@ -445,6 +470,7 @@ def worker_main(config):
         peak_rss_reset_supported=peak.reset_supported,
         inputs=[{"name": name, "shape": list(value.shape), "dtype": str(value.dtype)} for name, value in feeds.items()],
         provider=session.get_providers()[0],
+        available_providers=list(ort.get_available_providers()),
         onnxruntime_version=ort.__version__,
     )
 
@@ -768,6 +794,7 @@ def build_parser():
     verbs = parser.add_subparsers(dest="verb")
     facts = verbs.add_parser("facts")
     facts.add_argument("--workdir", default=".")
+    facts.add_argument("--quick", action="store_true", help="skip importing the runtimes (versions from metadata)")
     bench = verbs.add_parser("bench")
     bench.add_argument("--model", required=True)
     bench.add_argument("--runs", type=int, default=100)
@@ -795,7 +822,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if args.verb == "facts":
-            emit("facts", facts=collect_facts(args.workdir))
+            emit("facts", facts=collect_facts(args.workdir, quick=args.quick))
             return 0
         if args.verb == "bench":
             return bench_main(args)

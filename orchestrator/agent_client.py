@@ -136,8 +136,10 @@ class AgentClient:
             )
         return reply
 
-    def facts(self, timeout_s: float = 60.0) -> dict[str, Any]:
-        reply = self.call("facts", ["--workdir", self.transport.workdir], timeout_s)
+    def facts(self, timeout_s: float = 60.0, quick: bool = False) -> dict[str, Any]:
+        """The board's facts; `quick` skips importing the runtimes on the board (versions only)."""
+        args = ["--workdir", self.transport.workdir] + (["--quick"] if quick else [])
+        reply = self.call("facts", args, timeout_s)
         message = reply.first("facts")
         if message is None or not isinstance(message.get("facts"), dict):
             raise AgentError(f"{self.transport.name}: agent sent no facts")

@@ -7,7 +7,8 @@ from typing import Sequence
 
 from orchestrator.boards import Board, local_board
 from orchestrator.models import ModelFile, demo_models, load_model_file
-from orchestrator.runner import BenchRunner, BenchSettings, Event, Job, RunOutcome, _no_event, fp32_jobs
+from orchestrator.plan import attach_datasets, plan_jobs
+from orchestrator.runner import BenchRunner, BenchSettings, Event, RunOutcome, _no_event
 from orchestrator.store import Store, open_store
 
 DEFAULT_REPORTS_DIR = Path("reports")
@@ -24,6 +25,9 @@ class BenchRequest:
     db_url: str | None = None
     report_path: Path | None = None
     write_report: bool = True
+    variants: Sequence[str] = ("fp32",)
+    datasets: Sequence[str] = ()  # PATH (one model) or MODEL=PATH
+    calibration: Path | None = None  # int8-static calibration inputs (.npz); default: the model's dataset
 
 
 @dataclasses.dataclass
@@ -64,13 +68,13 @@ def resolve_boards(inventory: str | None, limit: str | None, accept_new_host_key
     return boards
 
 
-def plan_jobs(models: Sequence[ModelFile], settings: BenchSettings) -> list[Job]:
-    return fp32_jobs(models)
-
-
 def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store | None = None) -> BenchOutcome:
     """Validate everything the user gave (before any board is touched), run, store, report."""
+    from orchestrator.variants import parse_variant_list
+
+    parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
     models = resolve_models(request.model_paths)
+    tasks = attach_datasets(models, request.datasets)
     boards = resolve_boards(request.inventory, request.limit, request.accept_new_host_keys)
     report_path = None
     if request.write_report and request.report_path is not None:
@@ -78,7 +82,7 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
     own_store = store is None
     store = store or open_store(request.db_url)
     try:
-        jobs = plan_jobs(models, request.settings)
+        jobs = plan_jobs(tasks, request.variants, request.calibration, on_event=on_event)
         runner = BenchRunner(store, boards, jobs, request.settings, forks=request.forks, on_event=on_event)
         run = runner.run()
         if request.write_report:

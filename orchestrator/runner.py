@@ -22,6 +22,7 @@ from orchestrator.analysis import summarize_latency
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError, FarmError, TransportError
 from orchestrator.models import ModelFile
+from orchestrator.plan import Job
 from orchestrator.store import Store
 from orchestrator.transport import Transport, open_transport
 
@@ -36,6 +37,16 @@ MEASUREMENT_EXPORT_FIELDS = (
     "throttled",
     "sample_interval_s",
 )
+
+
+# Variant and accuracy export fields (issue 5 names, kept stable); None = not measured.
+VARIANT_EXPORT_FIELDS = ("model_gzip_bytes", "sparsity", "variant_fidelity_cosine")
+ACCURACY_EXPORT_FIELDS = ("accuracy_metric", "accuracy", "accuracy_delta", "fidelity_cosine")
+
+
+def empty_export() -> dict[str, Any]:
+    """Every optional export field present, so CSV columns and JSON keys never depend on luck."""
+    return {field: None for field in MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,17 +94,6 @@ class BenchSettings:
         for shape in self.shapes:
             args += ["--shape", shape]
         return args
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-    """One cell of the matrix: a model variant file to measure on a board."""
-
-    model: ModelFile
-    variant: str
-    variant_path: Path
-    variant_details: dict[str, Any] = dataclasses.field(default_factory=dict)
-    build_error: str | None = None  # a variant that failed to build is recorded, not run
 
 
 @dataclasses.dataclass
@@ -216,24 +216,27 @@ class BenchRunner:
         try:
             try:
                 self.on_event("board_connecting", {"board": board.name})
-                facts = client.facts(timeout_s=max(60.0, board.connect_timeout_s * 3))
+                facts = client.facts(timeout_s=max(60.0, board.connect_timeout_s * 3), quick=True)
             except (TransportError, AgentError) as exc:
                 # the board is unusable: every job on it fails with the same kind
                 for job in self.jobs:
                     outcomes.append(self._store_failure(run_id, board, job, exc.kind, str(exc), {}))
                 return outcomes
             self.on_event("board_ready", {"board": board.name, "facts": facts})
+            accuracy = BoardAccuracy(client, self.settings)
             for job in self.jobs:
                 if self._cancel.is_set():
                     break
-                outcomes.append(self._run_job(run_id, board, client, facts, job))
+                outcomes.append(self._run_job(run_id, board, client, facts, job, accuracy))
         finally:
             transport.close()
             with self._lock:
                 self._transports.pop(board.name, None)
         return outcomes
 
-    def _run_job(self, run_id: str, board: Board, client: AgentClient, facts: dict, job: Job) -> JobOutcome:
+    def _run_job(
+        self, run_id: str, board: Board, client: AgentClient, facts: dict, job: Job, accuracy: "BoardAccuracy"
+    ) -> JobOutcome:
         if job.build_error is not None:
             return self._store_failure(run_id, board, job, "variant-error", job.build_error, facts)
         info = {"board": board.name, "model": job.model.name, "variant": job.variant}
@@ -259,6 +262,9 @@ class BenchRunner:
         except (KeyError, TypeError, ValueError) as exc:
             return self._store_failure(run_id, board, job, "agent-error", f"malformed bench result: {exc}", facts)
         row.update(board=board.name, settings_hash=self.settings.settings_hash())
+        if job.dataset is not None:
+            self.on_event("job_phase", {**info, "phase": "accuracy"})
+            row["details"]["export"].update(accuracy.evaluate(job))
         result_id = self.store.add_result(run_id, row, latency_ms, timeseries)
         outcome = JobOutcome(board.name, job.model.name, job.variant, "ok", row, result_id)
         self.on_event("job_finished", {**info, "row": row})
@@ -280,13 +286,87 @@ class BenchRunner:
             "error_message": message[:2000],
             "model_size_bytes": job.variant_details.get("size_bytes", job.model.size_bytes),
             "facts": facts,
-            "details": {"variant": job.variant_details},
+            "details": {"variant": job.variant_details,
+                        "export": {**empty_export(), **variant_export_fields(job.variant_details)}},
         }
         result_id = self.store.add_result(run_id, row)
         outcome = JobOutcome(board.name, job.model.name, job.variant, "failed", row, result_id)
         self.on_event("job_failed", {"board": board.name, "model": job.model.name, "variant": job.variant,
                                      "kind": kind, "message": message})
         return outcome
+
+
+class BoardAccuracy:
+    """Runs a job's dataset on the board and scores it; keeps fp32 outputs for fidelity.
+
+    The agent runs the inputs and saves the outputs on the board; they are fetched and scored
+    here. A failure of this step never discards the latency result: it is reported in
+    `accuracy_error` and the accuracy columns stay empty.
+    """
+
+    def __init__(self, client: AgentClient, settings: BenchSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self._fp32: dict[str, tuple[float, Any]] = {}  # model name -> (fp32 accuracy, scored output)
+
+    def evaluate(self, job: Job) -> dict[str, Any]:
+        from orchestrator.task_dataset import score_outputs
+
+        task = job.dataset
+        assert task is not None
+        try:
+            if job.variant != "fp32" and job.model.name not in self._fp32 and job.reference_path is not None:
+                reference = score_outputs(task, self._outputs(job.reference_path, task), None)
+                self._fp32[job.model.name] = (reference.value, reference.scored_output)
+            baseline = self._fp32.get(job.model.name)
+            score = score_outputs(task, self._outputs(job.variant_path, task), baseline[1] if baseline else None)
+        except (TransportError, AgentError, FarmError, ValueError, OSError) as exc:
+            return {"accuracy_metric": task.metric, "accuracy": None, "accuracy_error": str(exc)[:500]}
+        if job.variant == "fp32":
+            self._fp32[job.model.name] = (score.value, score.scored_output)
+            baseline = self._fp32[job.model.name]
+        fields: dict[str, Any] = {
+            "accuracy_metric": score.metric,
+            "accuracy": score.value,
+            "accuracy_delta": None if baseline is None else score.value - baseline[0],
+            "accuracy_samples": task.count,
+            "dataset_sha256": task.sha256,
+        }
+        fields.update(score.extra)
+        if job.variant == "fp32":
+            fields.update(fidelity_cosine=1.0)
+        return fields
+
+    def _outputs(self, model_path: Path, task) -> list[Any]:
+        """Run the dataset through `model_path` on the board; return the outputs in model order."""
+        import secrets
+        import tempfile
+
+        import numpy as np
+
+        board_model, _ = self.client.stage(model_path, suffix=".onnx")
+        board_data, _ = self.client.stage(task.inputs_npz, suffix=".npz")
+        board_out = f"{self.client.transport.workdir}/outputs-{secrets.token_hex(6)}.npz"
+        args = ["--model", board_model, "--dataset", board_data, "--out", board_out,
+                "--threads", str(self.settings.threads)]
+        self.client.call("outputs", args, timeout_s=self.settings.job_timeout_s)
+        with tempfile.TemporaryDirectory(prefix="farm-outputs-") as tmp:
+            local = Path(tmp) / "outputs.npz"
+            try:
+                self.client.transport.fetch_file(board_out, local)
+            finally:
+                self.client.transport.run(["rm", "-f", board_out], timeout_s=30)
+            with np.load(local, allow_pickle=False) as data:
+                return [data[f"output_{i}"] for i in range(len(data.files))]
+
+
+def variant_export_fields(details: dict[str, Any]) -> dict[str, Any]:
+    """What the variant's manifest adds to the export (sizes, sparsity, build fidelity)."""
+    return {
+        "model_gzip_bytes": details.get("gzip_bytes"),
+        "sparsity": details.get("sparsity"),
+        "variant_fidelity_cosine": (details.get("fidelity") or {}).get("cosine"),
+    }
 
 
 def result_row(
@@ -297,7 +377,9 @@ def result_row(
     summary = summarize_latency(latency_ms)
     stats = summary.as_dict()
     timeseries = list(result.get("samples") or [])
-    export = {field: result.get(field) for field in MEASUREMENT_EXPORT_FIELDS}
+    export = empty_export()
+    export.update({field: result.get(field) for field in MEASUREMENT_EXPORT_FIELDS})
+    export.update(variant_export_fields(job.variant_details))
     export.update(
         latency_ms_cv=stats["cv"],
         latency_ms_median_ci_low=stats["median_ci_low_ms"],
@@ -310,6 +392,7 @@ def result_row(
         "variant": job.variant_details,
         "inputs": result.get("inputs"),
         "provider": result.get("provider"),
+        "available_providers": result.get("available_providers"),
         "onnxruntime_version": result.get("onnxruntime_version"),
         "phase_marks": result.get("phase_marks"),
         "measure_s": result.get("measure_s"),
@@ -338,9 +421,4 @@ def result_row(
     return row, latency_ms, timeseries
 
 
-def fp32_jobs(models: Sequence[ModelFile]) -> list[Job]:
-    """The plain matrix: each model as it is (variant `fp32`)."""
-    return [Job(model=m, variant="fp32", variant_path=m.path, variant_details={"size_bytes": m.size_bytes}) for m in models]
-
-
-__all__ = ["BenchRunner", "BenchSettings", "Job", "JobOutcome", "RunOutcome", "fp32_jobs", "FarmError"]
+__all__ = ["BenchRunner", "BenchSettings", "Job", "JobOutcome", "RunOutcome", "FarmError"]

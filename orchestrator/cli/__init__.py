@@ -5,6 +5,7 @@ in ONE place (`main`), from the table in orchestrator.errors.ExitStatus.
 """
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 
@@ -13,6 +14,7 @@ import typer
 import orchestrator
 from orchestrator.cli import state
 from orchestrator.cli.bench_cmd import bench
+from orchestrator.cli.compress_cmd import compress
 from orchestrator.cli.inventory_cmd import inventory_app
 from orchestrator.cli.report_cmd import report
 from orchestrator.cli.runs_cmd import runs_app
@@ -40,10 +42,13 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
 ) -> None:
     state.debug = debug
+    # libraries (onnxruntime.quantization) log advice through the root logger; show it with --debug
+    logging.getLogger().setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
 app.command(help=bench.__doc__)(bench)
 app.command(help=report.__doc__)(report)
+app.command(help=compress.__doc__)(compress)
 app.add_typer(runs_app, name="runs")
 app.add_typer(inventory_app, name="inventory")
 

@@ -5,7 +5,7 @@ import threading
 from typing import Any, Iterable, Mapping
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -28,31 +28,64 @@ def _mib(value: int | None) -> str:
     return f"{mib:,.2f}" if mib < 10 else f"{mib:,.1f}"
 
 
+def human_bytes(value: int | None) -> str:
+    """1.2 KiB / 3.4 MiB / 1.1 GiB: sizes from bytes to GiB read at a glance."""
+    if value is None:
+        return "—"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 def _fps(value: float | None) -> str:
     if value is None:
         return "—"
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
-def summary_table(rows: Iterable[Mapping[str, Any]]) -> Table:
-    """board × model × variant with the numbers people look at first; fits 80 columns."""
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
-    for name, justify in (("board", "left"), ("model", "left"), ("variant", "left"), ("runs", "right"),
-                          ("p50 ms", "right"), ("p99 ms", "right"), ("FPS", "right"),
-                          ("RSS MiB", "right"), ("size MiB", "right")):
-        numeric = justify == "right"
-        table.add_column(name, justify=justify, overflow="fold", no_wrap=numeric)
+def summary_table(rows: Iterable[Mapping[str, Any]]) -> Group:
+    """One table per model: board × variant with latency, FPS, memory, size and accuracy.
+
+    Shaped like the studies' tables (variant × board, change vs fp32) and fits 80 columns.
+    """
+    by_model: dict[str, list[Mapping[str, Any]]] = {}
     for row in rows:
-        if row.get("status") != "ok":
-            table.add_row(escape(row["board"]), escape(row["model"]), escape(row["variant"]),
-                          f"[red]{escape(str(row.get('error_kind')))}[/red]", "", "", "", "", _mib(row.get("model_size_bytes")))
-            continue
-        table.add_row(
-            escape(row["board"]), escape(row["model"]), escape(row["variant"]), _fmt(row.get("runs")),
-            _fmt(row.get("latency_ms_p50"), 3), _fmt(row.get("latency_ms_p99"), 3), _fps(row.get("fps")),
-            _mib(row.get("peak_rss_bytes")), _mib(row.get("model_size_bytes")),
-        )
-    return table
+        by_model.setdefault(row["model"], []).append(row)
+    tables = []
+    for model, model_rows in by_model.items():
+        has_accuracy = any(_export(r).get("accuracy_metric") for r in model_rows)
+        table = Table(title=f"[bold]{escape(model)}[/bold]", title_justify="left", box=box.SIMPLE_HEAD,
+                      show_edge=False, pad_edge=False, collapse_padding=True)
+        columns = [("board", "left"), ("variant", "left"), ("p50\nms", "right"), ("p99\nms", "right"),
+                   ("FPS", "right"), ("peak\nRSS", "right"), ("size", "right")]
+        if has_accuracy:
+            metric = next(_export(r)["accuracy_metric"] for r in model_rows if _export(r).get("accuracy_metric"))
+            columns += [(escape(metric), "right"), ("Δ vs\nfp32", "right")]
+        for name, justify in columns:
+            table.add_column(name, justify=justify, overflow="fold", no_wrap=justify == "right")
+        for row in model_rows:
+            cells = [escape(row["board"]), escape(row["variant"])]
+            if row.get("status") != "ok":
+                cells += [f"[red]{escape(str(row.get('error_kind')))}[/red]", "", "", "", human_bytes(row.get("model_size_bytes"))]
+            else:
+                cells += [_fmt(row.get("latency_ms_p50"), 3), _fmt(row.get("latency_ms_p99"), 3), _fps(row.get("fps")),
+                          human_bytes(row.get("peak_rss_bytes")), human_bytes(row.get("model_size_bytes"))]
+            if has_accuracy:
+                export = _export(row)
+                delta = export.get("accuracy_delta")
+                colour = "" if not delta else ("green" if delta > 0 else "red")
+                cells += [_fmt(export.get("accuracy"), 3),
+                          f"[{colour}]{delta:+.3f}[/{colour}]" if colour else _fmt(delta, 3)]
+            table.add_row(*cells)
+        tables.append(table)
+    return Group(*tables)
+
+
+def _export(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (row.get("details") or {}).get("export") or {}
 
 
 def runs_table(runs: Iterable[Mapping[str, Any]]) -> Table:

@@ -36,6 +36,7 @@ class Transport(Protocol):
       inside the board's work dir and returns the path the board sees. Files are named
       by content hash by the caller; an implementation skips the copy when the board
       already has a file with that name AND the same sha256. Returns (path, bytes_sent).
+    - `fetch_file` copies a board file (e.g. dataset outputs) back to the controller.
     - `workdir` is the board's farm work directory (created on demand).
     """
 
@@ -52,5 +53,9 @@ class Transport(Protocol):
     ) -> CommandResult: ...
 
     def stage_file(self, local_path: Path, remote_name: str, sha256: str) -> tuple[str, int]: ...
+
+    def fetch_file(self, remote_path: str, local_path: Path) -> int:
+        """Copy a file from the board to the controller; returns the bytes received."""
+        ...
 
     def close(self) -> None: ...

@@ -20,6 +20,7 @@ class LocalTransport:
         self.name = name
         self._workdir = Path(workdir)
         self._env = env
+        self._running: set[subprocess.Popen] = set()
 
     @property
     def workdir(self) -> str:
@@ -50,6 +51,7 @@ class LocalTransport:
             )
         except OSError as exc:
             raise TransportError(f"{self.name}: cannot start {argv[0]!r}: {exc}", kind="missing-runtime") from exc
+        self._running.add(proc)
         stderr_chunks: list[str] = []
         stderr_thread = threading.Thread(
             target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True
@@ -78,6 +80,7 @@ class LocalTransport:
         finally:
             timer.cancel()
             stderr_thread.join(timeout=10)
+            self._running.discard(proc)
         duration_s = time.monotonic() - started
         if timed_out.is_set():
             raise TransportError(
@@ -95,8 +98,19 @@ class LocalTransport:
     def stage_file(self, local_path: Path, remote_name: str, sha256: str) -> tuple[str, int]:
         return str(Path(local_path).resolve()), 0
 
+    def fetch_file(self, remote_path: str, local_path: Path) -> int:
+        import shutil
+
+        try:
+            shutil.copyfile(remote_path, local_path)
+        except OSError as exc:
+            raise TransportError(f"{self.name}: cannot fetch {remote_path}: {exc.strerror or exc}", kind="agent-error") from exc
+        return Path(local_path).stat().st_size
+
     def close(self) -> None:
-        pass
+        """Stop whatever is still running (used on Ctrl-C: no orphan agent or worker left)."""
+        for proc in list(self._running):
+            _kill_group(proc)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -1,0 +1,137 @@
+"""The matrix of one `farm bench`: which model variants (with which data) each board measures.
+
+Variants are built on the controller before any board is touched (cached by content, so a
+second run builds nothing); a variant that fails to build becomes a job that is recorded as
+failed ("variant-error") while the rest of the matrix runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from orchestrator.errors import BadInputError, FarmError
+from orchestrator.models import DEMO_DIR, ModelFile
+from orchestrator.task_dataset import TaskDataset, load_task_dataset
+
+# The demo models' own labelled data (shipped beside them).
+DEMO_DATASETS = {"digits_mlp": DEMO_DIR / "digits_test.npz"}
+
+
+def farm_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "farm"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelTask:
+    """A model to measure and, when it has one, the labelled data its accuracy is judged on."""
+
+    model: ModelFile
+    dataset: TaskDataset | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One cell of the matrix: a model variant file to measure on a board."""
+
+    model: ModelFile
+    variant: str
+    variant_path: Path
+    variant_details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    build_error: str | None = None  # a variant that failed to build is recorded, not run
+    dataset: TaskDataset | None = None
+    reference_path: Path | None = None  # the fp32 model, for fidelity when fp32 is not in the matrix
+
+
+def attach_datasets(models: Sequence[ModelFile], dataset_args: Sequence[str]) -> list[ModelTask]:
+    """Pair models with datasets: `--dataset PATH` (one model) or `--dataset MODEL=PATH`.
+
+    The bundled demo classifier always gets its shipped test set.
+    """
+    by_name: dict[str, str] = {}
+    for arg in dataset_args:
+        name, sep, path = arg.partition("=")
+        if not sep:
+            if len(models) != 1:
+                raise BadInputError(f"--dataset {arg!r}: with several models write --dataset MODEL=PATH")
+            name, path = models[0].name, arg
+        if name not in {m.name for m in models}:
+            raise BadInputError(f"--dataset {arg!r}: no model named {name!r} (models: {', '.join(m.name for m in models)})")
+        by_name[name] = path
+    cache = farm_cache_dir() / "datasets"
+    tasks = []
+    for model in models:
+        path = by_name.get(model.name)
+        if path is None and model.path.parent == DEMO_DIR.resolve() and model.name in DEMO_DATASETS:
+            path = str(DEMO_DATASETS[model.name])
+        dataset = None
+        if path is not None:
+            dataset = load_task_dataset(path, cache, input_size=_image_input_size(model.path))
+        tasks.append(ModelTask(model, dataset))
+    return tasks
+
+
+def _image_input_size(model_path: Path) -> tuple[int, int] | None:
+    """(H, W) of an NCHW image input, for detection preprocessing; None when not an image model."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
+        if len(dims) == 4 and dims[2] > 0 and dims[3] > 0:
+            return dims[2], dims[3]
+    return None
+
+
+def plan_jobs(
+    tasks: Sequence[ModelTask],
+    variant_specs: Sequence[str],
+    calibration: Path | None = None,
+    cache_dir: Path | None = None,
+    on_event: Callable[[str, dict[str, Any]], None] = lambda kind, info: None,
+) -> list[Job]:
+    """Build every variant of every model (cached); fp32 first so fidelity has its reference."""
+    from orchestrator.variants import CalibrationData, VariantBuildError, build_variant, parse_variant_list
+
+    specs = parse_variant_list(",".join(variant_specs))
+    specs.sort(key=lambda s: s.name != "fp32")  # stable: fp32 first, the rest as given
+    cache_dir = cache_dir or farm_cache_dir() / "variants"
+    jobs: list[Job] = []
+    for task in tasks:
+        model = task.model
+        calibration_data = None
+        for spec in specs:
+            base = {"dataset": task.dataset, "reference_path": model.path}
+            if spec.name == "fp32":
+                jobs.append(Job(model, spec.text, model.path, {"size_bytes": model.size_bytes, "variant": "fp32"}, **base))
+                continue
+            on_event("variant_building", {"model": model.name, "variant": spec.text})
+            try:
+                if spec.needs_calibration and calibration_data is None:
+                    calibration_data = _calibration_for(task, calibration)
+                record = build_variant(model.path, spec, cache_dir, calibration_data if spec.needs_calibration else None)
+            except (VariantBuildError, BadInputError) as exc:
+                jobs.append(Job(model, spec.text, model.path, {"variant": spec.text}, build_error=str(exc), **base))
+                continue
+            details = record.to_dict()
+            jobs.append(Job(model, spec.text, Path(record.path), details, **base))
+    return jobs
+
+
+def _calibration_for(task: ModelTask, calibration: Path | None):
+    """Calibration inputs for int8-static: --calibration, else the model's own dataset inputs."""
+    from orchestrator.variants import CalibrationData, CalibrationRequiredError
+
+    if calibration is not None:
+        return CalibrationData.from_npz(calibration, task.model.path)
+    if task.dataset is not None:
+        return CalibrationData.from_npz(task.dataset.inputs_npz, task.model.path)
+    raise CalibrationRequiredError("int8-static")
+
+
+__all__ = ["Job", "ModelTask", "attach_datasets", "plan_jobs", "farm_cache_dir", "FarmError"]

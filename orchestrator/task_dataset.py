@@ -1,0 +1,115 @@
+"""A model's labelled data and how its outputs are scored (the task metric), board-agnostic.
+
+The board only runs inputs through the model (agent verb `outputs`); the controller scores
+what comes back here: top-1/top-5 for classification, mAP50/mAP50-95 for detection. Fidelity
+to the fp32 outputs on the same board is a second column, never the accuracy itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from orchestrator.errors import BadInputError
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskDataset:
+    """Labelled data for one model. `inputs_npz` is the file staged on boards (array `inputs`)."""
+
+    kind: str  # classification | detection
+    source: Path
+    sha256: str
+    inputs_npz: Path
+    count: int
+    dataset: Any  # accuracy.ClassificationDataset | accuracy.DetectionDataset
+    detection_layout: str = "auto"
+    postprocess: str | None = None
+
+    @property
+    def metric(self) -> str:
+        return "top1" if self.kind == "classification" else "mAP50"
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    """The task metric of one variant on one board, plus fidelity vs fp32 when known."""
+
+    metric: str
+    value: float
+    extra: dict[str, float | None]
+    scored_output: np.ndarray  # the output the metric used (kept for fidelity of later variants)
+
+
+def load_task_dataset(path: Path | str, cache_dir: Path, input_size: tuple[int, int] | None = None,
+                      layout: str = "auto", postprocess: str | None = None) -> TaskDataset:
+    """A .npz (classification: `inputs`, `labels`) or a COCO folder/JSON (detection)."""
+    from orchestrator import accuracy
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise BadInputError(f"dataset not found: {path}")
+    if path.suffix == ".npz":
+        data = accuracy.load_classification_npz(path)
+        return TaskDataset("classification", path.resolve(), data.sha256, path.resolve(), len(data), data)
+    if input_size is None:
+        raise BadInputError(f"{path}: a detection dataset needs the model's input size")
+    data = accuracy.load_coco_detection(path, input_size=input_size)
+    inputs_npz = Path(cache_dir) / f"detection-{data.sha256[:16]}.npz"
+    if not inputs_npz.exists():
+        _write_npz_atomically(inputs_npz, inputs=data.inputs)
+    return TaskDataset("detection", path.resolve(), data.sha256, inputs_npz, len(data), data,
+                       detection_layout=layout, postprocess=postprocess)
+
+
+def score_outputs(task: TaskDataset, outputs: Sequence[np.ndarray], reference: np.ndarray | None) -> Score:
+    """Score the outputs one board returned for the whole dataset (outputs in model order)."""
+    from orchestrator import accuracy
+
+    if task.kind == "classification":
+        scored = _classification_output(outputs, task.count)
+        result = accuracy.classification_score(scored, task.dataset.labels)
+        extra: dict[str, float | None] = {"top5": result.top5}
+        value = result.top1
+    else:
+        per_image = [[o[i:i + 1] for o in outputs] for i in range(task.count)]
+        detections = accuracy.detections_for_dataset(
+            per_image, task.dataset, layout=task.detection_layout, postprocess=task.postprocess)
+        result = accuracy.coco_map(detections, task.dataset)
+        extra = {"mAP50_95": result.map50_95}
+        value = result.map50
+        scored = np.asarray(outputs[0])
+    if reference is not None and reference.shape == scored.shape:
+        fid = accuracy.fidelity(reference, scored)
+        extra.update(fidelity_cosine=fid.cosine, fidelity_top1_agreement=fid.top1_agreement,
+                     fidelity_max_abs_error=fid.max_abs_error)
+    return Score(task.metric, float(value), extra, scored)
+
+
+def _classification_output(outputs: Sequence[np.ndarray], count: int) -> np.ndarray:
+    """The class scores (N×C floats) if the model has them, else its predicted labels (N,)."""
+    for output in outputs:
+        array = np.asarray(output)
+        if array.dtype.kind == "f" and array.shape[0] == count and array.ndim >= 2:
+            return array.reshape(count, -1)
+    for output in outputs:
+        array = np.asarray(output)
+        if array.dtype.kind in "iu" and array.shape[:1] == (count,):
+            return array.reshape(count)
+    raise BadInputError("the model has no output that looks like class scores (N×C) or labels (N)")
+
+
+def _write_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,58 @@
+"""Compressed variants of an ONNX model, each with a record of what was done.
+
+    specs = parse_variant_list("fp32,fp16,int8-dynamic,prune-l1:0.5")
+    record = build_variant(Path("model.onnx"), specs[1], cache_dir)      # cached by content
+    record.path, record.size_bytes, record.gzip_bytes, record.fidelity
+
+Every builder has the signature `(source, out_path, spec, calibration) -> VariantRecord`
+(see BUILDERS); a failure raises VariantBuildError, which the runner records as a failed
+variant ("variant-error") before going on with the others.
+"""
+from __future__ import annotations
+
+from .build import BUILDERS, VARIANTS_CODE_VERSION, build_variant, cache_key, make_variant
+from .calibration import ArrayCalibrationReader, CalibrationData
+from .errors import CalibrationRequiredError, VariantBuildError
+from .fp16 import FP16_OP_BLOCK_LIST, make_fp16
+from .graph import constants_to_initializers, op_counts, parameter_count, sparsity
+from .optimize import make_optimized
+from .original import make_fp32
+from .prune import layerwise_counts, make_prune_l1, make_prune_l1_layerwise, uniform_counts
+from .quantize import make_int8_dynamic, make_int8_static
+from .record import VariantRecord, read_manifest, write_manifest
+from .spec import VARIANT_KINDS, VARIANT_NAMES, VariantKind, VariantSpec, parse_variant_list, parse_variant_spec
+
+__all__ = [
+    "ArrayCalibrationReader",
+    "BUILDERS",
+    "CalibrationData",
+    "CalibrationRequiredError",
+    "FP16_OP_BLOCK_LIST",
+    "VARIANTS_CODE_VERSION",
+    "VARIANT_KINDS",
+    "VARIANT_NAMES",
+    "VariantBuildError",
+    "VariantKind",
+    "VariantRecord",
+    "VariantSpec",
+    "build_variant",
+    "cache_key",
+    "constants_to_initializers",
+    "layerwise_counts",
+    "make_fp16",
+    "make_fp32",
+    "make_int8_dynamic",
+    "make_int8_static",
+    "make_optimized",
+    "make_prune_l1",
+    "make_prune_l1_layerwise",
+    "make_variant",
+    "op_counts",
+    "parameter_count",
+    "parse_variant_list",
+    "parse_variant_spec",
+    "read_manifest",
+    "sparsity",
+    "uniform_counts",
+    "write_manifest",
+]

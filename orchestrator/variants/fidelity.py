@@ -1,0 +1,102 @@
+"""Fidelity of a variant to its fp32 original on one synthetic input.
+
+This is a sanity check that the file still computes roughly the same function (it catches
+a broken fp16 conversion, cosine 0.70), NOT a quality measure: a 50 %-pruned detector kept
+cosine 0.97 and found nothing. Quality is judged with the task metric on labelled data
+(orchestrator.accuracy); fidelity is the second column.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+SYNTHETIC_SEED = 0
+SYNTHETIC_INPUT = f"synthetic uniform[0,1) seed {SYNTHETIC_SEED}, symbolic dims = 1"
+
+_NP_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.BOOL: np.bool_,
+}
+
+
+def synthetic_inputs(model_path: Path) -> dict[str, np.ndarray]:
+    """One deterministic input per model input: floats uniform in [0, 1), integers zero."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    rng = np.random.default_rng(SYNTHETIC_SEED)
+    feeds: dict[str, np.ndarray] = {}
+    for value_info in model.graph.input:
+        if value_info.name in inits:
+            continue
+        tensor_type = value_info.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tensor_type.shape.dim]
+        dtype = _NP_TYPES.get(tensor_type.elem_type, np.float32)
+        if np.issubdtype(dtype, np.floating):
+            feeds[value_info.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        else:
+            feeds[value_info.name] = np.zeros(shape, dtype=dtype)
+    return feeds
+
+
+def open_session(model_path: Path) -> ort.InferenceSession:
+    """A CPU session with one intra-op thread (fidelity needs correctness, not speed)."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
+def run_outputs(session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> dict[str, Any]:
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two flattened arrays (1.0 when both are all-zero)."""
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    nx, ny = np.linalg.norm(x), np.linalg.norm(y)
+    if nx == 0.0 and ny == 0.0:
+        return 1.0
+    if nx == 0.0 or ny == 0.0:
+        return 0.0
+    return float(np.dot(x, y) / (nx * ny))
+
+
+def compare_outputs(reference: dict[str, Any], candidate: dict[str, Any]) -> dict[str, Any] | None:
+    """Worst cosine and largest absolute error over the float tensor outputs both models share.
+
+    Non-float outputs (class labels) and non-tensor ones (ZipMap dictionaries) are skipped;
+    None when there is nothing comparable.
+    """
+    cosines: list[float] = []
+    max_abs = 0.0
+    compared: list[str] = []
+    for name, ref in reference.items():
+        cand = candidate.get(name)
+        if not isinstance(ref, np.ndarray) or not isinstance(cand, np.ndarray):
+            continue
+        if not np.issubdtype(ref.dtype, np.floating) or ref.shape != cand.shape:
+            continue
+        diff = np.abs(ref.astype(np.float64) - cand.astype(np.float64))
+        max_abs = max(max_abs, float(diff.max()) if diff.size else 0.0)
+        cosines.append(cosine(ref, cand))
+        compared.append(name)
+    if not compared:
+        return None
+    return {
+        "cosine": round(min(cosines), 6),
+        "max_abs_error": float(f"{max_abs:.6g}"),
+        "outputs": compared,
+        "input": SYNTHETIC_INPUT,
+    }
