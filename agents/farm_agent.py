@@ -412,6 +412,8 @@ def worker_main(config):
         options.intra_op_num_threads = int(config["threads"])
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    if not config.get("cpu_arena", True):
+        options.enable_cpu_mem_arena = False  # each run's buffers go back to the OS (true transient peaks)
     load_started_ns = time.perf_counter_ns()
     try:
         session = ort.InferenceSession(config["model"], sess_options=options, providers=["CPUExecutionProvider"])
@@ -669,6 +671,7 @@ def bench_main(args):
         "warmup": args.warmup,
         "threads": args.threads,
         "shapes": shapes,
+        "cpu_arena": not args.no_cpu_arena,
     }
     freq_before = cpu_freqs_khz()
     worker = subprocess.Popen(
@@ -803,6 +806,7 @@ def build_parser():
     bench.add_argument("--warmup", type=int, default=10)
     bench.add_argument("--threads", type=int, default=0)
     bench.add_argument("--shape", action="append")
+    bench.add_argument("--no-cpu-arena", action="store_true", help="disable onnxruntime's CPU memory arena")
     bench.add_argument("--sample-interval", type=float, default=1.0)
     bench.add_argument("--cooldown-s", type=float, default=0.0)
     bench.add_argument("--cooldown-below-c", type=float, default=None)

@@ -63,6 +63,7 @@ class BenchSettings:
     cooldown_below_c: float | None = None
     cooldown_max_s: float = 60.0
     shapes: tuple[str, ...] = ()
+    cpu_arena: bool = True
     load_timeout_s: float = 300.0
 
     def settings_hash(self) -> str:
@@ -93,6 +94,8 @@ class BenchSettings:
             args += ["--cooldown-below-c", repr(self.cooldown_below_c)]
         for shape in self.shapes:
             args += ["--shape", shape]
+        if not self.cpu_arena:
+            args.append("--no-cpu-arena")
         return args
 
 

@@ -21,6 +21,7 @@ def bench(
     warmup: int = typer.Option(10, "--warmup", min=0, help="Unmeasured runs after the first inference."),
     threads: int = typer.Option(0, "--threads", "-t", min=0, help="Intra-op threads on the board (0: the runtime's default)."),
     shape: Optional[List[str]] = typer.Option(None, "--shape", help="Input shape for dynamic dims, NAME=1x3x224x224 (repeatable)."),
+    cpu_arena: bool = typer.Option(True, "--cpu-arena/--no-cpu-arena", help="onnxruntime's CPU memory arena (off: buffers return to the OS after each run)."),
     sample_interval: float = typer.Option(1.0, "--sample-interval", min=0.0, help="Memory/CPU/thermal sampling interval in seconds (0.01–; 0 turns sampling off)."),
     cooldown: float = typer.Option(0.0, "--cooldown", min=0.0, help="Seconds to rest the board before each job."),
     cooldown_below: Optional[float] = typer.Option(None, "--cooldown-below", help="Also wait (capped) until the hottest thermal zone is below this °C."),
@@ -43,7 +44,7 @@ def bench(
     settings = BenchSettings(
         runs=runs, min_seconds=min_seconds, max_seconds=max_seconds, warmup=warmup, threads=threads,
         sample_interval_s=sample_interval, cooldown_s=cooldown, cooldown_below_c=cooldown_below,
-        shapes=tuple(shape or ()),
+        shapes=tuple(shape or ()), cpu_arena=cpu_arena,
     )
     request = BenchRequest(
         model_paths=list(model or []), settings=settings, inventory=inventory, limit=limit, forks=forks,
