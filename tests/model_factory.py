@@ -82,3 +82,19 @@ def heavy_load(path: Path, weight_bytes: int) -> Path:
         [weight, starts, ends],
     )
     return save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
+def slow_matmul_chain(path: Path, size: int = 2048, layers: int = 10) -> Path:
+    """Seconds per inference on one thread: `layers` size×size MatMuls sharing one weight."""
+    weight = numpy_helper.from_array(np.full((size, size), 1.0 / size, dtype=np.float32), "W")
+    nodes, prev = [], "x"
+    for i in range(layers):
+        nodes.append(helper.make_node("MatMul", [prev, "W"], [f"h{i}"]))
+        prev = f"h{i}"
+    graph = helper.make_graph(
+        nodes, "slow_matmul_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [size, size])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [size, size])],
+        [weight],
+    )
+    return save(helper.make_model(graph, opset_imports=OPSET), path)

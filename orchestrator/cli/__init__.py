@@ -68,6 +68,7 @@ _register_optional()
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `farm` console script: run the app, map every error to an exit code."""
     args = sys.argv[1:] if argv is None else argv
+    _sigterm_interrupts()
     try:
         result = app(args=args, prog_name="farm", standalone_mode=False)
     except typer.Exit as exc:
@@ -95,7 +96,24 @@ def main(argv: list[str] | None = None) -> int:
             highlight=False,
         )
         return int(ExitStatus.ERROR)
+    if result == ExitStatus.INTERRUPTED:  # typer turns KeyboardInterrupt into Exit(130) by itself
+        state.err.print("[red]farm: interrupted[/red] (finished results are stored)")
     return int(result if isinstance(result, int) else ExitStatus.OK)
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM (CI cancelling a job, `kill`) stops farm like Ctrl-C: jobs on boards are stopped,
+    finished results kept, the run marked interrupted."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _escape(text: str) -> str:
