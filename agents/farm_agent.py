@@ -337,8 +337,12 @@ def runtime_facts(quick=False):
             "numpy_version": installed_version("numpy"),
             "onnxruntime_version": installed_version("onnxruntime"),
             "onnxruntime_providers": None,
+            "openvino_version": installed_version("openvino"),
+            "openvino_devices": None,
+            "runtimes": [name for name in ("onnxruntime", "openvino") if installed_version(name)],
         }
-    facts = {"numpy_version": None, "onnxruntime_version": None, "onnxruntime_providers": []}
+    facts = {"numpy_version": None, "onnxruntime_version": None, "onnxruntime_providers": [],
+             "openvino_version": None, "openvino_devices": [], "runtimes": []}
     try:
         import numpy
 
@@ -350,8 +354,19 @@ def runtime_facts(quick=False):
 
         facts["onnxruntime_version"] = onnxruntime.__version__
         facts["onnxruntime_providers"] = list(onnxruntime.get_available_providers())
+        facts["runtimes"].append("onnxruntime")
     except ImportError:
         pass
+    try:
+        import openvino
+
+        facts["openvino_version"] = openvino.get_version()
+        facts["openvino_devices"] = list(openvino.Core().available_devices)
+        facts["runtimes"].append("openvino")
+    except ImportError:
+        pass
+    except Exception as exc:  # a broken OpenVINO install is a fact worth reporting, not a crash
+        facts["openvino_error"] = first_line(exc)
     return facts
 
 
@@ -394,47 +409,209 @@ def collect_facts(workdir, quick=False):
 # the worker: runs in a child process, speaks the same JSON lines to the parent
 
 
+# ---------------------------------------------------------------------------------------------
+# runtimes: one small class each (load / inputs / run / describe), chosen by name
+
+
+class Runtime(object):
+    """What the worker needs from an inference runtime. Subclasses import their library lazily."""
+
+    name = "?"
+
+    def __init__(self, config):
+        self.config = config
+
+    def load(self, model_path):
+        raise NotImplementedError
+
+    def input_specs(self):
+        """[(name, numpy dtype name or None, [dim or None, ...])] of the model's inputs."""
+        raise NotImplementedError
+
+    def run(self, feeds):
+        raise NotImplementedError
+
+    def describe(self):
+        """runtime, runtime_version, provider (what really ran), providers_requested, fallback."""
+        raise NotImplementedError
+
+
+# Short provider names users type, and onnxruntime's full names.
+ORT_PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider", "qnn": "QNNExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
+    "acl": "ACLExecutionProvider", "armnn": "ArmNNExecutionProvider", "rocm": "ROCMExecutionProvider",
+    "coreml": "CoreMLExecutionProvider", "nnapi": "NnapiExecutionProvider", "dml": "DmlExecutionProvider",
+}
+
+
+def ort_provider_name(name):
+    return ORT_PROVIDER_ALIASES.get(name.lower(), name)
+
+
+class OnnxRuntime(Runtime):
+    """onnxruntime with an ordered list of execution providers (CPU appended as the last resort).
+
+    onnxruntime falls back to CPU silently when a provider is missing or cannot take the model;
+    `describe` says which provider really ran, and `strict` turns a fallback into a failure.
+    """
+
+    name = "onnxruntime"
+
+    def load(self, model_path):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise AgentFailure("missing-runtime", "onnxruntime is not installed for %s" % sys.executable)
+        self.ort = ort
+        options = ort.SessionOptions()
+        if self.config.get("threads"):
+            options.intra_op_num_threads = int(self.config["threads"])
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        if not self.config.get("cpu_arena", True):
+            options.enable_cpu_mem_arena = False  # each run's buffers go back to the OS (true transient peaks)
+        requested = [ort_provider_name(p) for p in (self.config.get("providers") or ["CPUExecutionProvider"])]
+        self.requested = requested
+        available = set(ort.get_available_providers())
+        usable = [p for p in requested if p in available]
+        if "CPUExecutionProvider" not in usable:
+            usable.append("CPUExecutionProvider")
+        options_by_provider = self.config.get("provider_options") or {}
+        provider_options = [options_by_provider.get(p, {}) for p in usable]
+        try:
+            self.session = ort.InferenceSession(model_path, sess_options=options, providers=usable,
+                                                provider_options=provider_options)
+        except Exception as exc:  # onnxruntime raises several unrelated types for bad models
+            raise AgentFailure("model-error", "cannot load model %s: %s" % (model_path, first_line(exc)))
+        self.actual = list(self.session.get_providers())
+        self.check_fallback()
+
+    def check_fallback(self):
+        wanted = self.requested[0]
+        if self.actual[0] != wanted and self.config.get("strict"):
+            raise AgentFailure(
+                "missing-runtime",
+                "provider %s is not available here (running on %s instead; available: %s) and --strict forbids "
+                "falling back" % (wanted, self.actual[0], ", ".join(self.ort.get_available_providers())),
+            )
+
+    def input_specs(self):
+        return [(i.name, ORT_TYPES.get(i.type), list(i.shape or [])) for i in self.session.get_inputs()]
+
+    def output_names(self):
+        return [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds):
+        return self.session.run(None, feeds)
+
+    def describe(self):
+        return {
+            "runtime": self.name,
+            "runtime_version": self.ort.__version__,
+            "provider": self.actual[0],
+            "providers_requested": self.requested,
+            "providers_active": self.actual,
+            "provider_fallback": self.actual[0] != self.requested[0],
+            "available_providers": list(self.ort.get_available_providers()),
+        }
+
+
+class OpenVINORuntime(Runtime):
+    """OpenVINO reading the same ONNX file (or an IR .xml); `providers` are device names (CPU, GPU, NPU)."""
+
+    name = "openvino"
+
+    def load(self, model_path):
+        try:
+            import openvino as ov
+        except ImportError:
+            raise AgentFailure("missing-runtime", "openvino is not installed for %s" % sys.executable)
+        self.ov = ov
+        core = ov.Core()
+        devices = list(core.available_devices)
+        requested = [d.upper() for d in (self.config.get("providers") or ["CPU"])]
+        self.requested = requested
+        device = next((d for d in requested if d in devices), "CPU")
+        if device != requested[0] and self.config.get("strict"):
+            raise AgentFailure("missing-runtime", "OpenVINO device %s is not available (devices: %s) and --strict "
+                               "forbids falling back" % (requested[0], ", ".join(devices)))
+        config = {}
+        if self.config.get("threads"):
+            config["INFERENCE_NUM_THREADS"] = int(self.config["threads"])
+        try:
+            self.model = core.read_model(model_path)
+            self.compiled = core.compile_model(self.model, device, config)
+        except Exception as exc:
+            raise AgentFailure("model-error", "OpenVINO cannot load %s: %s" % (model_path, first_line(exc)))
+        self.request = self.compiled.create_infer_request()
+        self.device = device
+        self.devices = devices
+
+    def input_specs(self):
+        specs = []
+        for port in self.model.inputs:
+            dims = [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+            dtype = port.get_element_type().to_dtype().name
+            specs.append((port.get_any_name(), dtype, dims))
+        return specs
+
+    def output_names(self):
+        return [port.get_any_name() for port in self.model.outputs]
+
+    def run(self, feeds):
+        result = self.request.infer(feeds)
+        return [result[port] for port in self.compiled.outputs]
+
+    def describe(self):
+        return {
+            "runtime": self.name,
+            "runtime_version": self.ov.get_version(),
+            "provider": self.device,
+            "providers_requested": self.requested,
+            "providers_active": [self.device],
+            "provider_fallback": self.device != self.requested[0],
+            "available_providers": self.devices,
+        }
+
+
+RUNTIMES = {"onnxruntime": OnnxRuntime, "openvino": OpenVINORuntime}
+
+
+def make_runtime(config):
+    name = config.get("runtime") or "onnxruntime"
+    if name not in RUNTIMES:
+        raise AgentFailure("missing-runtime", "unknown runtime %r (this agent knows: %s)" % (name, ", ".join(sorted(RUNTIMES))))
+    return RUNTIMES[name](config)
+
+
 def worker_main(config):
     """Load, first inference, warm-up, measure. Emits phase marks and a result."""
     try:
         import numpy as np
     except ImportError:
         raise AgentFailure("missing-runtime", "numpy is not installed for %s" % sys.executable)
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise AgentFailure("missing-runtime", "onnxruntime is not installed for %s" % sys.executable)
-
+    runtime = make_runtime(config)
     peak = PeakTracker()
     emit("phase", phase="load", t_ns=time.monotonic_ns())
-    options = ort.SessionOptions()
-    if config.get("threads"):
-        options.intra_op_num_threads = int(config["threads"])
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if not config.get("cpu_arena", True):
-        options.enable_cpu_mem_arena = False  # each run's buffers go back to the OS (true transient peaks)
     load_started_ns = time.perf_counter_ns()
-    try:
-        session = ort.InferenceSession(config["model"], sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several unrelated types for bad models
-        raise AgentFailure("model-error", "cannot load model %s: %s" % (config["model"], first_line(exc)))
+    runtime.load(config["model"])
     load_ns = time.perf_counter_ns() - load_started_ns
     peak_rss_load_bytes = peak.end_phase()
 
-    feeds = make_inputs(np, session, config.get("shapes") or {})
-    run = session.run
+    feeds = make_inputs(np, runtime.input_specs(), config.get("shapes") or {})
+    run = runtime.run
     emit("phase", phase="first_inference", t_ns=time.monotonic_ns())
     started = time.perf_counter_ns()
     try:
-        run(None, feeds)
+        run(feeds)
     except Exception as exc:
         raise AgentFailure("model-error", "first inference failed: %s" % first_line(exc))
     first_ns = time.perf_counter_ns() - started
 
     emit("phase", phase="warmup", t_ns=time.monotonic_ns())
     for _ in range(int(config.get("warmup", 0))):
-        run(None, feeds)
+        run(feeds)
 
     runs = int(config["runs"])
     min_ns = int(float(config["min_seconds"]) * 1e9)
@@ -447,7 +624,7 @@ def worker_main(config):
     truncated = False
     while True:
         t0 = perf()
-        run(None, feeds)
+        run(feeds)
         t1 = perf()
         append(t1 - t0)
         elapsed = t1 - measure_started
@@ -460,8 +637,7 @@ def worker_main(config):
     emit("phase", phase="done", t_ns=time.monotonic_ns())
     peak_rss_inference_bytes = peak.end_phase()
 
-    emit(
-        "worker_result",
+    result = dict(
         latency_ms=[s / 1e6 for s in samples_ns],
         load_ms=load_ns / 1e6,
         first_inference_ms=first_ns / 1e6,
@@ -471,10 +647,9 @@ def worker_main(config):
         peak_rss_inference_bytes=peak_rss_inference_bytes,
         peak_rss_reset_supported=peak.reset_supported,
         inputs=[{"name": name, "shape": list(value.shape), "dtype": str(value.dtype)} for name, value in feeds.items()],
-        provider=session.get_providers()[0],
-        available_providers=list(ort.get_available_providers()),
-        onnxruntime_version=ort.__version__,
     )
+    result.update(runtime.describe())
+    emit("worker_result", **result)
 
 
 class PeakTracker:
@@ -513,7 +688,7 @@ ORT_TYPES = {
 }
 
 
-def make_inputs(np, session, shapes):
+def make_inputs(np, specs, shapes):
     """Synthesise one input per model input from its spec, before the timed loop.
 
     Symbolic or unknown dims become 1 unless the user gave the shape (`--shape name=1x3x224x224`).
@@ -521,26 +696,24 @@ def make_inputs(np, session, shapes):
     """
     rng = np.random.default_rng(0)
     feeds = {}
-    for spec in session.get_inputs():
-        dtype = ORT_TYPES.get(spec.type)
+    for name, dtype, dims in specs:
         if dtype is None:
-            raise AgentFailure(
-                "input-error", "cannot synthesise input %r of type %s (only tensors are supported)" % (spec.name, spec.type)
-            )
-        if spec.name in shapes:
-            shape = [int(d) for d in shapes[spec.name]]
+            raise AgentFailure("input-error", "cannot synthesise input %r (only numeric tensors are supported)" % name)
+        if name in shapes:
+            shape = [int(d) for d in shapes[name]]
         else:
-            shape = [d if isinstance(d, int) and d > 0 else 1 for d in (spec.shape or [])]
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
         if dtype.startswith("float"):
-            feeds[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+            feeds[name] = rng.random(shape, dtype=np.float32).astype(dtype)
         else:
-            feeds[spec.name] = np.zeros(shape, dtype=dtype)
+            feeds[name] = np.zeros(shape, dtype=dtype)
     return feeds
 
 
 def first_line(exc):
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:500]
+    """A one-line reason: the message's lines joined (runtimes put the cause on later lines)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return (" ".join(lines) if lines else type(exc).__name__)[:500]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -673,6 +846,7 @@ def bench_main(args):
         "shapes": shapes,
         "cpu_arena": not args.no_cpu_arena,
     }
+    config.update(runtime_config(args))
     freq_before = cpu_freqs_khz()
     worker = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "_worker", json.dumps(config)],
@@ -744,51 +918,68 @@ def forward_signals_to(child):
         signal.signal(signum, handler)
 
 
+def runtime_config(args):
+    """The runtime part of a worker config, from the common command-line options."""
+    provider_options = {}
+    if getattr(args, "provider_options", None):
+        try:
+            provider_options = {ort_provider_name(k): v for k, v in json.loads(args.provider_options).items()}
+        except (ValueError, AttributeError):
+            raise AgentFailure("input-error", "--provider-options must be a JSON object {provider: {key: value}}")
+    return {
+        "runtime": args.runtime,
+        "providers": args.provider or None,
+        "provider_options": provider_options,
+        "strict": args.strict,
+        "threads": args.threads,
+    }
+
+
 def outputs_main(args):
     """Run every input of a dataset through the model and save the outputs as .npz."""
     try:
         import numpy as np
-        import onnxruntime as ort
-    except ImportError as exc:
-        raise AgentFailure("missing-runtime", "%s is not installed for %s" % (exc.name, sys.executable))
-    options = ort.SessionOptions()
-    if args.threads:
-        options.intra_op_num_threads = args.threads
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(args.model, sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise AgentFailure("model-error", "cannot load model %s: %s" % (args.model, first_line(exc)))
+    except ImportError:
+        raise AgentFailure("missing-runtime", "numpy is not installed for %s" % sys.executable)
+    runtime = make_runtime(runtime_config(args))
+    runtime.load(args.model)
     try:
         data = np.load(args.dataset, allow_pickle=False)
         inputs = data["inputs"]
     except (OSError, KeyError, ValueError) as exc:
         raise AgentFailure("input-error", "cannot read dataset %s: %s" % (args.dataset, first_line(exc)))
-    spec = session.get_inputs()[0]
-    dtype = ORT_TYPES.get(spec.type, "float32")
+    name, dtype, _ = runtime.input_specs()[0]
     batch = args.batch
     outputs = None
     for start in range(0, len(inputs), batch):
-        chunk = inputs[start:start + batch].astype(dtype)
+        chunk = inputs[start:start + batch].astype(dtype or "float32")
         try:
-            result = session.run(None, {spec.name: chunk})
+            result = runtime.run({name: chunk})
         except Exception as exc:
             raise AgentFailure("model-error", "inference on the dataset failed: %s" % first_line(exc))
         if outputs is None:
             outputs = [[] for _ in result]
         for index, value in enumerate(result):
-            outputs[index].append(value)
-    names = [o.name for o in session.get_outputs()]
+            outputs[index].append(np.asarray(value))
     arrays = {"output_%d" % i: np.concatenate(parts) for i, parts in enumerate(outputs or [])}
     tmp = args.out + ".tmp"
     with open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
     os.replace(tmp, args.out)
-    emit("outputs", path=os.path.abspath(args.out), count=int(len(inputs)), output_names=names)
+    emit("outputs", path=os.path.abspath(args.out), count=int(len(inputs)), output_names=runtime.output_names(),
+         runtime=runtime.describe())
     return 0
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def add_runtime_options(parser):
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--runtime", default="onnxruntime", help="onnxruntime or openvino")
+    parser.add_argument("--provider", action="append", help="execution provider / device, in order (repeatable)")
+    parser.add_argument("--provider-options", help="JSON {provider: {option: value}}")
+    parser.add_argument("--strict", action="store_true", help="fail instead of falling back to another provider")
 
 
 def build_parser():
@@ -804,7 +995,7 @@ def build_parser():
     bench.add_argument("--min-seconds", type=float, default=1.0)
     bench.add_argument("--max-seconds", type=float, default=600.0)
     bench.add_argument("--warmup", type=int, default=10)
-    bench.add_argument("--threads", type=int, default=0)
+    add_runtime_options(bench)
     bench.add_argument("--shape", action="append")
     bench.add_argument("--no-cpu-arena", action="store_true", help="disable onnxruntime's CPU memory arena")
     bench.add_argument("--sample-interval", type=float, default=1.0)
@@ -815,7 +1006,7 @@ def build_parser():
     outputs.add_argument("--model", required=True)
     outputs.add_argument("--dataset", required=True)
     outputs.add_argument("--out", required=True)
-    outputs.add_argument("--threads", type=int, default=0)
+    add_runtime_options(outputs)
     outputs.add_argument("--batch", type=int, default=1)
     worker = verbs.add_parser("_worker")
     worker.add_argument("config")

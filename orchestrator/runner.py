@@ -42,11 +42,15 @@ MEASUREMENT_EXPORT_FIELDS = (
 # Variant and accuracy export fields (issue 5 names, kept stable); None = not measured.
 VARIANT_EXPORT_FIELDS = ("model_gzip_bytes", "sparsity", "variant_fidelity_cosine")
 ACCURACY_EXPORT_FIELDS = ("accuracy_metric", "accuracy", "accuracy_delta", "fidelity_cosine")
+# Which runtime and provider really ran the model (issue 10 names).
+RUNTIME_EXPORT_FIELDS = ("runtime", "runtime_version", "provider", "provider_fallback")
+KNOWN_RUNTIMES = ("onnxruntime", "openvino")
 
 
 def empty_export() -> dict[str, Any]:
     """Every optional export field present, so CSV columns and JSON keys never depend on luck."""
-    return {field: None for field in MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS}
+    fields = MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS + RUNTIME_EXPORT_FIELDS
+    return {field: None for field in fields}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +68,10 @@ class BenchSettings:
     cooldown_max_s: float = 60.0
     shapes: tuple[str, ...] = ()
     cpu_arena: bool = True
+    runtime: str | None = None  # None: the board's (inventory) runtime, else onnxruntime
+    providers: tuple[str, ...] = ()  # () : the board's providers, else the runtime's default (CPU)
+    provider_options: str | None = None  # JSON {provider: {option: value}}
+    strict: bool = False  # a provider fallback fails the job instead of being reported
     load_timeout_s: float = 300.0
 
     def settings_hash(self) -> str:
@@ -78,14 +86,26 @@ class BenchSettings:
     def job_timeout_s(self) -> float:
         return self.max_seconds + self.load_timeout_s + self.cooldown_s + self.cooldown_max_s
 
-    def agent_args(self, board_model_path: str) -> list[str]:
+    def runtime_args(self, board: Board) -> list[str]:
+        """--runtime/--provider/--strict for this board: run settings first, then the inventory's."""
+        runtime = self.runtime or board_runtime(board)
+        args = ["--runtime", runtime, "--threads", str(self.threads)]
+        for provider in self.providers or board.providers:
+            args += ["--provider", provider]
+        if self.provider_options:
+            args += ["--provider-options", self.provider_options]
+        if self.strict:
+            args.append("--strict")
+        return args
+
+    def agent_args(self, board_model_path: str, board: Board) -> list[str]:
         args = [
             "--model", board_model_path,
             "--runs", str(self.runs),
             "--min-seconds", repr(self.min_seconds),
             "--max-seconds", repr(self.max_seconds),
             "--warmup", str(self.warmup),
-            "--threads", str(self.threads),
+            *self.runtime_args(board),
             "--sample-interval", repr(self.sample_interval_s),
             "--cooldown-s", repr(self.cooldown_s),
             "--cooldown-max-s", repr(self.cooldown_max_s),
@@ -97,6 +117,12 @@ class BenchSettings:
         if not self.cpu_arena:
             args.append("--no-cpu-arena")
         return args
+
+
+def board_runtime(board: Board) -> str:
+    """The runtime an inventory gives a board (`runtime: openvino`), else onnxruntime."""
+    runtime = (board.tags or {}).get("runtime", "")
+    return runtime if runtime in KNOWN_RUNTIMES else "onnxruntime"
 
 
 @dataclasses.dataclass
@@ -226,7 +252,7 @@ class BenchRunner:
                     outcomes.append(self._store_failure(run_id, board, job, exc.kind, str(exc), {}))
                 return outcomes
             self.on_event("board_ready", {"board": board.name, "facts": facts})
-            accuracy = BoardAccuracy(client, self.settings)
+            accuracy = BoardAccuracy(client, self.settings, board)
             for job in self.jobs:
                 if self._cancel.is_set():
                     break
@@ -249,7 +275,7 @@ class BenchRunner:
             self.on_event("job_staged", {**info, "bytes_sent": bytes_sent})
             reply = client.call(
                 "bench",
-                self.settings.agent_args(board_path),
+                self.settings.agent_args(board_path, board),
                 timeout_s=self.settings.job_timeout_s,
                 on_message=lambda m: self._on_agent_message(info, m),
             )
@@ -307,9 +333,10 @@ class BoardAccuracy:
     `accuracy_error` and the accuracy columns stay empty.
     """
 
-    def __init__(self, client: AgentClient, settings: BenchSettings) -> None:
+    def __init__(self, client: AgentClient, settings: BenchSettings, board: Board) -> None:
         self.client = client
         self.settings = settings
+        self.board = board
         self._fp32: dict[str, tuple[float, Any]] = {}  # model name -> (fp32 accuracy, scored output)
 
     def evaluate(self, job: Job) -> dict[str, Any]:
@@ -351,7 +378,7 @@ class BoardAccuracy:
         board_data, _ = self.client.stage(task.inputs_npz, suffix=".npz")
         board_out = f"{self.client.transport.workdir}/outputs-{secrets.token_hex(6)}.npz"
         args = ["--model", board_model, "--dataset", board_data, "--out", board_out,
-                "--threads", str(self.settings.threads)]
+                *self.settings.runtime_args(self.board)]
         self.client.call("outputs", args, timeout_s=self.settings.job_timeout_s)
         with tempfile.TemporaryDirectory(prefix="farm-outputs-") as tmp:
             local = Path(tmp) / "outputs.npz"
@@ -383,6 +410,7 @@ def result_row(
     export = empty_export()
     export.update({field: result.get(field) for field in MEASUREMENT_EXPORT_FIELDS})
     export.update(variant_export_fields(job.variant_details))
+    export.update({field: result.get(field) for field in RUNTIME_EXPORT_FIELDS})
     export.update(
         latency_ms_cv=stats["cv"],
         latency_ms_median_ci_low=stats["median_ci_low_ms"],
@@ -395,8 +423,9 @@ def result_row(
         "variant": job.variant_details,
         "inputs": result.get("inputs"),
         "provider": result.get("provider"),
+        "providers_requested": result.get("providers_requested"),
+        "providers_active": result.get("providers_active"),
         "available_providers": result.get("available_providers"),
-        "onnxruntime_version": result.get("onnxruntime_version"),
         "phase_marks": result.get("phase_marks"),
         "measure_s": result.get("measure_s"),
         "cooldown_s": result.get("cooldown_s"),

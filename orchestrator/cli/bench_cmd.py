@@ -21,6 +21,10 @@ def bench(
     warmup: int = typer.Option(10, "--warmup", min=0, help="Unmeasured runs after the first inference."),
     threads: int = typer.Option(0, "--threads", "-t", min=0, help="Intra-op threads on the board (0: the runtime's default)."),
     shape: Optional[List[str]] = typer.Option(None, "--shape", help="Input shape for dynamic dims, NAME=1x3x224x224 (repeatable)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="onnxruntime or openvino (default: the board's inventory runtime, else onnxruntime)."),
+    providers: Optional[str] = typer.Option(None, "--providers", help="Ordered execution providers (onnxruntime: CUDA,TensorRT,OpenVINO,QNN,XNNPACK,ACL,CPU…) or OpenVINO devices (CPU,GPU,NPU)."),
+    provider_options: Optional[str] = typer.Option(None, "--provider-options", help='JSON per provider, e.g. \'{"CUDA": {"device_id": "0"}}\'.'),
+    strict: bool = typer.Option(False, "--strict", help="Fail a job whose requested provider is not what ran (onnxruntime falls back to CPU silently)."),
     cpu_arena: bool = typer.Option(True, "--cpu-arena/--no-cpu-arena", help="onnxruntime's CPU memory arena (off: buffers return to the OS after each run)."),
     sample_interval: float = typer.Option(1.0, "--sample-interval", min=0.0, help="Memory/CPU/thermal sampling interval in seconds (0.01–; 0 turns sampling off)."),
     cooldown: float = typer.Option(0.0, "--cooldown", min=0.0, help="Seconds to rest the board before each job."),
@@ -37,6 +41,8 @@ def bench(
     from orchestrator.bench import BenchRequest, run_bench
     from orchestrator.runner import BenchSettings
 
+    if runtime is not None and runtime not in ("onnxruntime", "openvino"):
+        raise typer.BadParameter(f"{runtime!r} is not a runtime farm knows (use onnxruntime or openvino)", param_hint="--runtime")
     if min_seconds > max_seconds:
         raise typer.BadParameter("--min-seconds must not exceed --max-seconds", param_hint="--min-seconds")
     if 0 < sample_interval < 0.01:
@@ -44,7 +50,9 @@ def bench(
     settings = BenchSettings(
         runs=runs, min_seconds=min_seconds, max_seconds=max_seconds, warmup=warmup, threads=threads,
         sample_interval_s=sample_interval, cooldown_s=cooldown, cooldown_below_c=cooldown_below,
-        shapes=tuple(shape or ()), cpu_arena=cpu_arena,
+        shapes=tuple(shape or ()), cpu_arena=cpu_arena, runtime=runtime,
+        providers=tuple(p.strip() for p in (providers or "").split(",") if p.strip()),
+        provider_options=provider_options, strict=strict,
     )
     request = BenchRequest(
         model_paths=list(model or []), settings=settings, inventory=inventory, limit=limit, forks=forks,
@@ -62,6 +70,16 @@ def bench(
             f"{render.escape(str(failure.row.get('error_message')))}",
             highlight=False,
         )
+    for job in outcome.run.outcomes:
+        export = (job.row.get("details") or {}).get("export") or {}
+        if job.ok and export.get("provider_fallback"):
+            requested = ((job.row.get("details") or {}).get("providers_requested") or ["?"])[0]
+            state.err.print(
+                f"[yellow]fallback[/yellow] {render.escape(job.board)} / {render.escape(job.model)} / "
+                f"{render.escape(job.variant)}: asked for {render.escape(requested)}, ran on "
+                f"{render.escape(str(export.get('provider')))} (use --strict to make this a failure)",
+                highlight=False,
+            )
     if outcome.report_path is not None:
         state.out.print(f"report: {outcome.report_path}")
     state.out.print(f"database: {outcome.db_url}", style="dim")

@@ -5,4 +5,4 @@ from rich.console import Console
 
 debug = False
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # messages stay one line: greppable
