@@ -20,7 +20,7 @@ login shell, which hands them as positional parameters to a fixed wrapper script
 
     cd <workdir> && exec [env K=V ...] sh -c '<WRAPPER>' farm-run <argv...>
 
-The wrapper prints its pid on stderr (taken out of the stderr we return), checks
+The wrapper prints its pid as the first stdout line (never given to the caller), checks
 that the program exists (if not: TransportError "missing-runtime", as LocalTransport
 raises when it cannot start the program), starts
 `"$@"` under `setsid` in its own session/process group, waits for it, kills what
@@ -49,9 +49,9 @@ import shlex
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
-from collections.abc import Sequence
 
 import paramiko
 from paramiko.hostkeys import HostKeyEntry, HostKeys, InvalidHostKey
@@ -66,6 +66,8 @@ SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 DEFAULT_WORKDIR = "~/.farm"
 # Seconds to wait for the second channel that stops a timed-out command.
 KILL_TIMEOUT_S = 5.0
+# Seconds to wait for the wrapper's pid line when a command must be stopped before it came.
+PID_WAIT_S = 2.0
 # After the command's exit status arrives, how long to wait for its output to end
 # (a background child may still hold stdout open) before killing what is left.
 OUTPUT_GRACE_S = 2.0
@@ -82,9 +84,10 @@ _PID_LINE_RE = re.compile(rb"^" + PID_MARKER.encode() + rb" (\d+)\n")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
-# Runs the command in its own session, reports the wrapper's pid first, cleans up after.
+# Runs the command in its own session, cleans up after. The pid line goes first on stdout: the
+# same pipe as the command's output, so it always arrives before any of it (stderr could lag).
 _WRAPPER = (
-    f'echo "{PID_MARKER} $$" >&2; '
+    f'echo "{PID_MARKER} $$"; '
     f'command -v "$1" >/dev/null 2>&1 || {{ echo "{NOT_FOUND_MARKER}" >&2; exit 127; }}; '
     'if command -v setsid >/dev/null 2>&1; then setsid "$@" & else "$@" & fi; '
     'p=$!; wait "$p"; s=$?; '
@@ -144,6 +147,9 @@ class SSHTransport:
         self._resolved: ResolvedSSH | None = None
         self._known_hosts = Path(os.path.expanduser(board.known_hosts_file or DEFAULT_KNOWN_HOSTS))
         self._connect_timeout_s = float(board.connect_timeout_s)
+        # Wrapper pids of commands running now, so close() (Ctrl-C from another thread) can stop them.
+        self._running: set[int] = set()
+        self._running_lock = threading.Lock()
 
     # ------------------------------------------------------------------ public API
 
@@ -158,6 +164,11 @@ class SSHTransport:
                 )
                 result = self._exec(command, ("mkdir", wanted), 30.0, None, time.monotonic())
                 path = result.stdout.strip().splitlines()[-1:] if result.stdout.strip() else []
+                if result.exit_code is None:
+                    raise TransportError(
+                        f"{self.name}: the connection dropped while preparing the work directory",
+                        kind="disconnected",
+                    )
                 if result.exit_code != 0 or not path or not path[0].startswith("/"):
                     kind = "disk-full" if "No space left" in result.stderr else "agent-error"
                     raise TransportError(
@@ -234,8 +245,48 @@ class SSHTransport:
             handle.close()
         return path, size_bytes
 
+    def fetch_file(self, remote_path: str, local_path: Path) -> int:
+        """Copy a board file (relative paths: inside the work dir) to `local_path`; returns bytes received.
+
+        Written to a temporary name next to `local_path` and renamed, so a cut transfer
+        never leaves a partial file under the final name.
+        """
+        if not posixpath.isabs(remote_path):
+            remote_path = posixpath.join(self.workdir, remote_path)
+        local_path = Path(local_path)
+        tmp = local_path.with_name(f".{local_path.name}.part-{secrets.token_hex(6)}")
+        try:
+            sftp = self._sftp_client()
+            try:
+                with open(tmp, "wb") as handle:
+                    sftp.getfo(remote_path, handle)
+            except FileNotFoundError as exc:
+                raise TransportError(f"{self.name}: cannot fetch {remote_path}: no such file on the board",
+                                     kind="agent-error") from exc
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                if isinstance(exc, OSError) and exc.filename == str(tmp):
+                    raise BadInputError(f"cannot write {local_path}: {exc.strerror or exc}") from exc
+                if _is_timeout(exc) or not self._sftp_alive():
+                    with self._lock:
+                        self._drop_connection()
+                    raise TransportError(
+                        f"{self.name}: connection lost while fetching {remote_path}: {_describe(exc)}",
+                        kind="timeout" if _is_timeout(exc) else "disconnected",
+                    ) from exc
+                raise TransportError(f"{self.name}: cannot fetch {remote_path}: {_describe(exc)}",
+                                     kind="agent-error") from exc
+            os.replace(tmp, local_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return local_path.stat().st_size
+
     def close(self) -> None:
-        """Close the connection (and the jump hosts'). Safe to call more than once."""
+        """Stop commands still running (Ctrl-C: no orphan agent or worker left on the board),
+        then close the connection and the jump hosts'. Safe to call more than once, from any thread."""
+        with self._running_lock:
+            running = sorted(self._running)
+        for pid in running:
+            self._stop_remote(pid)
         with self._lock:
             self._drop_connection()
 
@@ -357,6 +408,7 @@ class SSHTransport:
             raise TransportError(
                 f"{self.name}: identity file {self._board.identity_file} not found", kind="auth"
             )
+
         def transport_factory(sock, **kwargs):  # noqa: ANN001, ANN202 - paramiko's hook
             transport = paramiko.Transport(sock, **kwargs)
             transport.handshake_timeout = timeout_s  # key exchange, not paramiko's default 15 s
@@ -471,13 +523,34 @@ class SSHTransport:
     ) -> CommandResult:
         deadline = started + timeout_s
         chan = self._open_session()
-        streams = _Streams(on_stdout_line)
+        streams = _Streams(on_stdout_line, on_pid=self._started)
+        try:
+            return self._finish(chan, streams, command, argv, timeout_s, started, deadline)
+        finally:
+            if streams.pid is not None:
+                with self._running_lock:
+                    self._running.discard(streams.pid)
+
+    def _started(self, pid: int) -> None:
+        with self._running_lock:
+            self._running.add(pid)
+
+    def _finish(
+        self,
+        chan: paramiko.Channel,
+        streams: _Streams,
+        command: str,
+        argv: tuple[str, ...],
+        timeout_s: float,
+        started: float,
+        deadline: float,
+    ) -> CommandResult:
         try:
             chan.exec_command(command)
             chan.shutdown_write()  # no stdin: a program reading it sees end-of-file, not a hang
             finished = _pump(chan, streams, deadline)
         except BaseException as exc:
-            self._stop_remote(streams.pid)
+            self._stop_remote(_await_pid(chan, streams))
             chan.close()
             if isinstance(exc, (paramiko.SSHException, EOFError, OSError)) and not streams.in_callback:
                 raise TransportError(
@@ -486,7 +559,7 @@ class SSHTransport:
                 ) from exc
             raise
         if finished == "timeout":
-            self._stop_remote(streams.pid)
+            self._stop_remote(_await_pid(chan, streams))
             chan.close()
             shown = " ".join(shlex.quote(a) for a in argv[:3])
             raise TransportError(
@@ -541,6 +614,8 @@ class SSHTransport:
         python = self._board.python or "python3"
         result = self.run(["sh", "-c", _HASH_SCRIPT, "farm-hash", path, python, _PY_SHA256], HASH_TIMEOUT_S)
         out = result.stdout.strip()
+        if result.exit_code is None:
+            raise TransportError(f"{self.name}: the connection dropped while checking {path}", kind="disconnected")
         if result.exit_code != 0:
             kind = "disk-full" if "No space left" in result.stderr else "agent-error"
             raise TransportError(
@@ -573,24 +648,36 @@ class SSHTransport:
     def _upload_error(
         self, exc: BaseException | None, path: str, size_bytes: int, detail: str = ""
     ) -> TransportError:
+        """Classify a failed upload: stalled, connection lost, board full, or something else."""
         reason = detail or _describe(exc)
-        transport = self._clients[-1].get_transport() if self._clients else None
-        connection_alive = transport is not None and transport.is_active()
         if exc is not None and _is_timeout(exc):
             with self._lock:
                 self._drop_connection()
             return TransportError(f"{self.name}: upload of {path} stalled: {reason}", kind="timeout")
-        if not connection_alive:
+        lost = TransportError(f"{self.name}: connection lost while uploading {path}: {reason}", kind="disconnected")
+        if not self._sftp_alive():
             with self._lock:
                 self._drop_connection()
-            return TransportError(f"{self.name}: connection lost while uploading {path}: {reason}", kind="disconnected")
+            return lost
         free = self._free_bytes(posixpath.dirname(path))
+        if free is None and not self._sftp_alive():
+            with self._lock:
+                self._drop_connection()
+            return lost
         if free is not None and free < size_bytes:
             return TransportError(
                 f"{self.name}: no room for {path} ({size_bytes} bytes, {free} bytes free): {reason}",
                 kind="disk-full",
             )
         return TransportError(f"{self.name}: upload of {path} failed: {reason}", kind="agent-error")
+
+    def _sftp_alive(self) -> bool:
+        """The connection and the SFTP channel are both still up (an SFTP status error, not a drop)."""
+        transport = self._clients[-1].get_transport() if self._clients else None
+        if transport is None or not transport.is_active():
+            return False
+        channel = self._sftp.get_channel() if self._sftp is not None else None
+        return channel is not None and not channel.closed
 
     def _free_bytes(self, directory: str) -> int | None:
         try:
@@ -719,12 +806,12 @@ def _changed_key_message(
 class _Streams:
     """Collects a command's output: stdout split into lines for the callback, stderr whole."""
 
-    def __init__(self, on_stdout_line: LineCallback | None) -> None:
+    def __init__(self, on_stdout_line: LineCallback | None, on_pid: Callable[[int], None] | None = None) -> None:
         self._on_line = on_stdout_line
+        self._on_pid = on_pid
         self._pending = bytearray()
         self._lines: list[str] = []
         self._stderr = bytearray()
-        self._pid_checked = False
         self.pid: int | None = None
         self.in_callback = False  # an exception now is the caller's, not the connection's
 
@@ -734,18 +821,23 @@ class _Streams:
             cut = self._pending.find(b"\n")
             if cut < 0:
                 return
-            line = self._pending[: cut + 1].decode("utf-8", errors="replace")
+            raw = bytes(self._pending[: cut + 1])
             del self._pending[: cut + 1]
-            self._emit(line)
+            if self.pid is None:
+                match = _PID_LINE_RE.match(raw)
+                if match:  # the wrapper's pid line, never the caller's
+                    self.pid = int(match.group(1))
+                    if self._on_pid is not None:
+                        self._on_pid(self.pid)
+                    continue
+            self._emit(raw.decode("utf-8", errors="replace"))
 
     def feed_stderr(self, data: bytes) -> None:
         self._stderr += data
-        if not self._pid_checked and (b"\n" in self._stderr or len(self._stderr) > 64):
-            self._pid_checked = True
-            match = _PID_LINE_RE.match(self._stderr)
-            if match:
-                self.pid = int(match.group(1))
-                del self._stderr[: match.end()]
+
+    def mute(self) -> None:
+        """Stop calling back (the command is being stopped)."""
+        self._on_line = None
 
     def finish(self) -> None:
         if self._pending:
@@ -765,6 +857,23 @@ class _Streams:
 
     def stderr_text(self) -> str:
         return self._stderr.decode("utf-8", errors="replace")
+
+
+def _await_pid(chan: paramiko.Channel, streams: _Streams, wait_s: float = PID_WAIT_S) -> int | None:
+    """The wrapper's pid, reading (bounded) a little more output when it has not come yet."""
+    streams.mute()
+    deadline = time.monotonic() + wait_s
+    with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+        while streams.pid is None and time.monotonic() < deadline:
+            if chan.recv_ready():
+                streams.feed_stdout(chan.recv(READ_CHUNK_BYTES))
+            elif chan.recv_stderr_ready():
+                streams.feed_stderr(chan.recv_stderr(READ_CHUNK_BYTES))
+            elif chan.eof_received or chan.closed:
+                break
+            else:
+                select.select([chan], [], [], min(0.1, max(0.0, deadline - time.monotonic())))
+    return streams.pid
 
 
 def _pump(chan: paramiko.Channel, streams: _Streams, deadline: float) -> str:

@@ -1,0 +1,113 @@
+"""`farm lab up|status|down`: simulated boards on this machine (see orchestrator.lab)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich import box
+from rich.table import Table
+
+from orchestrator import lab
+from orchestrator.cli import state
+from orchestrator.cli.render import escape
+
+lab_app = typer.Typer(
+    help=(
+        "Simulated boards on this machine: real sshd servers on loopback (127.0.0.11, .12, ...) "
+        "with CPU/memory limits modelled on real boards. Needs root and openssh-server."
+    ),
+    no_args_is_help=True,
+)
+
+DIR_OPTION = typer.Option(
+    None,
+    "--dir",
+    envvar=lab.LAB_DIR_ENV,
+    help=f"Folder that holds the lab (default: {lab.DEFAULT_LAB_DIR}).",
+)
+
+
+def _lab_dir(value: Optional[Path]) -> Path:
+    return value if value is not None else lab.default_lab_dir()
+
+
+def _limits_text(board: lab.LabBoard) -> str:
+    limits = board.limits
+    parts = []
+    if limits.cpu_quota_cores is not None:
+        parts.append(f"{limits.cpu_quota_cores:g} cpu" + (f" on {limits.cpuset_cpus}" if limits.cpuset_cpus else ""))
+    if limits.memory_limit_bytes is not None:
+        parts.append(f"{limits.memory_limit_bytes / lab.GIB:g} GiB")
+    return ", ".join(parts) or "none"
+
+
+def _show(lab_state: lab.LabState) -> None:
+    if not lab_state.boards:
+        state.out.print(escape(lab_state.limits_note or f"no lab in {lab_state.lab_dir}"))
+        return
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for column in ("board", "profile", "address", "state", "limits", "python"):
+        table.add_column(column, overflow="fold", no_wrap=column != "profile")
+    for board in lab_state.boards:
+        if not board.running:
+            status = "[red]stopped[/red]"
+        elif board.name in lab_state.started_now:
+            status = "[green]started[/green]"
+        else:
+            status = "[green]running[/green]"
+        python = "bare" if board.bare else "venv"  # bare: system Python without onnxruntime
+        table.add_row(
+            escape(board.name), escape(board.profile), f"{board.address}:{board.port}", status,
+            escape(_limits_text(board)), python,
+        )
+    state.out.print(table)
+    if not lab_state.limits_enforced:
+        state.out.print(f"[yellow]limits not enforced:[/yellow] {escape(lab_state.limits_note)}")
+
+
+@lab_app.command("up")
+def lab_up(
+    profiles: str = typer.Option(
+        ",".join(lab.DEFAULT_PROFILES),
+        "--profiles",
+        help=f"Comma-separated board profiles ({', '.join(lab.PROFILES)}); "
+        "add ':bare' for a board without onnxruntime.",
+    ),
+    count: int = typer.Option(1, "--count", min=1, max=lab.MAX_BOARDS, help="Boards per profile."),
+    lab_dir: Optional[Path] = DIR_OPTION,
+    first_address: str = typer.Option(
+        lab.DEFAULT_FIRST_ADDRESS, "--first-address", help="Loopback address of the first board; the next get +1."
+    ),
+    port: int = typer.Option(lab.DEFAULT_PORT, "--port", min=1, max=65535, help="SSH port of every board."),
+) -> None:
+    """Start the simulated boards (reports them if they already run) and write their inventory."""
+    result = lab.lab_up(
+        _lab_dir(lab_dir),
+        [p for p in profiles.split(",") if p.strip()],
+        count,
+        first_address=first_address,
+        port=port,
+    )
+    _show(result)
+    if result.running and not result.started_now:
+        state.out.print("all boards were already running")
+    state.out.print(f"inventory: {escape(str(result.inventory_path))}")
+    state.out.print(f"try: farm bench -i {escape(str(result.inventory_path))}")
+
+
+@lab_app.command("status")
+def lab_status(lab_dir: Optional[Path] = DIR_OPTION) -> None:
+    """Show the lab's boards, whether each runs, and their limits."""
+    _show(lab.lab_status(_lab_dir(lab_dir)))
+
+
+@lab_app.command("down")
+def lab_down(
+    lab_dir: Optional[Path] = DIR_OPTION,
+    purge: bool = typer.Option(False, "--purge", help="Also delete the lab folder (keys, venv, inventory)."),
+) -> None:
+    """Stop every board and whatever its sessions started; nothing of the lab keeps running."""
+    result = lab.lab_down(_lab_dir(lab_dir), remove_files=purge)
+    stopped = [b.name for b in result.boards]
+    state.out.print(f"stopped {len(stopped)} board(s)" + (f": {', '.join(stopped)}" if stopped else ""))
