@@ -756,8 +756,8 @@ class Sampler(threading.Thread):
         now = time.monotonic()
         status = proc_status(self.pid)
         times = proc_stat_times(self.pid)
-        if status is None or times is None:
-            return
+        if not status or "VmRSS" not in status or times is None:
+            return  # gone, or a zombie that has already released its memory
         cpu_percent = None
         if self._last is not None:
             wall = now - self._last[0]

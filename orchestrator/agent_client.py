@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from orchestrator.errors import AgentError, TransportError
-from orchestrator.transport.base import Transport
+from orchestrator.transport.base import MAX_LINE_BYTES, LineSplitter, Transport
 
 PROTOCOL_VERSION = 1
-MAX_LINE_BYTES = 8 * 1024 * 1024  # a result with 100k latency samples is ~2 MB
 MESSAGE_TYPES = {"facts", "phase", "result", "error", "outputs"}
 
 
@@ -50,8 +49,8 @@ class AgentReply:
 
 def parse_message(line: str) -> dict[str, Any]:
     """One protocol line → a message dict, or AgentError saying what was wrong with it."""
-    if len(line) > MAX_LINE_BYTES:
-        raise AgentError(f"agent line of {len(line)} bytes exceeds the {MAX_LINE_BYTES} byte limit: {line[:80]!r}")
+    if len(line) > MAX_LINE_BYTES or line.endswith(LineSplitter.MARKER.format(limit=MAX_LINE_BYTES)):
+        raise AgentError(f"agent line exceeds the {MAX_LINE_BYTES} byte limit; it began: {line[:80]!r}")
     try:
         message = json.loads(line)
     except ValueError:

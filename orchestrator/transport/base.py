@@ -59,3 +59,82 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# A board's output is untrusted: no line, and no transcript, may grow without bound.
+MAX_LINE_BYTES = 8 * 1024 * 1024  # a result with 100k latency samples is ~2 MB
+MAX_TRANSCRIPT_BYTES = 32 * 1024 * 1024
+MAX_STDERR_BYTES = 256 * 1024
+OVERSIZE_QUOTE_BYTES = 200
+
+
+class LineSplitter:
+    """Turns a byte stream into lines for a callback, never holding more than one bounded line.
+
+    A line longer than MAX_LINE_BYTES is cut: the callback gets its first bytes followed by a
+    marker (so the protocol layer refuses it, quoting them), and the rest of that line is
+    dropped as it arrives. The transcript of delivered lines is capped as well.
+    """
+
+    MARKER = " …[farm: line over {limit} bytes cut]"
+
+    def __init__(self, on_line: LineCallback | None, max_line_bytes: int = MAX_LINE_BYTES) -> None:
+        self.on_line = on_line
+        self.max_line_bytes = max_line_bytes
+        self._pending = bytearray()
+        self._discarding = False
+        self._lines: list[str] = []
+        self._kept_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        while data:
+            cut = data.find(b"\n")
+            chunk, data = (data, b"") if cut < 0 else (data[: cut + 1], data[cut + 1:])
+            if self._discarding:
+                if cut >= 0:
+                    self._discarding = False
+                continue
+            self._pending += chunk
+            if cut >= 0:
+                raw = bytes(self._pending)
+                self._pending.clear()
+                self.deliver(raw)
+            elif len(self._pending) > self.max_line_bytes:
+                quote = bytes(self._pending[:OVERSIZE_QUOTE_BYTES])
+                self._pending.clear()
+                self._discarding = True
+                self.deliver(quote + self.MARKER.format(limit=self.max_line_bytes).encode() + b"\n")
+
+    def finish(self) -> None:
+        if self._pending and not self._discarding:
+            raw = bytes(self._pending)
+            self._pending.clear()
+            self.deliver(raw)
+
+    def deliver(self, raw: bytes) -> None:
+        """Hand one complete line to the callback (subclasses may intercept, e.g. a pid line)."""
+        line = raw.decode("utf-8", errors="replace")
+        if self._kept_bytes < MAX_TRANSCRIPT_BYTES:
+            self._lines.append(line)
+            self._kept_bytes += len(raw)
+        if self.on_line is not None:
+            self.on_line(line)
+
+    def text(self) -> str:
+        return "".join(self._lines)
+
+
+class BoundedBuffer:
+    """Keeps the last `limit` bytes of a stream (stderr: the end says what went wrong)."""
+
+    def __init__(self, limit: int = MAX_STDERR_BYTES) -> None:
+        self.limit = limit
+        self._data = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._data += data
+        if len(self._data) > self.limit:
+            del self._data[: len(self._data) - self.limit]
+
+    def text(self) -> str:
+        return self._data.decode("utf-8", errors="replace")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from orchestrator.errors import TransportError
-from orchestrator.transport.base import CommandResult, LineCallback
+from orchestrator.transport.base import BoundedBuffer, CommandResult, LineCallback, LineSplitter
 
 
 class LocalTransport:
@@ -43,8 +43,6 @@ class LocalTransport:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                text=True,
-                errors="replace",
                 env=env,
                 cwd=self.workdir,
                 start_new_session=True,  # its own process group: we can stop it and its worker
@@ -52,12 +50,10 @@ class LocalTransport:
         except OSError as exc:
             raise TransportError(f"{self.name}: cannot start {argv[0]!r}: {exc}", kind="missing-runtime") from exc
         self._running.add(proc)
-        stderr_chunks: list[str] = []
-        stderr_thread = threading.Thread(
-            target=lambda: stderr_chunks.append(proc.stderr.read()), daemon=True
-        )
+        stderr = BoundedBuffer()
+        stderr_thread = threading.Thread(target=_pump, args=(proc.stderr, stderr.feed), daemon=True)
         stderr_thread.start()
-        stdout_lines: list[str] = []
+        stdout = LineSplitter(on_stdout_line)
         timed_out = threading.Event()
 
         def on_timeout() -> None:
@@ -68,10 +64,8 @@ class LocalTransport:
         timer.start()
         try:
             assert proc.stdout is not None
-            for line in proc.stdout:
-                stdout_lines.append(line)
-                if on_stdout_line is not None:
-                    on_stdout_line(line)
+            _pump(proc.stdout, stdout.feed)
+            stdout.finish()
             proc.wait(timeout=max(1.0, timeout_s))
         except BaseException:
             _kill_group(proc)
@@ -90,8 +84,8 @@ class LocalTransport:
         return CommandResult(
             argv=tuple(argv),
             exit_code=proc.returncode,
-            stdout="".join(stdout_lines),
-            stderr="".join(stderr_chunks),
+            stdout=stdout.text(),
+            stderr=stderr.text(),
             duration_s=duration_s,
         )
 
@@ -111,6 +105,16 @@ class LocalTransport:
         """Stop whatever is still running (used on Ctrl-C: no orphan agent or worker left)."""
         for proc in list(self._running):
             _kill_group(proc)
+
+
+def _pump(stream, feed) -> None:
+    """Read a pipe in chunks until EOF (never a whole line at once: lines may be huge)."""
+    fd = stream.fileno()
+    while True:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            return
+        feed(data)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

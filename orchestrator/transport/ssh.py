@@ -59,7 +59,7 @@ from paramiko.hostkeys import HostKeyEntry, HostKeys, InvalidHostKey
 from orchestrator.boards import Board
 from orchestrator.errors import BadInputError, TransportError
 from orchestrator.ssh_config import ResolvedSSH, resolve_ssh_settings
-from orchestrator.transport.base import CommandResult, LineCallback
+from orchestrator.transport.base import BoundedBuffer, CommandResult, LineCallback, LineSplitter
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -803,60 +803,44 @@ def _changed_key_message(
 # ---------------------------------------------------------------------- reading a command's output
 
 
-class _Streams:
-    """Collects a command's output: stdout split into lines for the callback, stderr whole."""
+class _Streams(LineSplitter):
+    """Collects a command's output: stdout split into bounded lines for the callback (the
+    wrapper's pid line taken out first), stderr's last bytes."""
 
     def __init__(self, on_stdout_line: LineCallback | None, on_pid: Callable[[int], None] | None = None) -> None:
-        self._on_line = on_stdout_line
+        super().__init__(on_stdout_line)
         self._on_pid = on_pid
-        self._pending = bytearray()
-        self._lines: list[str] = []
-        self._stderr = bytearray()
+        self._stderr = BoundedBuffer()
         self.pid: int | None = None
         self.in_callback = False  # an exception now is the caller's, not the connection's
 
     def feed_stdout(self, data: bytes) -> None:
-        self._pending += data
-        while True:
-            cut = self._pending.find(b"\n")
-            if cut < 0:
-                return
-            raw = bytes(self._pending[: cut + 1])
-            del self._pending[: cut + 1]
-            if self.pid is None:
-                match = _PID_LINE_RE.match(raw)
-                if match:  # the wrapper's pid line, never the caller's
-                    self.pid = int(match.group(1))
-                    if self._on_pid is not None:
-                        self._on_pid(self.pid)
-                    continue
-            self._emit(raw.decode("utf-8", errors="replace"))
+        self.feed(data)
 
     def feed_stderr(self, data: bytes) -> None:
-        self._stderr += data
+        self._stderr.feed(data)
 
     def mute(self) -> None:
         """Stop calling back (the command is being stopped)."""
-        self._on_line = None
+        self.on_line = None
 
-    def finish(self) -> None:
-        if self._pending:
-            line = self._pending.decode("utf-8", errors="replace")
-            self._pending.clear()
-            self._emit(line)
-
-    def _emit(self, line: str) -> None:
-        self._lines.append(line)
-        if self._on_line is not None:
-            self.in_callback = True
-            self._on_line(line)
-            self.in_callback = False
+    def deliver(self, raw: bytes) -> None:
+        if self.pid is None:
+            match = _PID_LINE_RE.match(raw)
+            if match:  # the wrapper's pid line, never the caller's
+                self.pid = int(match.group(1))
+                if self._on_pid is not None:
+                    self._on_pid(self.pid)
+                return
+        self.in_callback = True
+        super().deliver(raw)  # an exception from the callback leaves in_callback set, on purpose
+        self.in_callback = False
 
     def stdout_text(self) -> str:
-        return "".join(self._lines)
+        return self.text()
 
     def stderr_text(self) -> str:
-        return self._stderr.decode("utf-8", errors="replace")
+        return self._stderr.text()
 
 
 def _await_pid(chan: paramiko.Channel, streams: _Streams, wait_s: float = PID_WAIT_S) -> int | None:
