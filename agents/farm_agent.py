@@ -399,6 +399,7 @@ def collect_facts(workdir, quick=False):
         "cgroup_limits": cgroup_limits(),
         "disk_free_bytes": disk_free,
         "workdir": os.path.abspath(workdir),
+        "lease": read_lease(workdir),
         "agent_version": AGENT_VERSION,
     }
     facts.update(runtime_facts(quick))
@@ -974,6 +975,57 @@ def outputs_main(args):
 # ---------------------------------------------------------------------------------------------
 
 
+# ---------------------------------------------------------------------------------------------
+# leases: who is using this board, recorded on the board so every controller sees it
+
+LEASE_FILE = "lease.json"
+
+
+def read_lease(workdir):
+    """The current lease, or None when there is none or it has expired (board clock)."""
+    try:
+        with open(os.path.join(workdir, LEASE_FILE)) as handle:
+            lease = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(lease, dict) or float(lease.get("expires_at", 0)) <= time.time():
+        return None
+    lease["expires_in_s"] = round(float(lease["expires_at"]) - time.time(), 1)
+    return lease
+
+
+def lease_main(args):
+    """acquire / renew / release, atomic under an flock so two controllers never both win."""
+    import fcntl
+
+    if not os.path.isdir(args.workdir):
+        os.makedirs(args.workdir)
+    holder = json.loads(args.holder)
+    with open(os.path.join(args.workdir, "lease.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = read_lease(args.workdir)
+        mine = current is not None and current.get("holder", {}).get("id") == holder.get("id")
+        if args.action == "release":
+            if mine:
+                os.remove(os.path.join(args.workdir, LEASE_FILE))
+            emit("lease", acquired=False, released=mine, lease=None if mine else current)
+            return 0
+        if current is not None and not mine:
+            emit("lease", acquired=False, lease=current)
+            return 0
+        if args.action == "renew" and not mine:
+            emit("lease", acquired=False, lease=None, lost=True)
+            return 0
+        now = time.time()
+        lease = {"holder": holder, "since": current["since"] if mine else now, "expires_at": now + args.ttl}
+        tmp = os.path.join(args.workdir, LEASE_FILE + ".tmp")
+        with open(tmp, "w") as handle:
+            json.dump(lease, handle)
+        os.replace(tmp, os.path.join(args.workdir, LEASE_FILE))
+        emit("lease", acquired=True, lease=lease)
+    return 0
+
+
 def add_runtime_options(parser):
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--runtime", default="onnxruntime", help="onnxruntime or openvino")
@@ -1002,6 +1054,11 @@ def build_parser():
     bench.add_argument("--cooldown-s", type=float, default=0.0)
     bench.add_argument("--cooldown-below-c", type=float, default=None)
     bench.add_argument("--cooldown-max-s", type=float, default=60.0)
+    lease = verbs.add_parser("lease")
+    lease.add_argument("action", choices=["acquire", "renew", "release"])
+    lease.add_argument("--workdir", default=".")
+    lease.add_argument("--holder", required=True, help="JSON: {id, user, host, pid, run_id}")
+    lease.add_argument("--ttl", type=float, default=120.0, help="seconds until the lease expires unless renewed")
     outputs = verbs.add_parser("outputs")
     outputs.add_argument("--model", required=True)
     outputs.add_argument("--dataset", required=True)
@@ -1023,6 +1080,8 @@ def main(argv=None):
             return bench_main(args)
         if args.verb == "outputs":
             return outputs_main(args)
+        if args.verb == "lease":
+            return lease_main(args)
         if args.verb == "_worker":
             worker_main(json.loads(args.config))
             return 0

@@ -16,7 +16,7 @@ from orchestrator.errors import AgentError, TransportError
 from orchestrator.transport.base import MAX_LINE_BYTES, LineSplitter, Transport
 
 PROTOCOL_VERSION = 1
-MESSAGE_TYPES = {"facts", "phase", "result", "error", "outputs"}
+MESSAGE_TYPES = {"facts", "phase", "result", "error", "outputs", "lease"}
 
 
 def agent_source_path() -> Path:

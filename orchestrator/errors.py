@@ -76,4 +76,5 @@ FAILURE_KINDS = (
     "variant-error",
     "agent-error",
     "interrupted",
+    "busy",
 )

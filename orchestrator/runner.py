@@ -21,6 +21,7 @@ from orchestrator.agent_client import AgentClient
 from orchestrator.analysis import summarize_latency
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError, FarmError, TransportError
+from orchestrator.lease import BoardLease, LeaseHolder, describe_lease
 from orchestrator.models import ModelFile
 from orchestrator.plan import Job
 from orchestrator.store import Store
@@ -72,12 +73,14 @@ class BenchSettings:
     providers: tuple[str, ...] = ()  # () : the board's providers, else the runtime's default (CPU)
     provider_options: str | None = None  # JSON {provider: {option: value}}
     strict: bool = False  # a provider fallback fails the job instead of being reported
+    lease_ttl_s: float = 120.0  # a dead controller's lease on a board expires after this
+    lease_wait_s: float = 60.0  # how long to wait for a board another controller holds
     load_timeout_s: float = 300.0
 
     def settings_hash(self) -> str:
         """Identifies settings that change what is measured (not timeouts)."""
         measured = dataclasses.asdict(self)
-        for key in ("max_seconds", "load_timeout_s", "cooldown_max_s"):
+        for key in ("max_seconds", "load_timeout_s", "cooldown_max_s", "lease_ttl_s", "lease_wait_s"):
             measured.pop(key)
         text = json.dumps(measured, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -251,12 +254,31 @@ class BenchRunner:
                 for job in self.jobs:
                     outcomes.append(self._store_failure(run_id, board, job, exc.kind, str(exc), {}))
                 return outcomes
+            lease = BoardLease(
+                client,
+                lambda: AgentClient(self.transport_factory(board), python=board.python),
+                LeaseHolder.for_this_process(run_id),
+                ttl_s=self.settings.lease_ttl_s,
+                wait_s=self.settings.lease_wait_s,
+                cancel=self._cancel,
+                on_wait=lambda held, waited_s: self.on_event(
+                    "board_waiting", {"board": board.name, "lease": describe_lease(held), "waited_s": waited_s}),
+            )
+            try:
+                lease.acquire()
+            except (TransportError, AgentError) as exc:
+                for job in self.jobs:
+                    outcomes.append(self._store_failure(run_id, board, job, exc.kind, str(exc), facts))
+                return outcomes
             self.on_event("board_ready", {"board": board.name, "facts": facts})
-            accuracy = BoardAccuracy(client, self.settings, board)
-            for job in self.jobs:
-                if self._cancel.is_set():
-                    break
-                outcomes.append(self._run_job(run_id, board, client, facts, job, accuracy))
+            try:
+                accuracy = BoardAccuracy(client, self.settings, board)
+                for job in self.jobs:
+                    if self._cancel.is_set():
+                        break
+                    outcomes.append(self._run_job(run_id, board, client, facts, job, accuracy))
+            finally:
+                lease.release()
         finally:
             transport.close()
             with self._lock:

@@ -32,6 +32,8 @@ def bench(
     inventory: Optional[str] = typer.Option(None, "--inventory", "-i", envvar="FARM_INVENTORY", help="Inventory YAML (default: the built-in local board)."),
     limit: Optional[str] = typer.Option(None, "--limit", "-l", help="Boards to use: names, groups, globs, tag:key=value; comma-separated; !pattern excludes."),
     forks: int = typer.Option(8, "--forks", "-f", min=1, help="Boards benchmarked in parallel."),
+    lease_wait: float = typer.Option(60.0, "--lease-wait", min=0.0, help="Seconds to wait for a board another controller holds (0: skip it at once)."),
+    lease_ttl: float = typer.Option(120.0, "--lease-ttl", min=5.0, help="Our lease on a board expires this long after our last renewal (renewed every third of it)."),
     accept_new_host_keys: bool = typer.Option(False, "--accept-new-host-keys", help="Accept (and record) host keys not yet in known_hosts. Changed keys are always refused."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database: SQLAlchemy URL or SQLite file path."),
     report: Optional[Path] = typer.Option(None, "--report", help="Where to write the HTML report (default: reports/<run id>.html)."),
@@ -52,7 +54,7 @@ def bench(
         sample_interval_s=sample_interval, cooldown_s=cooldown, cooldown_below_c=cooldown_below,
         shapes=tuple(shape or ()), cpu_arena=cpu_arena, runtime=runtime,
         providers=tuple(p.strip() for p in (providers or "").split(",") if p.strip()),
-        provider_options=provider_options, strict=strict,
+        provider_options=provider_options, strict=strict, lease_wait_s=lease_wait, lease_ttl_s=lease_ttl,
     )
     request = BenchRequest(
         model_paths=list(model or []), settings=settings, inventory=inventory, limit=limit, forks=forks,

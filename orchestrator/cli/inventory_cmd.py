@@ -54,7 +54,11 @@ def inventory_check(
         typer.echo(json.dumps(payload, indent=2, sort_keys=True))
     else:
         state.out.print(facts_table(checks))
+        from orchestrator.lease import describe_lease
+
         for check in checks:
+            if check.ok and check.facts.get("lease"):
+                state.out.print(f"{escape(check.board)}: {escape(describe_lease(check.facts['lease']))}")
             if not check.ok:
                 state.err.print(f"[red]{escape(check.board)}[/red]: [bold]{check.error_kind}[/bold] {escape(check.error or '')}", highlight=False)
     return ExitStatus.OK if all(c.ok for c in checks) else ExitStatus.BOARD_FAILURE

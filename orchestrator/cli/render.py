@@ -136,5 +136,7 @@ class BenchProgress:
                         f"{escape(info['kind'])}", highlight=False)
             elif kind == "board_connecting":
                 self._boards[board] = "connecting"
+            elif kind == "board_waiting":
+                self._boards[board] = f"waiting {info['waited_s']:.0f} s: {info['lease']}"
             status = "; ".join(f"{escape(b)}: {escape(s)}" for b, s in sorted(self._boards.items())[:3])
             self._progress.update(self._task, description=status or "running")

@@ -1,4 +1,4 @@
-"""`farm report RUN_ID`: (re)write the HTML report of a stored run."""
+"""`farm report RUN_ID [--compare BASE_RUN_ID]`: (re)write the HTML report of a stored run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,18 +11,28 @@ from orchestrator.cli import state
 
 def report(
     run_id: str = typer.Argument("latest", help="A run id, a unique prefix of one, or `latest`."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: reports/<run id>.html)."),
+    compare: Optional[str] = typer.Option(
+        None, "--compare", "-c", metavar="BASE_RUN_ID",
+        help="Compare with this baseline run (id, prefix or `latest`): change and verdict per matching cell."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="HTML file to write (default: reports/<run id>.html, or <run id>-vs-<base>.html)."),
+    history: int = typer.Option(30, "--history", min=0, help="Runs the history charts go back (0: no history)."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
 ) -> None:
-    """Write the HTML report of a stored run."""
+    """Write the HTML report of a stored run, optionally compared with a baseline run."""
     from orchestrator.bench import DEFAULT_REPORTS_DIR
-    from orchestrator.report import write_report
+    from orchestrator.report import build_context, render_html, write_html
     from orchestrator.store import open_store
 
     store = open_store(db)
     try:
         resolved = store.resolve_run_id(run_id)
-        path = write_report(store, resolved, output or DEFAULT_REPORTS_DIR / f"{resolved}.html")
+        base = store.resolve_run_id(compare) if compare is not None else None
+        default_name = f"{resolved}.html" if base is None else f"{resolved}-vs-{base}.html"
+        context = build_context(store, resolved, compare_run_id=base, history=history)
+        path = write_html(render_html(context), output or DEFAULT_REPORTS_DIR / default_name)
     finally:
         store.close()
-    state.out.print(f"report: {path}")
+    if context["comparison"] is not None:
+        state.out.print(context["comparison"].summary(), markup=False, soft_wrap=True)
+    state.out.print(f"report: {path}", markup=False, soft_wrap=True)

@@ -1,59 +1,153 @@
-"""`farm runs ...`: list, show and export stored runs."""
+"""`farm runs ...`: list, show, export and tag stored runs."""
 from __future__ import annotations
 
 import enum
+import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import typer
+from rich import box
+from rich.table import Table
 
 from orchestrator.cli import render, state
 
-runs_app = typer.Typer(help="List and export stored runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="List, show, export and tag stored runs.", no_args_is_help=True)
+
+DB_HELP = "Results database URL or SQLite path."
+RUN_HELP = "A run id, a unique prefix of one, `latest`, or `tag:NAME`."
 
 
 class ExportFormat(str, enum.Enum):
     json = "json"
     csv = "csv"
+    parquet = "parquet"
+
+
+def _runs_table(found: list[Mapping[str, Any]]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
+    for name, justify in (("run id", "left"), ("created (UTC)", "left"), ("status", "left"),
+                          ("jobs", "right"), ("failed", "right"), ("tags", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "tags", overflow="fold", min_width=12 if name == "tags" else None)
+    for run in found:
+        failed = str(run["failed"])
+        table.add_row(run["run_id"], run["created_at"][:16].replace("T", " "), run["status"],
+                      str(run["results"]), f"[red]{failed}[/red]" if run["failed"] else failed,
+                      render.escape(", ".join(run.get("tags") or [])))
+    return table
 
 
 @runs_app.command("ls")
 def runs_ls(
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
+    board: Optional[str] = typer.Option(None, "--board", "-b", help="Only runs that measured this board."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only runs that measured this model (name)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Only runs created since: YYYY-MM-DD, an ISO time, or an age (7d, 36h)."),
     limit: int = typer.Option(20, "--last", min=1, help="How many runs to show, newest first."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help=DB_HELP),
 ) -> None:
     """List stored runs, newest first."""
     from orchestrator.store import open_store
 
-    store = open_store(db)
-    try:
-        state.out.print(render.runs_table(store.list_runs(limit)))
-    finally:
-        store.close()
+    with open_store(db) as store:
+        found = store.list_runs(limit, board=board, model=model, since=since)
+    if not found:
+        state.err.print("no runs match" if (board or model or since) else "no runs stored yet: run `farm bench`")
+        return
+    state.out.print(_runs_table(found))
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str = typer.Argument("latest", help=RUN_HELP),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help=DB_HELP),
+) -> None:
+    """Show one run: status, settings, the controller it ran on, and its results."""
+    from orchestrator.store import open_store
+
+    with open_store(db) as store:
+        run = store.get_run(run_id)
+        found = store.results(run["run_id"])
+    esc = render.escape
+    state.out.print(f"run [bold]{run['run_id']}[/bold]  {run['status']}"
+                    + (f"  tags: {esc(', '.join(run['tags']))}" if run["tags"] else ""))
+    times = f"created {run['created_at'][:19].replace('T', ' ')} UTC"
+    if run.get("finished_at"):
+        times += f", ended {run['finished_at'][:19].replace('T', ' ')}"
+    if run.get("resumed_at"):
+        times += f", resumed {run['resumed_at'][:19].replace('T', ' ')}"
+    state.out.print(times + f", farm {esc(run['farm_version'])}")
+    controller = run["controller"]
+    state.out.print("controller: " + esc(", ".join(
+        f"{key} {controller[key]}" for key in ("hostname", "platform", "python") if controller.get(key))))
+    if controller.get("argv"):
+        state.out.print("command: farm " + esc(" ".join(str(a) for a in controller["argv"])))
+    settings = {k: v for k, v in run["settings"].items() if v not in (None, [], (), "")}
+    state.out.print("settings: " + esc(", ".join(f"{k}={_short(v)}" for k, v in sorted(settings.items()))))
+    state.out.print(render.summary_table(found))
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        text = ",".join(str(v) for v in value)
+        return text if len(text) <= 60 else text[:57] + "..."
+    return str(value)
 
 
 @runs_app.command("export")
 def runs_export(
-    run_id: str = typer.Argument(..., help="A run id, a unique prefix of one, or `latest`."),
-    fmt: ExportFormat = typer.Option(ExportFormat.json, "--format", help="json: a list of records; csv: one row per record."),
+    run_id: str = typer.Argument(..., help=RUN_HELP),
+    fmt: ExportFormat = typer.Option(ExportFormat.json, "--format", help="json: a list of records; csv: one row per record; parquet: a typed table (needs pyarrow)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help=DB_HELP),
 ) -> None:
     """Export one run: one record per board × model × variant (stable field names)."""
-    from orchestrator.export import export_run
+    from orchestrator.errors import BadInputError, UsageError
+    from orchestrator.export import export_run, export_run_bytes
     from orchestrator.store import open_store
 
-    store = open_store(db)
-    try:
-        text = export_run(store, run_id, fmt.value)
-    finally:
-        store.close()
-    if output is None:
+    if fmt is ExportFormat.parquet and output is None and sys.stdout.isatty():
+        raise UsageError("parquet is binary: give -o FILE (or redirect stdout to a file)")
+    with open_store(db) as store:
+        if fmt is ExportFormat.parquet or output is not None:
+            data = export_run_bytes(store, run_id, fmt.value)
+            text = None
+        else:
+            text = export_run(store, run_id, fmt.value)
+    if text is not None:
         typer.echo(text, nl=False)
-    else:
-        from orchestrator.errors import BadInputError
+        return
+    if output is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise BadInputError(f"cannot write {output}: {exc.strerror or exc}") from exc
 
-        try:
-            output.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            raise BadInputError(f"cannot write {output}: {exc.strerror or exc}") from exc
+
+@runs_app.command("tag")
+def runs_tag(
+    run_id: str = typer.Argument(..., help=RUN_HELP + " With --delete: the tag name."),
+    name: Optional[str] = typer.Argument(None, help="The name, e.g. release-1.2 (letters, digits, . _ + -)."),
+    delete: bool = typer.Option(False, "--delete", "-d", help="Remove the tag given as the first argument."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help=DB_HELP),
+) -> None:
+    """Name a run (use it later as `tag:NAME`). A name names one run: reusing it moves it."""
+    from orchestrator.errors import UsageError
+    from orchestrator.store import open_store
+
+    with open_store(db) as store:
+        if delete:
+            if name is not None:
+                raise UsageError("farm runs tag --delete NAME takes only the tag name")
+            previous = store.untag(run_id)
+            state.out.print(f"removed tag {render.escape(run_id)} (was on {previous})")
+            return
+        if name is None:
+            raise UsageError("give the run and the name: farm runs tag RUN_ID NAME")
+        previous = store.tag_run(run_id, name)
+        target = store.resolve_run_id(f"tag:{name}")
+    moved = f" (moved from {previous})" if previous else ""
+    state.out.print(f"tagged {target} as {render.escape(name)}{moved}")

@@ -1,0 +1,82 @@
+"""`farm compare RUN_A RUN_B`: every board × model × variant of two runs, side by side."""
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich import box
+from rich.table import Table
+
+from orchestrator.cli import render, state
+from orchestrator.errors import ExitStatus
+
+_VERDICT_STYLE = {
+    "regressed": "[bold red]regressed[/bold red]",
+    "improved": "[green]improved[/green]",
+    "unchanged": "unchanged",
+    "inconclusive": "[yellow]inconclusive[/yellow]",
+    "failed": "[red]failed[/red]",
+    "only-base": "[dim]only in A[/dim]",
+    "only-new": "[dim]only in B[/dim]",
+}
+
+
+def compare(
+    run_a: str = typer.Argument(..., help="The base run: an id, a unique prefix, `latest` or `tag:NAME`."),
+    run_b: str = typer.Argument("latest", help="The run compared with it (default: the newest run)."),
+    min_effect: float = typer.Option(5.0, "--min-effect", min=0.01, help="Smallest latency change (%) that counts."),
+    memory_min_effect: Optional[float] = typer.Option(None, "--memory-min-effect", min=0.01, help="Smallest peak-memory change (%) that counts (default: --min-effect)."),
+    alpha: float = typer.Option(0.01, "--alpha", min=1e-9, max=0.5, help="Significance level of the rank test."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON instead of a table."),
+    fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 5 when a cell regressed (otherwise compare always exits 0)."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
+) -> int:
+    """Compare two runs cell by cell: median latency (rank test + minimum effect) and peak memory."""
+    from orchestrator.compare import compare_runs
+    from orchestrator.store import open_store
+
+    with open_store(db) as store:
+        result = compare_runs(store, run_a, run_b, min_effect, alpha, memory_min_effect_pct=memory_min_effect)
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        state.out.print(f"A [bold]{result.base_run_id}[/bold] → B [bold]{result.new_run_id}[/bold]")
+        state.out.print(f"counts as a change: latency ≥ {result.min_effect_pct:g}% (rank test α={result.alpha:g}), "
+                        f"peak memory ≥ {result.memory_min_effect_pct:g}%", style="dim")
+        state.out.print(_table(result))
+        counts = {k: v for k, v in result.counts().items() if v}
+        state.out.print(", ".join(f"{v} {k}" for k, v in counts.items()) or "no cells")
+        for cell in result.cells:
+            if cell.verdict in ("regressed", "inconclusive", "failed") or cell.model_changed:
+                state.out.print(f"[dim]{render.escape(cell.board)}/{render.escape(cell.model)}/"
+                                f"{render.escape(cell.variant)}: {render.escape(cell.reason)}[/dim]")
+    if fail_on_regression and result.regressed:
+        return int(ExitStatus.REGRESSION)
+    return int(ExitStatus.OK)
+
+
+def _table(result) -> Table:
+    """Fits 80 columns: names fold, numbers never do. p50 is run B's median; Δ and CI vs A."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for name, justify in (("board", "left"), ("model", "left"), ("variant", "left"), ("p50 ms", "right"),
+                          ("Δ p50", "right"), ("95% CI", "right"), ("Δ mem", "right"), ("verdict", "left")):
+        names = justify == "left" and name != "verdict"
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=not names)
+    marked = False
+    for cell in result.cells:
+        lat = cell.latency
+        p50 = f"{lat.new_p50_ms:.4g}" if lat else "—"
+        change = f"{lat.change_pct:+.1f}%" if lat else "—"
+        ci = (f"{lat.change_ci_low_pct:+.0f}..{lat.change_ci_high_pct:+.0f}"
+              if lat and lat.change_ci_low_pct is not None else "—")
+        mem = f"{cell.memory_change_pct:+.1f}%" if cell.memory_change_pct is not None else "—"
+        verdict = _VERDICT_STYLE[cell.verdict]
+        if cell.model_changed:
+            verdict += " [magenta]†[/magenta]"
+            marked = True
+        table.add_row(render.escape(cell.board), render.escape(cell.model), render.escape(cell.variant),
+                      p50, change, ci, mem, verdict)
+    if marked:
+        table.caption = "† new weights under the same model name"
+    return table
