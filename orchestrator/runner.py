@@ -46,6 +46,10 @@ ACCURACY_EXPORT_FIELDS = ("accuracy_metric", "accuracy", "accuracy_delta", "fide
 # Which runtime and provider really ran the model (issue 10 names).
 RUNTIME_EXPORT_FIELDS = ("runtime", "runtime_version", "provider", "provider_fallback")
 KNOWN_RUNTIMES = ("onnxruntime", "openvino")
+# Failures of the connection, not of the measurement: worth a retry after a pause. A job's own
+# timeout is not retried (a hung model would hang again); connecting can time out and be retried.
+CONNECT_RETRYABLE_KINDS = ("unreachable", "timeout", "disconnected")
+JOB_RETRYABLE_KINDS = ("unreachable", "disconnected")
 
 
 def empty_export() -> dict[str, Any]:
@@ -75,12 +79,15 @@ class BenchSettings:
     strict: bool = False  # a provider fallback fails the job instead of being reported
     lease_ttl_s: float = 120.0  # a dead controller's lease on a board expires after this
     lease_wait_s: float = 60.0  # how long to wait for a board another controller holds
+    retries: int = 2  # connection-level failures only (never a failed measurement)
+    retry_backoff_s: float = 1.0  # doubled after each retry
     load_timeout_s: float = 300.0
 
     def settings_hash(self) -> str:
         """Identifies settings that change what is measured (not timeouts)."""
         measured = dataclasses.asdict(self)
-        for key in ("max_seconds", "load_timeout_s", "cooldown_max_s", "lease_ttl_s", "lease_wait_s"):
+        for key in ("max_seconds", "load_timeout_s", "cooldown_max_s", "lease_ttl_s", "lease_wait_s", "retries",
+                    "retry_backoff_s"):
             measured.pop(key)
         text = json.dumps(measured, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -248,7 +255,9 @@ class BenchRunner:
         try:
             try:
                 self.on_event("board_connecting", {"board": board.name})
-                facts = client.facts(timeout_s=max(60.0, board.connect_timeout_s * 3), quick=True)
+                facts = self._with_retries(
+                    board, "connect", lambda: client.facts(timeout_s=max(60.0, board.connect_timeout_s * 3), quick=True),
+                    CONNECT_RETRYABLE_KINDS)
             except (TransportError, AgentError) as exc:
                 # the board is unusable: every job on it fails with the same kind
                 for job in self.jobs:
@@ -292,7 +301,7 @@ class BenchRunner:
             return self._store_failure(run_id, board, job, "variant-error", job.build_error, facts)
         info = {"board": board.name, "model": job.model.name, "variant": job.variant}
         self.on_event("job_started", info)
-        try:
+        def attempt():
             board_path, bytes_sent = client.stage(job.variant_path, suffix=".onnx")
             self.on_event("job_staged", {**info, "bytes_sent": bytes_sent})
             reply = client.call(
@@ -301,6 +310,11 @@ class BenchRunner:
                 timeout_s=self.settings.job_timeout_s,
                 on_message=lambda m: self._on_agent_message(info, m),
             )
+            return reply, bytes_sent
+
+        try:
+            # a job cut by the connection is re-run from its start, never half-counted
+            reply, bytes_sent = self._with_retries(board, f"{job.model.name}/{job.variant}", attempt)
         except (TransportError, AgentError) as exc:
             if self._cancel.is_set():
                 raise
@@ -320,6 +334,24 @@ class BenchRunner:
         outcome = JobOutcome(board.name, job.model.name, job.variant, "ok", row, result_id)
         self.on_event("job_finished", {**info, "row": row})
         return outcome
+
+    def _with_retries(self, board: Board, what: str, call: Callable[[], Any],
+                      kinds: tuple[str, ...] = JOB_RETRYABLE_KINDS) -> Any:
+        """Run `call`, retrying connection-level failures with exponential backoff (bounded)."""
+        delay_s = self.settings.retry_backoff_s
+        for attempt in range(self.settings.retries + 1):
+            try:
+                return call()
+            except TransportError as exc:
+                retryable = exc.kind in kinds and attempt < self.settings.retries
+                if not retryable or self._cancel.is_set():
+                    raise
+                self.on_event("board_retry", {"board": board.name, "what": what, "kind": exc.kind,
+                                              "attempt": attempt + 1, "delay_s": delay_s})
+                if self._cancel.wait(delay_s):
+                    raise
+                delay_s *= 2
+        raise AssertionError("unreachable")
 
     def _on_agent_message(self, info: dict[str, Any], message: dict[str, Any]) -> None:
         if message["type"] == "phase":
