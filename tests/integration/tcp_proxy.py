@@ -30,6 +30,7 @@ class TcpProxy:
         mode: str = "forward",
         delay_s: float = 0.0,
         cut_after_bytes: int | None = None,
+        cut_once: bool = False,
         max_connections: int = 16,
         lifetime_s: float = 60.0,
     ) -> None:
@@ -44,6 +45,7 @@ class TcpProxy:
         self.mode = mode
         self.delay_s = delay_s
         self.cut_after_bytes = cut_after_bytes
+        self.cut_once = cut_once  # after the first cut, relay normally (a link that drops once)
         self.max_connections = max_connections
         self.lifetime_s = lifetime_s
         self.connections = 0
@@ -94,6 +96,15 @@ class TcpProxy:
         self.stop()
 
     # -- internals
+
+    def cut_all(self) -> None:
+        """Drop every open connection now (a link failure), keep accepting new ones."""
+        with self._lock:
+            sockets = list(self._sockets)
+            self._sockets.clear()
+        for sock in sockets:
+            _close(sock)
+        self.cut.set()
 
     def _running(self) -> bool:
         return not self._stop.is_set() and time.monotonic() < self._deadline
@@ -164,6 +175,9 @@ class TcpProxy:
                 break
             if cut_now:
                 self.cut.set()
+                if self.cut_once:
+                    with self._lock:
+                        self.cut_after_bytes = None
                 break
         # One side ended (or the connection was cut): end both, like a dropped link.
         _close(source)
