@@ -27,6 +27,7 @@ class BenchRequest:
     write_report: bool = True
     variants: Sequence[str] = ("fp32",)
     datasets: Sequence[str] = ()  # PATH (one model) or MODEL=PATH
+    detection: Sequence[str] = ()  # [MODEL=]KEY=VALUE,... (how a detector reads its dataset)
     calibration: Path | None = None  # int8-static calibration inputs (.npz); default: the model's dataset
 
 
@@ -74,7 +75,7 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
 
     parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
     models = resolve_models(request.model_paths)
-    tasks = attach_datasets(models, request.datasets)
+    tasks = attach_datasets(models, request.datasets, request.detection)
     boards = resolve_boards(request.inventory, request.limit, request.accept_new_host_keys)
     report_path = None
     if request.write_report and request.report_path is not None:

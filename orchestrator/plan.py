@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 from orchestrator.errors import BadInputError, FarmError
 from orchestrator.models import DEMO_DIR, ModelFile
-from orchestrator.task_dataset import TaskDataset, load_task_dataset
+from orchestrator.task_dataset import DetectionOptions, TaskDataset, load_task_dataset, parse_detection_options
 
 # The demo models' own labelled data (shipped beside them).
 DEMO_DATASETS = {"digits_mlp": DEMO_DIR / "digits_test.npz"}
@@ -45,11 +45,14 @@ class Job:
     reference_path: Path | None = None  # the fp32 model, for fidelity when fp32 is not in the matrix
 
 
-def attach_datasets(models: Sequence[ModelFile], dataset_args: Sequence[str]) -> list[ModelTask]:
-    """Pair models with datasets: `--dataset PATH` (one model) or `--dataset MODEL=PATH`.
+def attach_datasets(models: Sequence[ModelFile], dataset_args: Sequence[str],
+                    detection_args: Sequence[str] = ()) -> list[ModelTask]:
+    """Pair models with datasets: `--dataset PATH` (one model) or `--dataset MODEL=PATH`, and
+    detection datasets with how their model reads them: `--detection [MODEL=]KEY=VALUE,...`.
 
     The bundled demo classifier always gets its shipped test set.
     """
+    detection = _detection_by_model(models, detection_args)
     by_name: dict[str, str] = {}
     for arg in dataset_args:
         name, sep, path = arg.partition("=")
@@ -68,9 +71,26 @@ def attach_datasets(models: Sequence[ModelFile], dataset_args: Sequence[str]) ->
             path = str(DEMO_DATASETS[model.name])
         dataset = None
         if path is not None:
-            dataset = load_task_dataset(path, cache, input_size=_image_input_size(model.path))
+            dataset = load_task_dataset(path, cache, input_size=_image_input_size(model.path),
+                                        detection=detection.get(model.name))
+        elif model.name in detection:
+            raise BadInputError(f"--detection for {model.name!r}, which has no --dataset")
         tasks.append(ModelTask(model, dataset))
     return tasks
+
+
+def _detection_by_model(models: Sequence[ModelFile], args: Sequence[str]) -> dict[str, DetectionOptions]:
+    """`MODEL=SPEC` when the text before the first '=' is a model's name, else SPEC for the one model."""
+    names = {m.name for m in models}
+    options: dict[str, DetectionOptions] = {}
+    for arg in args:
+        name, _, spec = arg.partition("=")
+        if name not in names:
+            if len(models) != 1:
+                raise BadInputError(f"--detection {arg!r}: with several models write --detection MODEL=SPEC")
+            name, spec = models[0].name, arg
+        options[name] = parse_detection_options(spec)
+    return options
 
 
 def _image_input_size(model_path: Path) -> tuple[int, int] | None:

@@ -29,6 +29,7 @@ class TaskDataset:
     dataset: Any  # accuracy.ClassificationDataset | accuracy.DetectionDataset
     detection_layout: str = "auto"
     postprocess: str | None = None
+    decoded: bool = True  # False: raw YOLOX grid outputs (decode_yolo(decoded=False))
 
     @property
     def metric(self) -> str:
@@ -45,8 +46,65 @@ class Score:
     scored_output: np.ndarray  # the output the metric used (kept for fidelity of later variants)
 
 
+@dataclasses.dataclass(frozen=True)
+class DetectionOptions:
+    """How a detector reads images and what its output means (`farm bench --detection`).
+
+    Defaults are the ultralytics conventions (RGB, [0, 1], centred letterbox, decoded boxes).
+    """
+
+    layout: str = "auto"  # auto | yolov5 | yolov8 | yolox
+    decoded: bool = True  # False: raw YOLOX grid outputs
+    preprocessing: Any = None  # accuracy.Preprocessing; None: its defaults
+    postprocess: str | None = None  # "module:function" or "file.py:function"
+
+
+DETECTION_KEYS = ("layout", "decoded", "pixel-max", "letterbox", "channels", "pad", "postprocess")
+
+
+def parse_detection_options(text: str) -> DetectionOptions:
+    """`layout=yolox,decoded=false,pixel-max=255,letterbox=top-left,channels=BGR,pad=114` -> options.
+
+    pixel-max: input value of a white pixel (1 or 255); letterbox: center (ultralytics),
+    top-left (YOLOX) or stretch (no letterbox); channels: RGB or BGR; pad: letterbox fill as a
+    0..255 pixel value; postprocess: a hook "module:function" (then layout/decoded are unused).
+    """
+    from orchestrator.accuracy import Preprocessing
+    from orchestrator.accuracy.yolo import LAYOUTS
+
+    values: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or key not in DETECTION_KEYS or not value:
+            raise BadInputError(f"--detection {text!r}: {item!r} is not KEY=VALUE with KEY one of {', '.join(DETECTION_KEYS)}")
+        values[key] = value
+    layout = values.get("layout", "auto").lower()
+    if layout not in LAYOUTS:
+        raise BadInputError(f"--detection {text!r}: layout must be one of {', '.join(LAYOUTS)}")
+    decoded_text = values.get("decoded", "true").lower()
+    if decoded_text not in ("true", "false"):
+        raise BadInputError(f"--detection {text!r}: decoded must be true or false")
+    letterbox = values.get("letterbox", "center").lower()
+    if letterbox not in ("center", "top-left", "stretch"):
+        raise BadInputError(f"--detection {text!r}: letterbox must be center, top-left or stretch")
+    try:
+        pixel_max = float(values.get("pixel-max", "1"))
+        pad = float(values.get("pad", "114"))
+    except ValueError:
+        raise BadInputError(f"--detection {text!r}: pixel-max and pad must be numbers") from None
+    if not 0.0 <= pad <= 255.0:
+        raise BadInputError(f"--detection {text!r}: pad is a 0..255 pixel value")
+    preprocessing = Preprocessing(  # raises BadInputError for a bad pixel-max or channel order
+        letterbox=letterbox != "stretch", center=letterbox == "center", pad_value=pad / 255.0,
+        pixel_max=pixel_max, channel_order=values.get("channels", "RGB").upper())
+    return DetectionOptions(layout, decoded_text == "true", preprocessing, values.get("postprocess"))
+
+
 def load_task_dataset(path: Path | str, cache_dir: Path, input_size: tuple[int, int] | None = None,
-                      layout: str = "auto", postprocess: str | None = None) -> TaskDataset:
+                      detection: DetectionOptions | None = None) -> TaskDataset:
     """A .npz (classification: `inputs`, `labels`) or a COCO folder/JSON (detection)."""
     from orchestrator import accuracy
 
@@ -54,16 +112,21 @@ def load_task_dataset(path: Path | str, cache_dir: Path, input_size: tuple[int, 
     if not path.exists():
         raise BadInputError(f"dataset not found: {path}")
     if path.suffix == ".npz":
+        if detection is not None:
+            raise BadInputError(f"{path}: --detection applies to COCO detection datasets, not a classification .npz")
         data = accuracy.load_classification_npz(path)
         return TaskDataset("classification", path.resolve(), data.sha256, path.resolve(), len(data), data)
     if input_size is None:
         raise BadInputError(f"{path}: a detection dataset needs the model's input size")
-    data = accuracy.load_coco_detection(path, input_size=input_size)
+    detection = detection or DetectionOptions()
+    preprocessing = detection.preprocessing or accuracy.Preprocessing()
+    data = accuracy.load_coco_detection(path, input_size=input_size, preprocessing=preprocessing)
     inputs_npz = Path(cache_dir) / f"detection-{data.sha256[:16]}.npz"
     if not inputs_npz.exists():
         _write_npz_atomically(inputs_npz, inputs=data.inputs)
     return TaskDataset("detection", path.resolve(), data.sha256, inputs_npz, len(data), data,
-                       detection_layout=layout, postprocess=postprocess)
+                       detection_layout=detection.layout, postprocess=detection.postprocess,
+                       decoded=detection.decoded)
 
 
 def score_outputs(task: TaskDataset, outputs: Sequence[np.ndarray], reference: np.ndarray | None) -> Score:
@@ -78,7 +141,8 @@ def score_outputs(task: TaskDataset, outputs: Sequence[np.ndarray], reference: n
     else:
         per_image = [[o[i:i + 1] for o in outputs] for i in range(task.count)]
         detections = accuracy.detections_for_dataset(
-            per_image, task.dataset, layout=task.detection_layout, postprocess=task.postprocess)
+            per_image, task.dataset, layout=task.detection_layout, decoded=task.decoded,
+            postprocess=task.postprocess)
         result = accuracy.coco_map(detections, task.dataset)
         extra = {"mAP50_95": result.map50_95}
         value = result.map50

@@ -14,6 +14,7 @@ def bench(
     model: Optional[List[Path]] = typer.Option(None, "--model", "-m", help="ONNX model file (repeatable). Default: the bundled demo models."),
     variants: str = typer.Option("fp32", "--variants", "-V", help="Comma-separated variants: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, prune-l1-layerwise:AMOUNT."),
     dataset: Optional[List[str]] = typer.Option(None, "--dataset", "-d", help="Labelled data for accuracy: PATH (one model) or MODEL=PATH; .npz (classification) or a COCO folder (detection)."),
+    detection: Optional[List[str]] = typer.Option(None, "--detection", help="How a detector reads its COCO dataset: [MODEL=]KEY=VALUE,... with layout=auto|yolov5|yolov8|yolox, decoded=true|false, pixel-max=1|255, letterbox=center|top-left|stretch, channels=RGB|BGR, pad=114, postprocess=MODULE:FUNC."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration inputs (.npz with `inputs`) for int8-static; default: the model's dataset."),
     runs: int = typer.Option(100, "--runs", "-n", min=1, help="Measure at least this many runs..."),
     min_seconds: float = typer.Option(1.0, "--min-seconds", min=0.0, help="...and at least this many seconds."),
@@ -59,7 +60,8 @@ def bench(
     request = BenchRequest(
         model_paths=list(model or []), settings=settings, inventory=inventory, limit=limit, forks=forks,
         accept_new_host_keys=accept_new_host_keys, db_url=db, report_path=report, write_report=not no_report,
-        variants=[v for v in variants.split(",") if v.strip()], datasets=list(dataset or []), calibration=calibration,
+        variants=[v for v in variants.split(",") if v.strip()], datasets=list(dataset or []), detection=list(detection or []),
+        calibration=calibration,
     )
     with render.BenchProgress(state.err) as progress:
         outcome = run_bench(request, on_event=progress.on_event)

@@ -1,48 +1,190 @@
-"""Render a report context with jinja2 (autoescape always on) into one HTML file."""
+"""Render a report context with jinja2 (autoescape always on) into one self-contained HTML file.
+
+Self-contained: the stylesheet, the small sorting script, the chart data and plotly.js itself
+are inlined once, so the file opens offline, from a mail attachment or a CI artifact, and
+makes no network request.
+"""
 from __future__ import annotations
 
+import functools
+import json
+import math
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from orchestrator.errors import BadInputError
+from orchestrator.report.history import DEFAULT_HISTORY_RUNS
 from orchestrator.store import Store
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("orchestrator.report", "templates"),
-    autoescape=True,  # every board, model and tag name is user data
+    autoescape=True,  # every board, model, variant, tag and error message is user data
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
 )
 
+# JSON inside <script> must not be able to end the element or open a comment: the characters
+# HTML cares about become JSON \u escapes (the same JSON for JSON.parse). ensure_ascii also
+# escapes U+2028/2029, which older JavaScript engines read as line ends.
+def script_json(value: Any) -> Markup:
+    """`value` as JSON that is safe to put between <script> tags (NaN/inf become null)."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    except ValueError:  # a NaN or inf somewhere: the slow walk that replaces them
+        text = json.dumps(_json_safe(value), separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def inline_script(source: str) -> Markup:
+    """JavaScript source safe to inline: `</script` cannot occur in it (it would end the element)."""
+    return Markup(source.replace("</script", "<\\/script").replace("<!--", "<\\!--"))
+
+
+@functools.lru_cache(maxsize=1)
+def plotly_js() -> Markup:
+    """plotly.js from the installed plotly package (inlined once per report, no CDN)."""
+    from plotly.offline import get_plotlyjs
+
+    return inline_script(get_plotlyjs())
+
+
+@functools.lru_cache(maxsize=4)
+def _asset(name: str) -> str:
+    source, _, _ = _ENV.loader.get_source(_ENV, name)
+    return source
+
+
+# --- number formatting (units in the column headers) ----------------------------------------
 
 def _ms(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.3f}"
+    if value is None:
+        return "—"
+    for limit, digits in ((100, 1), (10, 2), (0.1, 3)):
+        if abs(value) >= limit:
+            return f"{value:,.{digits}f}"
+    return f"{value:.4f}"
 
 
-def _mib(value: int | None) -> str:
+def _mib(value: float | None) -> str:
     return "—" if value is None else f"{value / (1024 * 1024):,.1f}"
+
+
+def _bytes(value: float | None) -> str:
+    """1.2 KiB / 3.4 MiB / 1.1 GiB."""
+    if value is None:
+        return "—"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:,.{2 if abs(size) < 10 else 1}f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def _fps(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
 def _num(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-_ENV.filters.update(ms=_ms, mib=_mib, num=_num)
+def _percent(fraction: float | None, digits: int = 1) -> str:
+    return "—" if fraction is None else f"{fraction * 100:.{digits}f}"
+
+
+def _sortable(value: Any) -> str:
+    """The data-sort attribute of a cell: the raw number ('' sorts last)."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if isinstance(value, (int, float)):
+        return f"{float(value):.7g}"  # enough to order any two values the table shows apart
+    return str(value)
+
+
+def _fact(value: Any, key: str = "") -> str:
+    """A board fact as one readable line."""
+    if value in (None, {}, [], ""):
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)) and key.endswith("_bytes"):
+        return f"{_bytes(value)} ({value:,} bytes)" if isinstance(value, int) else _bytes(value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_fact(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fact(v) for v in value)
+    return str(value)
+
+
+def _fmt_value(value: Any, key: str = "") -> str:
+    """A setting or controller value: a command line as the shell would read it, lists
+    comma-separated, None as —."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "—"
+        if key == "argv":
+            return shlex.join(str(v) for v in value)
+        return ", ".join(str(v) for v in value)
+    return _fact(value)
+
+
+_ENV.filters.update(ms=_ms, mib=_mib, bytes=_bytes, fps=_fps, num=_num, percent=_percent,
+                    sortable=_sortable, fact=_fact, value=_fmt_value, script_json=script_json)
 
 
 def render_html(context: dict[str, Any]) -> str:
+    """The report page. Charts (and plotly.js) are included only when there is something to draw."""
+    specs = context.get("figure_specs") or []
+    assets = {
+        "css": Markup(_asset("report.css")),
+        "js": inline_script(_asset("report.js")),
+        "plotly": plotly_js() if specs else None,
+    }
+    context = {
+        "figures": {}, "figure_specs": [], "rows": [], "comparison": None, "base_run": None,
+        "accuracy_measured": False, "thermal_reported": False, "thermal_flags": [], "environments": [],
+        "failures": [], "variants": [], "board_fact_columns": (), "highlights": [], "history_runs": 0, "metrics": (),
+        "counts": None, "generated_at": "", **context, "assets": assets,
+    }
     return _ENV.get_template("report.html.j2").render(**context)
 
 
-def write_report(store: Store, run_id: str, path: Path) -> Path:
-    """Render the report of `run_id` to `path` atomically; BadInputError when it cannot be written."""
+def write_report(
+    store: Store,
+    run_id: str,
+    path: Path,
+    compare_run_id: str | None = None,
+    history: int = DEFAULT_HISTORY_RUNS,
+) -> Path:
+    """Render the report of `run_id` (vs `compare_run_id` when given) to `path` atomically;
+    BadInputError when it cannot be written."""
     from orchestrator.report.context import build_context
 
-    html = render_html(build_context(store, run_id))
+    html = render_html(build_context(store, run_id, compare_run_id=compare_run_id, history=history))
+    return write_html(html, path)
+
+
+def write_html(html: str, path: Path) -> Path:
+    """Write a rendered report atomically (a reader never sees half a file)."""
     path = Path(path).expanduser()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -50,6 +192,7 @@ def write_report(store: Store, run_id: str, path: Path) -> Path:
         tmp.write_text(html, encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True) if tmp.parent.exists() else None
+        if tmp.parent.exists():
+            tmp.unlink(missing_ok=True)
         raise BadInputError(f"cannot write the report to {path}: {exc.strerror or exc}") from exc
     return path

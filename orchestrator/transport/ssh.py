@@ -40,6 +40,7 @@ import base64
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import posixpath
 import re
@@ -60,6 +61,10 @@ from orchestrator.boards import Board
 from orchestrator.errors import BadInputError, TransportError
 from orchestrator.ssh_config import ResolvedSSH, resolve_ssh_settings
 from orchestrator.transport.base import BoundedBuffer, CommandResult, LineCallback, LineSplitter
+
+# paramiko logs tracebacks of failed handshakes from its own thread; farm reports the failure
+# itself (with a kind), so keep them out of stderr unless the user configures logging.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"

@@ -32,6 +32,10 @@ from .spec import VariantSpec
 
 _log = logging.getLogger(__name__)
 
+PER_CHANNEL_MIN_OPSET = 13
+"""DequantizeLinear's `axis` (per-channel scales) exists from opset 13; onnxruntime's quantizer
+writes it on older models anyway and the result does not load."""
+
 PREPROCESS_TIMEOUT_S = 600.0
 """Upper bound for onnxruntime's quantization pre-processing of one model (seconds)."""
 
@@ -73,7 +77,13 @@ def make_int8_static(
         quantized = Path(tmp) / "quantized.onnx"
         onnx.save(model, str(prepared))
         to_quantize = _preprocess(prepared, preprocessed, actions)
-        per_channel, used = _quantize_with_fallbacks(spec, [to_quantize, prepared], quantized, reader, actions)
+        opset = _default_opset(model)
+        per_channel_choices = (True, False) if opset >= PER_CHANNEL_MIN_OPSET else (False,)
+        if opset < PER_CHANNEL_MIN_OPSET:
+            actions.append(f"per-tensor weight scales: the model is opset {opset}; per-channel QDQ needs "
+                           f"opset >= {PER_CHANNEL_MIN_OPSET} (DequantizeLinear's axis)")
+        per_channel, used = _quantize_with_fallbacks(spec, [to_quantize, prepared], quantized, reader, actions,
+                                                     per_channel_choices)
         save_model_atomic(onnx.load(str(quantized)), out_path)
     actions.append(
         f"onnxruntime quantize_static: QDQ format, int8 activations and weights (S8S8), "
@@ -120,18 +130,20 @@ def _preprocess(prepared: Path, preprocessed: Path, actions: list[str]) -> Path:
 
 
 def _quantize_with_fallbacks(
-    spec: VariantSpec, models: list[Path], out_path: Path, reader: ArrayCalibrationReader, actions: list[str]
+    spec: VariantSpec, models: list[Path], out_path: Path, reader: ArrayCalibrationReader, actions: list[str],
+    per_channel_choices: tuple[bool, ...] = (True, False),
 ) -> tuple[bool, Path]:
     """quantize_static per-channel on the pre-processed model, else on the unprocessed one, else
     per-tensor; the quantizer has bugs on some graphs that one of the others avoids. Returns
     (whether per-channel scales were used, the model quantized); every failed attempt is recorded in `actions`."""
     failures: list[str] = []
     candidates = list(dict.fromkeys(models))
-    for per_channel in (True, False):
+    for per_channel in per_channel_choices:
         for model_path in candidates:
             reader.rewind()
             try:
                 _quantize_static(model_path, out_path, reader, per_channel=per_channel)
+                _check_loads(out_path)
             except Exception as exc:  # noqa: BLE001 - the quantizer raises many unrelated exception types
                 scales = "per-channel" if per_channel else "per-tensor"
                 failures.append(f"{scales} on {model_path.stem}: {type(exc).__name__}: {exc}")
@@ -141,6 +153,18 @@ def _quantize_with_fallbacks(
                 actions.append("quantize_static attempts that failed first: " + "; ".join(failures))
             return per_channel, model_path
     raise VariantBuildError(spec.text, "onnxruntime quantize_static failed: " + "; ".join(failures))
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _check_loads(path: Path) -> None:
+    """onnxruntime must load what the quantizer wrote: on opset < 13 models it writes per-channel
+    DequantizeLinear nodes with an `axis` attribute that only opset 13 has (an invalid model)."""
+    import onnxruntime
+
+    onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def _quantize_static(model_path: Path, out_path: Path, reader: ArrayCalibrationReader, per_channel: bool) -> None:

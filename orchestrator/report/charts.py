@@ -1,0 +1,299 @@
+"""The charts of a report, as plotly.js JSON: latency distributions, trade-off with the
+Pareto front, history across runs and the comparison with a baseline run.
+
+Memory/CPU and thermal time series live in `timeseries.py`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+from orchestrator.report.comparison import RunComparison
+from orchestrator.report.figures import (
+    VERDICT_COLOURS,
+    Figure,
+    axis,
+    base_layout,
+    board_picker,
+    colours,
+    compact,
+    label,
+    log_if_wide,
+    sorted_sample,
+)
+from orchestrator.report.history import HistoryPoint
+from orchestrator.report.overview import (
+    OverviewRow,
+    pareto_objectives,
+    variant_sort_key,
+)
+from orchestrator.report.pareto import pareto_front
+
+#: Box plots draw at most this many points per result, and the whole report at most
+#: TOTAL_BOX_POINTS (each result then gets an equal share, never fewer than MIN_BOX_POINTS):
+#: raw samples are kept in the store, the file only needs enough to draw the distribution.
+MAX_BOX_POINTS = 2000
+MIN_BOX_POINTS = 200
+TOTAL_BOX_POINTS = 80_000
+
+#: Text labels on scatter points only up to this many points per chart (hover otherwise).
+MAX_LABELLED_POINTS = 16
+
+#: The comparison chart shows at most this many cells (the largest changes).
+MAX_COMPARISON_CELLS = 60
+
+#: Category labels longer than this are shortened with "…" (the hover has the full name),
+#: so the plot keeps some width on a phone.
+MAX_TICK_CHARS = 34
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclasses.dataclass
+class ResultSeries:
+    """The raw series of one result: latencies (ms), sampler rows and phase marks."""
+
+    latency_ms: list[float]
+    samples: list[dict[str, Any]]
+    phase_marks: list[dict[str, Any]]
+
+
+def models_of(rows: Sequence[OverviewRow]) -> list[str]:
+    seen: list[str] = []
+    for row in rows:
+        if row.model not in seen:
+            seen.append(row.model)
+    return seen
+
+
+def boards_of(rows: Sequence[OverviewRow]) -> list[str]:
+    seen: list[str] = []
+    for row in rows:
+        if row.board not in seen:
+            seen.append(row.board)
+    return seen
+
+
+def variants_of(rows: Sequence[OverviewRow]) -> list[str]:
+    return sorted({r.variant for r in rows}, key=variant_sort_key)
+
+
+def box_points_per_result(results: int) -> int:
+    if results <= 0:
+        return MAX_BOX_POINTS
+    return max(MIN_BOX_POINTS, min(MAX_BOX_POINTS, TOTAL_BOX_POINTS // results))
+
+
+def latency_figures(rows: Sequence[OverviewRow], series: Mapping[int, ResultSeries]) -> list[Figure]:
+    """Per model: box plots of the raw latencies, boards along x, one box per variant."""
+    ok = [r for r in rows if r.ok and series.get(r.result_id) and series[r.result_id].latency_ms]
+    per_result = box_points_per_result(len(ok))
+    variant_colour = colours(variants_of(ok))
+    figures = []
+    for index, model in enumerate(models_of(ok)):
+        model_rows = [r for r in ok if r.model == model]
+        data = []
+        shown: set[str] = set()
+        for variant in variants_of(model_rows):
+            for row in (r for r in model_rows if r.variant == variant):
+                samples = sorted_sample(series[row.result_id].latency_ms, per_result)
+                data.append({
+                    "type": "box",
+                    "y": compact(samples),
+                    "x0": label(row.board),
+                    "name": label(variant),
+                    "legendgroup": label(variant),
+                    "offsetgroup": label(variant),
+                    "showlegend": variant not in shown,
+                    "marker": {"color": variant_colour[variant], "size": 3},
+                    "line": {"width": 1.2},
+                    "boxpoints": "outliers",
+                    "hovertemplate": f"{label(row.board)} · {label(variant)}<br>%{{y:.4g}} ms<extra></extra>",
+                })
+                shown.add(variant)
+        values = [v for r in model_rows for v in (r.values["p50"], r.values["p99"])]
+        layout = base_layout(
+            400, boxmode="group", boxgroupgap=0.25,
+            xaxis=axis("board", type="category"),
+            yaxis=axis("latency (ms)", type=log_if_wide(values), rangemode="tozero"),
+        )
+        sampled = " (a rank-even sample of each run's latencies)" if any(
+            len(series[r.result_id].latency_ms) > per_result for r in model_rows) else ""
+        figures.append(Figure(
+            f"fig-latency-{index}", model,
+            f"Per-inference latency of every measured run{sampled}; box = quartiles, line = median, "
+            "whiskers to 1.5 IQR, dots beyond.", data, layout))
+    return figures
+
+
+def tradeoff_figures(rows: Sequence[OverviewRow]) -> list[Figure]:
+    """Per model: size vs p50 (or p50 vs accuracy, marker size = file size) per board, with
+    each board's Pareto front highlighted."""
+    ok = [r for r in rows if r.ok and r.values["p50"] is not None and r.values["size"] is not None]
+    board_colour = colours(boards_of(ok), reference=None)
+    figures = []
+    for index, model in enumerate(models_of(ok)):
+        model_rows = [r for r in ok if r.model == model]
+        if len(model_rows) < 2:
+            continue  # one point trades nothing off
+        with_accuracy = all(r.values["accuracy"] is not None for r in model_rows)
+        labelled = len(model_rows) <= MAX_LABELLED_POINTS
+        max_size = max(r.values["size"] for r in model_rows) or 1.0
+        data = []
+        for board in boards_of(model_rows):
+            points = sorted((r for r in model_rows if r.board == board), key=lambda r: variant_sort_key(r.variant))
+            keys, senses = pareto_objectives(points)
+            front = set(pareto_front([[r.values[k] for k in keys] for r in points], senses)) if len(points) > 1 else set()
+            colour = board_colour[board]
+            xs, ys = _tradeoff_xy(points, with_accuracy)
+            sizes = [8 + 18 * (r.values["size"] / max_size) ** 0.5 for r in points] if with_accuracy else 10
+            hover = [
+                f"{label(board)} · {label(r.variant)}<br>p50 {r.values['p50']:.4g} ms<br>"
+                f"size {r.values['size'] / 1048576:.3g} MiB"
+                + (f"<br>accuracy {r.values['accuracy'] * 100:.1f} %" if r.values["accuracy"] is not None else "")
+                + ("<br><b>Pareto-optimal</b>" if i in front else "")
+                for i, r in enumerate(points)
+            ]
+            data.append({
+                "type": "scatter", "mode": "markers+text" if labelled else "markers", "cliponaxis": False,
+                "x": xs, "y": ys, "name": label(board), "legendgroup": label(board),
+                "text": [label(r.variant) for r in points], "textposition": "top center",
+                "textfont": {"size": 10, "color": "#57606a"},
+                "hovertext": hover, "hoverinfo": "text",
+                "marker": {"color": colour, "size": sizes, "opacity": 0.85,
+                           "line": {"width": [3 if i in front else 0 for i in range(len(points))], "color": "#1b1f24"}},
+            })
+            if front:
+                on_front = sorted((points[i] for i in front), key=lambda r: _tradeoff_xy([r], with_accuracy)[0][0])
+                fx, fy = _tradeoff_xy(on_front, with_accuracy)
+                data.append({
+                    "type": "scatter", "mode": "lines", "x": fx, "y": fy,
+                    "name": f"Pareto front · {label(board)}", "legendgroup": label(board), "showlegend": False,
+                    "line": {"color": colour, "width": 1.5, "dash": "dot", "shape": "linear" if with_accuracy else "hv"},
+                    "hoverinfo": "skip",
+                })
+        p50s = [r.values["p50"] for r in model_rows]
+        if with_accuracy:
+            layout = base_layout(420, xaxis=axis("median latency (ms) — lower is better", type=log_if_wide(p50s)),
+                                 yaxis=axis("accuracy (%) — higher is better"))
+            caption = ("Median latency against accuracy; marker area grows with the model file's size. "
+                       "Outlined points are Pareto-optimal for their board over size, latency and accuracy.")
+        else:
+            sizes_b = [r.values["size"] for r in model_rows]
+            layout = base_layout(420, xaxis=axis("model file size (MiB) — smaller is better", type=log_if_wide(sizes_b)),
+                                 yaxis=axis("median latency (ms) — lower is better", type=log_if_wide(p50s)))
+            caption = ("Model file size against median latency (accuracy not measured). Outlined points, "
+                       "joined by the dotted step line, are each board's Pareto front: no other variant is "
+                       "both smaller and faster.")
+        figures.append(Figure(f"fig-tradeoff-{index}", model, caption, data, layout))
+    return figures
+
+
+def _tradeoff_xy(points: Sequence[OverviewRow], with_accuracy: bool) -> tuple[list[float], list[float]]:
+    if with_accuracy:
+        return [r.values["p50"] for r in points], [round(r.values["accuracy"] * 100, 3) for r in points]
+    return [round(r.values["size"] / 1048576, 4) for r in points], [r.values["p50"] for r in points]
+
+
+def history_figures(
+    history: Mapping[tuple[str, str, str], list[HistoryPoint]], current_run_id: str
+) -> list[Figure]:
+    """Per model: the median latency of each board × variant over the runs that measured it."""
+    if not history:
+        return []
+    keys = sorted(history, key=lambda k: (k[1], k[0], variant_sort_key(k[2])))
+    models = list(dict.fromkeys(k[1] for k in keys))
+    variant_colour = colours(sorted({k[2] for k in keys}, key=variant_sort_key))
+    figures = []
+    for index, model in enumerate(models):
+        model_keys = [k for k in keys if k[1] == model]
+        boards = list(dict.fromkeys(k[0] for k in model_keys))
+        data, trace_boards = [], []
+        for board, _, variant in model_keys:
+            points = history[(board, model, variant)]
+            data.append({
+                "type": "scatter", "mode": "lines+markers",
+                "x": [p.created_at[:23].replace("T", " ") for p in points],  # UTC, to the millisecond
+                "y": [round(p.latency_ms_p50, 6) for p in points],
+                "name": label(variant) if len(boards) < 2 else f"{label(variant)}",
+                "legendgroup": label(variant),
+                "visible": board == boards[0],
+                "marker": {"color": variant_colour[variant],
+                           "size": [11 if p.run_id == current_run_id else 6 for p in points]},
+                "line": {"color": variant_colour[variant], "width": 1.5},
+                "hovertext": [f"{label(board)} · {label(variant)}<br>run {label(p.run_id)}<br>p50 {p.latency_ms_p50:.4g} ms"
+                              for p in points],
+                "hoverinfo": "text",
+            })
+            trace_boards.append(board)
+        p50s = [p.latency_ms_p50 for k in model_keys for p in history[k]]
+        layout = base_layout(
+            360, xaxis=axis("run start (UTC)", type="date"), yaxis=axis("median latency (ms)", type=log_if_wide(p50s)),
+            updatemenus=board_picker(boards, trace_boards),
+        )
+        if len(boards) > 1:
+            layout["margin"]["t"] = 56
+        picker = " Pick the board in the menu." if len(boards) > 1 else ""
+        figures.append(Figure(
+            f"fig-history-{index}", model,
+            f"Median latency of each variant in the runs that measured it (big marker: this run).{picker}",
+            data, layout))
+    return figures
+
+
+def comparison_figure(comparison: RunComparison) -> Figure | None:
+    """The change of the median latency per compared cell with its 95 % CI, coloured by verdict."""
+    cells = [c for c in comparison.compared if c.latency is not None]
+    if not cells:
+        return None
+    note = ""
+    if len(cells) > MAX_COMPARISON_CELLS:
+        cells = sorted(cells, key=lambda c: -abs(c.latency.change_pct))[:MAX_COMPARISON_CELLS]
+        note = f" Showing the {MAX_COMPARISON_CELLS} largest changes; the table lists every cell."
+    cells = sorted(cells, key=lambda c: c.latency.change_pct)
+    names, seen = [], set()
+    for c in cells:
+        name = label(_shorten(f"{c.board} · {c.model} · {c.variant}", MAX_TICK_CHARS))
+        while name in seen:
+            name += " "
+        seen.add(name)
+        names.append(name)
+    data = []
+    for verdict, colour in VERDICT_COLOURS.items():
+        chosen = [i for i, c in enumerate(cells) if c.latency.verdict == verdict]
+        if not chosen:
+            continue
+        lat = [cells[i].latency for i in chosen]
+        data.append({
+            "type": "scatter", "mode": "markers", "orientation": "h", "name": verdict,
+            "x": [round(x.change_pct, 3) for x in lat], "y": [names[i] for i in chosen],
+            "marker": {"color": colour, "size": 9, "symbol": "diamond"},
+            "error_x": {
+                "type": "data", "symmetric": False, "color": colour, "thickness": 1.5, "width": 3,
+                "array": [round((x.change_ci_high_pct - x.change_pct), 3) if x.change_ci_high_pct is not None else 0 for x in lat],
+                "arrayminus": [round((x.change_pct - x.change_ci_low_pct), 3) if x.change_ci_low_pct is not None else 0 for x in lat],
+            },
+            "hovertext": [f"{label(cells[i].board)} · {label(cells[i].model)} · {label(cells[i].variant)}<br>"
+                          f"{label(cells[i].latency.reason)}" for i in chosen],
+            "hoverinfo": "text",
+        })
+    effect = cells[0].latency.min_effect_pct
+    shapes = [
+        {"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,
+         "line": {"color": "#8c959f", "width": 1, "dash": "dash" if x else "solid"}}
+        for x in (-effect, 0.0, effect)
+    ]
+    layout = base_layout(
+        max(220, 90 + 24 * len(cells)),
+        xaxis=axis("median change (%)"),
+        yaxis=axis("", type="category", automargin=True),
+        shapes=shapes,
+    )
+    layout["margin"]["l"] = 12
+    return Figure(
+        "fig-comparison", f"Latency vs {comparison.base_run_id}",
+        f"Change of the median latency per cell (negative is faster) with its 95 % confidence interval; "
+        f"dashed lines at ±{effect:g} %, the "
+        f"smallest change that counts.{note}", data, layout)
