@@ -49,6 +49,7 @@ class Scenario:
     name: str
     faulty: Callable[[object, object, Path], Board]  # (lab, lab board, tmp) -> the misbehaving Board
     model: Callable[[Path], Path] = lambda tmp: DEMO_DIR / "digits_mlp.onnx"
+    faulty_model: bool = False  # the model is the fault (it runs next to a good one on every board)
     settings: BenchSettings = SETTINGS
 
 
@@ -106,7 +107,7 @@ def scenarios(tmp: Path, proxies: list[TcpProxy]) -> list[Scenario]:
         Scenario("onnxruntime missing", lambda lab, b, t: board(lab, b, python="/usr/bin/python3",
                                                                 workdir=b.workdir + "/bare")),
         Scenario("agent answers garbage", lambda lab, b, t: board(lab, b, python=garbage_python())),
-        Scenario("model rejected by runtime", lambda lab, b, t: board(lab, b), model=corrupt),
+        Scenario("model rejected by runtime", lambda lab, b, t: board(lab, b), model=corrupt, faulty_model=True),
     ]
 
 
@@ -129,26 +130,29 @@ def _fresh(model: Path, tmp: Path) -> Path:
 def run_scenario(lab, scenario: Scenario, tmp: Path, proxies: list[TcpProxy]) -> str:
     victim, *healthy = lab.boards
     boards = [scenario.faulty(lab, victim, tmp)] + [board(lab, b) for b in healthy]
-    model = scenario.model(tmp)
+    bad_model = scenario.model(tmp)
+    models = [bad_model, DEMO_DIR / "digits_mlp.onnx"] if scenario.faulty_model else [bad_model]
     store = open_store(f"sqlite:///{tmp / 'faults.db'}")
     before = store.count_results()
     detected: dict[str, float] = {}
     started = time.monotonic()
 
+    def is_fault(board_name: str, model_name: str) -> bool:
+        return model_name == bad_model.stem if scenario.faulty_model else board_name == boards[0].name
+
     def on_event(kind, info):
-        if info.get("board") == boards[0].name and kind in ("job_failed", "job_finished"):
+        if kind in ("job_failed", "job_finished") and is_fault(info.get("board"), info.get("model")):
             detected.setdefault("t", time.monotonic() - started)
 
-    jobs = plan_jobs([ModelTask(load_model_file(model))], ["fp32"])
+    jobs = plan_jobs([ModelTask(load_model_file(m)) for m in models], ["fp32"])
     outcome = BenchRunner(store, boards, jobs, scenario.settings, on_event=on_event).run()
-    rows = {o.board: o.row for o in outcome.outcomes}
-    victim_row = rows[boards[0].name]
-    kind = victim_row.get("error_kind") or ("ok (recovered)" if victim_row["status"] == "ok" else "?")
-    unaffected = sum(1 for b in boards[1:] if rows[b.name]["status"] == "ok")
-    lost = len(boards) - (store.count_results() - before)
+    faulty = [o for o in outcome.outcomes if is_fault(o.board, o.model)]
+    others = [o for o in outcome.outcomes if not is_fault(o.board, o.model)]
+    kind = faulty[0].row.get("error_kind") or ("ok (recovered)" if faulty[0].ok else "?")
+    lost = len(boards) * len(models) - (store.count_results() - before)
     store.close()
     return (f"{scenario.name:<28} {kind:<16} {detected.get('t', float('nan')):>7.2f} s "
-            f"{unaffected}/{len(boards) - 1:<4} {lost}")
+            f"{sum(o.ok for o in others)}/{len(others):<4} {lost}")
 
 
 def main() -> None:
@@ -160,7 +164,7 @@ def main() -> None:
                              first_address=f"127.79.{block}.11", venv_dir=Path("/var/lib/farm-lab-test-venv"))
         print(f"# fault scenarios on an {len(lab.boards)}-board lab (1 faulty + {len(lab.boards) - 1} healthy each), "
               f"cgroup limits {'on' if lab.limits_enforced else 'off'}")
-        print(f"{'scenario':<28} {'kind':<16} {'detect':>9} {'others':<6} rows lost")
+        print(f"{'scenario':<28} {'kind':<16} {'detect':>9} {'others ok':<9} rows lost")
         with tempfile.TemporaryDirectory(prefix="farm-faults-") as tmp:
             for scenario in scenarios(Path(tmp), proxies):
                 print(run_scenario(lab, scenario, Path(tmp), proxies), flush=True)
