@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Sequence
 
 from orchestrator.boards import Board, local_board
+from orchestrator.errors import ExitStatus
 from orchestrator.models import ModelFile, demo_models, load_model_file
 from orchestrator.plan import attach_datasets, plan_jobs
 from orchestrator.runner import BenchRunner, BenchSettings, Event, RunOutcome, _no_event
@@ -29,6 +30,12 @@ class BenchRequest:
     datasets: Sequence[str] = ()  # PATH (one model) or MODEL=PATH
     detection: Sequence[str] = ()  # [MODEL=]KEY=VALUE,... (how a detector reads its dataset)
     calibration: Path | None = None  # int8-static calibration inputs (.npz); default: the model's dataset
+    suite: Path | None = None  # a suite file: models, datasets, variants, boards, settings, baseline, thresholds
+    resume: str | None = None  # a run id: measure only its cells that have no result yet
+    baseline: str | None = None  # run id | latest | tag:NAME to compare with (and gate on)
+    fail_on_regression: float | None = None  # latency change (%) that fails the run; None: don't gate
+    junit: Path | None = None  # JUnit XML: one test case per board × model × variant
+    markdown: Path | None = None  # a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)
 
 
 @dataclasses.dataclass
@@ -36,13 +43,25 @@ class BenchOutcome:
     run: RunOutcome
     report_path: Path | None
     db_url: str
+    gate: object | None = None  # gating.GateResult when compared with a baseline
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        """Gated runs: BOARD_FAILURE, else REGRESSION, else OK; ungated: BOARD_FAILURE or OK."""
+        if self.gate is not None and self.gating:
+            return self.gate.exit_status
+        return ExitStatus.BOARD_FAILURE if self.run.failed else ExitStatus.OK
+
+    gating: bool = False
 
 
-def resolve_models(paths: Sequence[Path]) -> list[ModelFile]:
-    """The models to measure: the given files (checked), or the bundled demo models."""
+def resolve_models(paths: Sequence[Path], names: Sequence[str | None] = ()) -> list[ModelFile]:
+    """The models to measure: the given files (checked, named by `names` or their stem), or the
+    bundled demo models."""
     if not paths:
         return demo_models()
-    models = [load_model_file(p) for p in paths]
+    names = list(names) + [None] * (len(paths) - len(names))
+    models = [load_model_file(p, name=n) for p, n in zip(paths, names)]
     seen: dict[str, Path] = {}
     for m in models:
         if m.name in seen and seen[m.name] != m.path:
@@ -69,28 +88,92 @@ def resolve_boards(inventory: str | None, limit: str | None, accept_new_host_key
     return boards
 
 
+@dataclasses.dataclass(frozen=True)
+class SuitePlan:
+    """What a suite adds to a request: model names, per-model shapes, the memory threshold."""
+
+    model_names: list[str]
+    shapes: dict[str, tuple[str, ...]]
+    memory_pct: float | None
+
+
+def apply_suite(request: BenchRequest) -> tuple[BenchRequest, SuitePlan]:
+    """A request with the suite's models, datasets, variants, boards and settings filled in.
+
+    The suite's settings lie over the command line's; its baseline and latency threshold apply
+    unless --baseline / --fail-on-regression are given.
+    """
+    from orchestrator.suite import load_suite
+
+    suite = load_suite(request.suite)
+    names = [m.model_name for m in suite.models]
+    request = dataclasses.replace(
+        request,
+        model_paths=[m.path for m in suite.models],
+        datasets=[f"{m.model_name}={m.dataset}" for m in suite.models if m.dataset is not None],
+        variants=list(suite.variants),
+        inventory=str(suite.boards.inventory) if suite.boards.inventory else request.inventory,
+        limit=request.limit or suite.boards.limit,
+        forks=suite.boards.forks or request.forks,
+        settings=suite.bench_settings(base=request.settings),
+        baseline=request.baseline or suite.baseline,
+        fail_on_regression=(request.fail_on_regression if request.fail_on_regression is not None
+                            else suite.thresholds.latency_pct),
+    )
+    shapes = {name: tuple(m.shapes) for name, m in zip(names, suite.models) if m.shapes}
+    return request, SuitePlan(names, shapes, suite.thresholds.memory_pct)
+
+
 def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store | None = None) -> BenchOutcome:
-    """Validate everything the user gave (before any board is touched), run, store, report."""
+    """Validate everything the user gave (before any board is touched), run, store, gate, report."""
+    from orchestrator import gating
     from orchestrator.variants import parse_variant_list
 
+    plan = SuitePlan([], {}, None)
+    if request.suite is not None:
+        request, plan = apply_suite(request)
     parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
-    models = resolve_models(request.model_paths)
-    tasks = attach_datasets(models, request.datasets, request.detection)
+    models = resolve_models(request.model_paths, plan.model_names)
+    tasks = [dataclasses.replace(t, shapes=plan.shapes.get(t.model.name, ()))
+             for t in attach_datasets(models, request.datasets, request.detection)]
     boards = resolve_boards(request.inventory, request.limit, request.accept_new_host_keys)
     report_path = None
     if request.write_report and request.report_path is not None:
         report_path = _check_writable(Path(request.report_path))
+    if request.junit is not None:
+        gating.check_writable(request.junit)
+    markdown_targets = gating.markdown_targets(request.markdown)
+    for target in markdown_targets:
+        gating.check_writable(target)
+    gating_wanted = request.fail_on_regression is not None
+    comparing = gating_wanted or request.baseline is not None or request.junit is not None or bool(markdown_targets)
     own_store = store is None
     store = store or open_store(request.db_url)
     try:
+        if request.baseline not in (None, "latest"):
+            store.resolve_run_id(request.baseline)  # a bad run id or tag fails now, not after the run
+        resume_run_id, done = None, set()
+        if request.resume is not None:
+            resume_run_id = store.reopen_run(request.resume)
+            done = store.done_cells(resume_run_id)
         jobs = plan_jobs(tasks, request.variants, request.calibration, on_event=on_event)
-        runner = BenchRunner(store, boards, jobs, request.settings, forks=request.forks, on_event=on_event)
+        runner = BenchRunner(store, boards, jobs, request.settings, forks=request.forks, on_event=on_event,
+                             resume_run_id=resume_run_id, done_cells=done)
         run = runner.run()
+        gate = None
+        if comparing:
+            baseline = gating.resolve_baseline(store, request.baseline or "latest", run.run_id)
+            gate = gating.evaluate_gate(store, run.run_id, baseline, request.fail_on_regression or 5.0,
+                                        memory_pct=plan.memory_pct)
+            if request.junit is not None:
+                gating.write_junit(request.junit, gate)
+            for target in markdown_targets:
+                gating.write_markdown(target, gate)
         if request.write_report:
             from orchestrator.report import write_report
 
             report_path = write_report(store, run.run_id, report_path or DEFAULT_REPORTS_DIR / f"{run.run_id}.html")
-        return BenchOutcome(run=run, report_path=report_path, db_url=store.safe_url)
+        return BenchOutcome(run=run, report_path=report_path, db_url=store.safe_url, gate=gate, gating=gating_wanted)
     finally:
         if own_store:
             store.close()

@@ -30,6 +30,7 @@ class ModelTask:
 
     model: ModelFile
     dataset: TaskDataset | None = None
+    shapes: tuple[str, ...] = ()  # NAME=1x3x224x224 for this model's symbolic dims (suite files)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Job:
     build_error: str | None = None  # a variant that failed to build is recorded, not run
     dataset: TaskDataset | None = None
     reference_path: Path | None = None  # the fp32 model, for fidelity when fp32 is not in the matrix
+    shapes: tuple[str, ...] = ()  # this model's input shapes; empty: the run's --shape options
 
 
 def attach_datasets(models: Sequence[ModelFile], dataset_args: Sequence[str],
@@ -67,8 +69,8 @@ def attach_datasets(models: Sequence[ModelFile], dataset_args: Sequence[str],
     tasks = []
     for model in models:
         path = by_name.get(model.name)
-        if path is None and model.path.parent == DEMO_DIR.resolve() and model.name in DEMO_DATASETS:
-            path = str(DEMO_DATASETS[model.name])
+        if path is None and model.path.parent == DEMO_DIR.resolve() and model.path.stem in DEMO_DATASETS:
+            path = str(DEMO_DATASETS[model.path.stem])
         dataset = None
         if path is not None:
             dataset = load_task_dataset(path, cache, input_size=_image_input_size(model.path),
@@ -116,7 +118,7 @@ def plan_jobs(
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, info: None,
 ) -> list[Job]:
     """Build every variant of every model (cached); fp32 first so fidelity has its reference."""
-    from orchestrator.variants import CalibrationData, VariantBuildError, build_variant, parse_variant_list
+    from orchestrator.variants import VariantBuildError, build_variant, parse_variant_list
 
     specs = parse_variant_list(",".join(variant_specs))
     specs.sort(key=lambda s: s.name != "fp32")  # stable: fp32 first, the rest as given
@@ -126,7 +128,7 @@ def plan_jobs(
         model = task.model
         calibration_data = None
         for spec in specs:
-            base = {"dataset": task.dataset, "reference_path": model.path}
+            base = {"dataset": task.dataset, "reference_path": model.path, "shapes": task.shapes}
             if spec.name == "fp32":
                 jobs.append(Job(model, spec.text, model.path, {"size_bytes": model.size_bytes, "variant": "fp32"}, **base))
                 continue

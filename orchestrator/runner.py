@@ -14,7 +14,7 @@ import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import orchestrator
 from orchestrator.agent_client import AgentClient
@@ -22,7 +22,6 @@ from orchestrator.analysis import summarize_latency
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError, FarmError, TransportError
 from orchestrator.lease import BoardLease, LeaseHolder, describe_lease
-from orchestrator.models import ModelFile
 from orchestrator.plan import Job
 from orchestrator.store import Store
 from orchestrator.transport import Transport, open_transport
@@ -108,7 +107,7 @@ class BenchSettings:
             args.append("--strict")
         return args
 
-    def agent_args(self, board_model_path: str, board: Board) -> list[str]:
+    def agent_args(self, board_model_path: str, board: Board, shapes: Sequence[str] = ()) -> list[str]:
         args = [
             "--model", board_model_path,
             "--runs", str(self.runs),
@@ -122,7 +121,7 @@ class BenchSettings:
         ]
         if self.cooldown_below_c is not None:
             args += ["--cooldown-below-c", repr(self.cooldown_below_c)]
-        for shape in self.shapes:
+        for shape in shapes or self.shapes:
             args += ["--shape", shape]
         if not self.cpu_arena:
             args.append("--no-cpu-arena")
@@ -189,6 +188,8 @@ class BenchRunner:
         forks: int = 8,
         on_event: Event = _no_event,
         transport_factory: Callable[[Board], Transport] = open_transport,
+        resume_run_id: str | None = None,
+        done_cells: Iterable[tuple[str, str, str, str]] = (),
     ) -> None:
         self.store = store
         self.boards = list(boards)
@@ -200,16 +201,26 @@ class BenchRunner:
         self._cancel = threading.Event()
         self._transports: dict[str, Transport] = {}
         self._lock = threading.Lock()
+        self.resume_run_id = resume_run_id
+        self.done_cells = {tuple(cell) for cell in done_cells}
+
+    def jobs_for(self, board: Board) -> list[Job]:
+        """The board's cells still to measure (all of them, unless resuming a run)."""
+        settings_hash = self.settings.settings_hash()
+        return [j for j in self.jobs if (board.name, j.model.name, j.variant, settings_hash) not in self.done_cells]
 
     def run(self) -> RunOutcome:
         settings_record = {
             **dataclasses.asdict(self.settings),
             "boards": [b.name for b in self.boards],
-            "models": [j.model.name for j in self.jobs],
+            "models": list(dict.fromkeys(j.model.name for j in self.jobs)),
             "variants": sorted({j.variant for j in self.jobs}),
         }
-        run_id = self.store.create_run(settings_record, controller_record(), orchestrator.__version__)
-        self.on_event("run_started", {"run_id": run_id, "jobs": len(self.boards) * len(self.jobs)})
+        if self.resume_run_id is not None:
+            run_id = self.resume_run_id  # reopened by the caller; only missing cells are measured
+        else:
+            run_id = self.store.create_run(settings_record, controller_record(), orchestrator.__version__)
+        self.on_event("run_started", {"run_id": run_id, "jobs": sum(len(self.jobs_for(b)) for b in self.boards)})
         outcomes: list[JobOutcome] = []
         status = "finished"
         pool = ThreadPoolExecutor(max_workers=min(self.forks, len(self.boards)) or 1, thread_name_prefix="farm-board")
@@ -248,6 +259,9 @@ class BenchRunner:
 
     def _run_board(self, run_id: str, board: Board) -> list[JobOutcome]:
         outcomes: list[JobOutcome] = []
+        jobs = self.jobs_for(board)
+        if not jobs:
+            return outcomes
         transport = self.transport_factory(board)
         with self._lock:
             self._transports[board.name] = transport
@@ -260,7 +274,7 @@ class BenchRunner:
                     CONNECT_RETRYABLE_KINDS)
             except (TransportError, AgentError) as exc:
                 # the board is unusable: every job on it fails with the same kind
-                for job in self.jobs:
+                for job in jobs:
                     outcomes.append(self._store_failure(run_id, board, job, exc.kind, str(exc), {}))
                 return outcomes
             lease = BoardLease(
@@ -276,13 +290,13 @@ class BenchRunner:
             try:
                 lease.acquire()
             except (TransportError, AgentError) as exc:
-                for job in self.jobs:
+                for job in jobs:
                     outcomes.append(self._store_failure(run_id, board, job, exc.kind, str(exc), facts))
                 return outcomes
             self.on_event("board_ready", {"board": board.name, "facts": facts})
             try:
                 accuracy = BoardAccuracy(client, self.settings, board)
-                for job in self.jobs:
+                for job in jobs:
                     if self._cancel.is_set():
                         break
                     outcomes.append(self._run_job(run_id, board, client, facts, job, accuracy))
@@ -306,7 +320,7 @@ class BenchRunner:
             self.on_event("job_staged", {**info, "bytes_sent": bytes_sent})
             reply = client.call(
                 "bench",
-                self.settings.agent_args(board_path, board),
+                self.settings.agent_args(board_path, board, job.shapes),
                 timeout_s=self.settings.job_timeout_s,
                 on_message=lambda m: self._on_agent_message(info, m),
             )

@@ -14,6 +14,8 @@ import typer
 import orchestrator
 from orchestrator.cli import state
 from orchestrator.cli.bench_cmd import bench
+from orchestrator.cli.compare_cmd import compare
+from orchestrator.cli.history_cmd import history
 from orchestrator.cli.compress_cmd import compress
 from orchestrator.cli.inventory_cmd import inventory_app
 from orchestrator.cli.report_cmd import report
@@ -49,6 +51,8 @@ def _root(
 app.command(help=bench.__doc__)(bench)
 app.command(help=report.__doc__)(report)
 app.command(help=compress.__doc__)(compress)
+app.command(help=compare.__doc__)(compare)
+app.command(help=history.__doc__)(history)
 app.add_typer(runs_app, name="runs")
 app.add_typer(inventory_app, name="inventory")
 

@@ -7,7 +7,6 @@ from typing import List, Optional
 import typer
 
 from orchestrator.cli import render, state
-from orchestrator.errors import ExitStatus
 
 
 def bench(
@@ -37,6 +36,12 @@ def bench(
     lease_ttl: float = typer.Option(120.0, "--lease-ttl", min=5.0, help="Our lease on a board expires this long after our last renewal (renewed every third of it)."),
     accept_new_host_keys: bool = typer.Option(False, "--accept-new-host-keys", help="Accept (and record) host keys not yet in known_hosts. Changed keys are always refused."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database: SQLAlchemy URL or SQLite file path."),
+    suite: Optional[Path] = typer.Option(None, "--suite", help="A suite file (models, datasets, variants, boards, settings, baseline, thresholds)."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Measure only the cells of this run (id, prefix, latest, tag:NAME) that have no result yet."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Compare with this run: RUN_ID, latest (the newest other run with common cells) or tag:NAME."),
+    fail_on_regression: Optional[float] = typer.Option(None, "--fail-on-regression", min=0.1, help="Exit 5 when a cell's median latency (or peak memory) regressed by at least this %% against the baseline."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML file: one test case per board × model × variant."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Where to write the HTML report (default: reports/<run id>.html)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not write an HTML report."),
 ) -> int:
@@ -60,11 +65,19 @@ def bench(
     request = BenchRequest(
         model_paths=list(model or []), settings=settings, inventory=inventory, limit=limit, forks=forks,
         accept_new_host_keys=accept_new_host_keys, db_url=db, report_path=report, write_report=not no_report,
+        suite=suite, resume=resume, baseline=baseline, fail_on_regression=fail_on_regression, junit=junit,
+        markdown=markdown,
         variants=[v for v in variants.split(",") if v.strip()], datasets=list(dataset or []), detection=list(detection or []),
         calibration=calibration,
     )
     with render.BenchProgress(state.err) as progress:
-        outcome = run_bench(request, on_event=progress.on_event)
+        try:
+            outcome = run_bench(request, on_event=progress.on_event)
+        except KeyboardInterrupt:
+            if progress.run_id:
+                state.err.print(f"run {progress.run_id} interrupted; finish it with: farm bench <same options> "
+                                f"--resume {progress.run_id}")
+            raise
     state.out.print(f"run [bold]{outcome.run.run_id}[/bold] ({outcome.run.status})")
     state.out.print(render.summary_table([o.row for o in outcome.run.outcomes]))
     for failure in outcome.run.failed:
@@ -84,7 +97,9 @@ def bench(
                 f"{render.escape(str(export.get('provider')))} (use --strict to make this a failure)",
                 highlight=False,
             )
+    if outcome.gate is not None:
+        state.out.print(render.escape(outcome.gate.summary_line()))
     if outcome.report_path is not None:
         state.out.print(f"report: {outcome.report_path}")
     state.out.print(f"database: {outcome.db_url}", style="dim")
-    return ExitStatus.BOARD_FAILURE if outcome.run.failed else ExitStatus.OK
+    return outcome.exit_status

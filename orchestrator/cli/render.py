@@ -107,6 +107,7 @@ class BenchProgress:
             TimeElapsedColumn(), console=console, transient=True,
         )
         self._task = None
+        self.run_id: str | None = None
         self._lock = threading.Lock()
         self._boards: dict[str, str] = {}
 
@@ -120,6 +121,7 @@ class BenchProgress:
     def on_event(self, kind: str, info: dict[str, Any]) -> None:
         with self._lock:
             if kind == "run_started":
+                self.run_id = info["run_id"]
                 self._task = self._progress.add_task(f"run {info['run_id']}", total=info["jobs"])
                 return
             if self._task is None:

@@ -1,7 +1,6 @@
 """Ctrl-C / SIGTERM mid-run: jobs stopped on the board, finished results kept, run marked interrupted."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

@@ -1,7 +1,6 @@
 """Board leases: two controllers on one board see each other; a dead controller's lease expires."""
 from __future__ import annotations
 
-import json
 import threading
 
 from orchestrator.agent_client import AgentClient

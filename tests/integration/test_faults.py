@@ -7,16 +7,13 @@ tmpfs work dir (disk full), killing the board's sshd (a reboot), and hostile nam
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from orchestrator import lab as lab_mod
 from orchestrator.boards import Board

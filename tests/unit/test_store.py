@@ -85,3 +85,35 @@ def test_unusable_database_url_is_a_store_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(StoreError):
         open_store(f"sqlite:///{blocker}/sub/farm.db")
+
+
+def test_urls_and_paths_are_normalized(tmp_path):
+    from orchestrator.store import normalize_db_url
+
+    assert normalize_db_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_db_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_db_url("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert normalize_db_url(str(tmp_path / "x.db")) == f"sqlite:///{tmp_path / 'x.db'}"
+
+
+def test_since_accepts_dates_times_and_ages():
+    import datetime as dt
+
+    from orchestrator.store import since_iso
+
+    assert since_iso(None) is None
+    assert since_iso("2026-11-25") == "2026-11-25T00:00:00.000+00:00"
+    assert since_iso(dt.date(2026, 11, 25)) == "2026-11-25T00:00:00.000+00:00"
+    assert since_iso("2026-11-25T12:30") == "2026-11-25T12:30:00.000+00:00"  # naive = UTC
+    assert since_iso("2026-11-25T14:30+02:00") == "2026-11-25T12:30:00.000+00:00"
+    week_ago = dt.datetime.fromisoformat(since_iso("7d"))
+    assert abs((dt.datetime.now(dt.timezone.utc) - week_ago) - dt.timedelta(days=7)) < dt.timedelta(minutes=1)
+    with pytest.raises(BadInputError, match="cannot read the date"):
+        since_iso("last tuesday")
+
+
+def test_store_is_a_context_manager(db_url):
+    with open_store(db_url) as store:
+        store.create_run({}, {}, "0.1.0")
+    with open_store(db_url) as store:
+        assert len(store.list_runs()) == 1

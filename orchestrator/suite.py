@@ -1,0 +1,333 @@
+"""Suite files: what a nightly (or any repeatable) `farm bench --suite FILE` measures and gates.
+
+    models:
+      - path: models/yolov8n.onnx          # relative paths: against the suite file's folder
+        name: yolov8n                      # default: the file stem; runs are matched by this name
+        dataset: data/coco-val-64.npz      # optional: labelled inputs for accuracy/calibration
+        shapes: {images: 1x3x640x640}      # optional: dynamic input dims (or ["images=1x3x640x640"])
+      - path: models/resnet18.onnx
+    variants: [fp32, fp16, int8-dynamic, int8-static, "prune-l1:0.5"]
+    boards:
+      inventory: ../inventory/lab.yaml
+      limit: "rpi4-*,jetson"
+      forks: 4
+    settings:                              # any BenchSettings field; unset = farm's default
+      runs: 200
+      min_seconds: 5
+      warmup: 20
+      threads: 4
+      sample_interval_s: 0.1
+      cooldown_s: 10
+    baseline: latest                       # latest | tag:NAME | a run id
+    thresholds:
+      latency_pct: 5                       # fail the gate on a significant >= 5 % slower median
+      memory_pct: 10                       # ... or >= 10 % more peak RSS
+
+Every problem is reported as `FILE:LINE: FIELD ...`, all at once, unknown keys with a
+"did you mean". Variant specs are checked loosely here (a name, optionally `:AMOUNT`); the
+variants module knows the valid names. Model and dataset files must exist.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from orchestrator.errors import BadInputError
+from orchestrator.inventory import _describe, _did_you_mean, _error_line, _LineLoader, _Map
+
+__all__ = ["Suite", "SuiteBoards", "SuiteModel", "SuiteSettings", "Thresholds", "load_suite"]
+
+_VARIANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(?::(?P<amount>[^\s:]+))?$")
+_SHAPE_RE = re.compile(r"^[^=\s]+=\d+(x\d+)*$")
+_DIMS_RE = re.compile(r"^\d+(x\d+)*$")
+_MAX_PROBLEMS = 20
+
+
+def _resolve(value: Any, info: ValidationInfo) -> Any:
+    """A relative path is relative to the suite file's folder; `~` is expanded."""
+    if not isinstance(value, str) or not value.strip():
+        return value  # the type check reports it
+    base = (info.context or {}).get("base", Path("."))
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (Path(base) / path)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SuiteModel(_Strict):
+    path: Path
+    name: str | None = None
+    dataset: Path | None = None
+    shapes: list[str] = []
+
+    @field_validator("path", "dataset", mode="before")
+    @classmethod
+    def _relative_to_suite(cls, value: Any, info: ValidationInfo) -> Any:
+        return _resolve(value, info)
+
+    @field_validator("path", "dataset")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value) or "/" in value:
+            raise ValueError(f"must be a name without spaces or '/', got {value!r}")
+        return value
+
+    @field_validator("shapes", mode="before")
+    @classmethod
+    def _shapes(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # {images: 1x3x640x640} or {images: [1, 3, 640, 640]}
+            shapes = []
+            for name, dims in value.items():
+                if isinstance(dims, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+                    dims = "x".join(str(d) for d in dims)
+                if not isinstance(dims, str) or not _DIMS_RE.match(dims):
+                    raise ValueError(f"has {name!r}: {_describe(dims)}; write dims as 1x3x224x224")
+                shapes.append(f"{name}={dims}")
+            return shapes
+        if isinstance(value, list):
+            for item in value:
+                if not isinstance(item, str) or not _SHAPE_RE.match(item):
+                    raise ValueError(f"has {_describe(item)}; write NAME=1x3x224x224")
+            return list(value)
+        return value
+
+    @property
+    def model_name(self) -> str:
+        """The name runs are matched by: `name`, else the file stem."""
+        return self.name or self.path.stem
+
+
+class SuiteBoards(_Strict):
+    inventory: Path | None = None
+    limit: str | None = None
+    forks: int | None = Field(default=None, ge=1)
+
+    @field_validator("inventory", mode="before")
+    @classmethod
+    def _relative_to_suite(cls, value: Any, info: ValidationInfo) -> Any:
+        return _resolve(value, info)
+
+    @field_validator("inventory")
+    @classmethod
+    def _exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+
+class SuiteSettings(_Strict):
+    """How each job measures; the names and units of orchestrator.runner.BenchSettings."""
+
+    runs: int | None = Field(default=None, ge=1)
+    min_seconds: float | None = Field(default=None, ge=0)
+    max_seconds: float | None = Field(default=None, gt=0)
+    warmup: int | None = Field(default=None, ge=0)
+    threads: int | None = Field(default=None, ge=0)
+    sample_interval_s: float | None = Field(default=None, ge=0)
+    cooldown_s: float | None = Field(default=None, ge=0)
+    cooldown_below_c: float | None = None
+    cooldown_max_s: float | None = Field(default=None, ge=0)
+    load_timeout_s: float | None = Field(default=None, gt=0)
+
+    @field_validator("sample_interval_s")
+    @classmethod
+    def _interval(cls, value: float | None) -> float | None:
+        if value is not None and 0 < value < 0.01:
+            raise ValueError("must be 0 (sampling off) or at least 0.01 s")
+        return value
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> "SuiteSettings":
+        if self.min_seconds is not None and self.max_seconds is not None and self.min_seconds > self.max_seconds:
+            raise ValueError("min_seconds must not exceed max_seconds")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The settings the suite sets (the others keep farm's defaults)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Thresholds(_Strict):
+    """Smallest changes (%) that fail the gate; see orchestrator.gating."""
+
+    latency_pct: float = Field(default=5.0, gt=0)
+    memory_pct: float = Field(default=5.0, gt=0)
+
+
+class Suite(_Strict):
+    path: Path
+    models: list[SuiteModel] = Field(min_length=1)
+    variants: list[str] = ["fp32"]
+    boards: SuiteBoards = SuiteBoards()
+    settings: SuiteSettings = SuiteSettings()
+    baseline: str | None = None
+    thresholds: Thresholds = Thresholds()
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _variants(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        seen: set[str] = set()
+        for item in value:
+            if not isinstance(item, str) or not _VARIANT_RE.match(item.strip()):
+                raise ValueError(f"has {_describe(item)}: a variant is a name with an optional ':AMOUNT', "
+                                 "e.g. fp16 or prune-l1:0.5")
+            amount = _VARIANT_RE.match(item.strip()).group("amount")
+            if amount is not None:
+                try:
+                    float(amount)
+                except ValueError:
+                    raise ValueError(f"has {item!r}: the amount after ':' must be a number, e.g. prune-l1:0.5") from None
+            if item.strip().lower() in seen:
+                raise ValueError(f"lists {item!r} twice")
+            seen.add(item.strip().lower())
+        if not value:
+            raise ValueError("must list at least one variant (e.g. [fp32])")
+        return [item.strip() for item in value]
+
+    @field_validator("baseline")
+    @classmethod
+    def _baseline(cls, value: str) -> str:
+        value = value.strip()
+        if not value or any(c.isspace() for c in value) or value == "tag:":
+            raise ValueError(f"must be latest, tag:NAME or a run id, got {value!r}")
+        return value
+
+    @property
+    def model_paths(self) -> list[Path]:
+        return [m.path for m in self.models]
+
+    def bench_settings(self, base: Any = None, model: SuiteModel | None = None) -> Any:
+        """A runner.BenchSettings: `base` (default: BenchSettings()) with the suite's settings over
+        it, and `model`'s shapes (if given) as its `shapes`."""
+        import dataclasses
+
+        from orchestrator.runner import BenchSettings
+
+        settings = dataclasses.replace(base or BenchSettings(), **self.settings.given())
+        if model is not None and model.shapes:
+            settings = dataclasses.replace(settings, shapes=tuple(model.shapes))
+        return settings
+
+
+_MODELS_BY_FIELD: dict[str, type[BaseModel]] = {
+    "models": SuiteModel, "boards": SuiteBoards, "settings": SuiteSettings, "thresholds": Thresholds,
+}
+
+
+def load_suite(path: Path | str) -> Suite:
+    """Read and validate a suite file; BadInputError listing every problem as FILE:LINE: ..."""
+    path = Path(path).expanduser()
+    data = _read_yaml(path)
+    if not isinstance(data, _Map):
+        raise BadInputError(f"{path}:1: a suite must be a mapping with 'models:' (and 'variants:', 'boards:', "
+                            f"'settings:', 'baseline:', 'thresholds:'), got {_describe(data)}")
+    if "path" in data:
+        raise BadInputError(f"{path}:{data.key_lines['path']}: unknown key 'path' (models go under 'models:')")
+    try:
+        suite = Suite.model_validate({**data, "path": path.resolve()}, context={"base": path.resolve().parent})
+    except ValidationError as exc:
+        problems = sorted({(_error_line(data, _loc(e), data.line), _message(e)) for e in exc.errors()})
+        _fail(path, problems)
+    problems = []
+    seen: dict[str, Path] = {}
+    for index, model in enumerate(suite.models):
+        if model.model_name in seen:
+            line = _error_line(data, ("models", index), data.line)
+            problems.append((line, f"models[{index}]: two models are named {model.model_name!r} "
+                                   f"({seen[model.model_name]} and {model.path}): give one a different 'name'"))
+        seen.setdefault(model.model_name, model.path)
+    if problems:
+        _fail(path, problems)
+    return suite
+
+
+def _fail(path: Path, problems: list[tuple[int, str]]) -> NoReturn:
+    lines = [f"{path}:{line}: {message}" for line, message in problems[:_MAX_PROBLEMS]]
+    if len(problems) > _MAX_PROBLEMS:
+        lines.append(f"... and {len(problems) - _MAX_PROBLEMS} more problems")
+    raise BadInputError("the suite has problems:\n" + "\n".join(lines)) from None
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: suite file not found") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path}: is a folder, not a suite file") from None
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path}: the suite is not UTF-8 text (bad byte at offset {exc.start})") from None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read the suite: {exc.strerror or exc}") from None
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = exc.problem or exc.context or "cannot parse"
+        raise BadInputError(f"{where}: invalid YAML: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise BadInputError(f"{path}: invalid YAML: {exc}") from None
+
+
+def _loc(error: Any) -> tuple[Any, ...]:
+    return tuple(p for p in error["loc"] if p != "[key]")
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    text = str(loc[0]) if loc else "suite"
+    for part in loc[1:]:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _message(error: Any) -> str:
+    loc = _loc(error)
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        parent = loc[:-1]
+        model = Suite if not parent else _MODELS_BY_FIELD.get(str(parent[0]), Suite)
+        allowed = [name for name in model.model_fields if name != "path" or model is not Suite]
+        where = f" in {_field(parent)}" if parent else ""
+        hint = _did_you_mean(str(loc[-1]), allowed) or f" (known keys: {', '.join(allowed)})"
+        return f"unknown key {loc[-1]!r}{where}{hint}"
+    field = _field(loc)
+    ctx = error.get("ctx") or {}
+    if kind == "value_error":
+        return f"{field} {str(error['msg']).removeprefix('Value error, ')}"
+    if kind == "missing":
+        return f"{field} is required"
+    if kind == "too_short":
+        return f"{field} must list at least one entry"
+    if kind in ("greater_than", "greater_than_equal"):
+        bound = ctx.get("gt", ctx.get("ge", 0))
+        word = "greater than" if kind == "greater_than" else "at least"
+        return f"{field} must be {word} {bound}, got {_describe(value)}"
+    words = {
+        "int_type": "must be a whole number", "float_type": "must be a number", "string_type": "must be text",
+        "bool_type": "must be true or false", "model_type": "must be a mapping", "model_attributes_type":
+        "must be a mapping", "dict_type": "must be a mapping", "tuple_type": "must be a list",
+        "list_type": "must be a list", "path_type": "must be a file path",
+    }.get(kind)
+    if words is None:
+        return f"{field}: {error['msg']} (got {_describe(value)})"
+    hint = " (remove the quotes)" if kind in ("int_type", "float_type") and isinstance(value, str) else ""
+    if kind in ("tuple_type", "list_type") and isinstance(value, str):
+        hint = f" (write [{value}])"
+    return f"{field} {words}, got {_describe(value)}{hint}"

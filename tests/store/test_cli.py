@@ -1,0 +1,143 @@
+"""`farm runs ls/show/export/tag`, `farm compare`, `farm history` on both databases."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import typer
+
+from orchestrator.cli import main
+from orchestrator.cli.compare_cmd import compare
+from orchestrator.cli.history_cmd import history
+from orchestrator.errors import ExitStatus
+from orchestrator.store import open_store
+from tests.store._support import failed_row, ok_row, samples
+
+
+def farm(*args: str) -> int:
+    """The real `farm` entry point (error → exit code table included)."""
+    return main(list(args))
+
+
+def farm_with_new_commands(*args: str) -> int:
+    """`farm` with compare and history registered the way cli/__init__.py registers commands."""
+    import orchestrator.cli as cli
+
+    names = {c.name or c.callback.__name__ for c in cli.app.registered_commands}
+    if "compare" not in names:
+        cli.app.command(help=compare.__doc__)(compare)
+    if "history" not in names:
+        cli.app.command(help=history.__doc__)(history)
+    return main(list(args))
+
+
+@pytest.fixture
+def two_runs(db_url):
+    """Base and new run on rpi4: fp32 20 % slower in the new run, fp16 the same; jetson failed."""
+    with open_store(db_url) as store:
+        base = store.create_run({"runs": 60}, {"hostname": "ci"}, "0.1.0")
+        store.add_result(base, ok_row(board="rpi4", model="yolo", variant="fp32", latency_ms_p50=10.0,
+                                      peak_rss_bytes=50_000_000), samples(10.0, seed=1))
+        store.add_result(base, ok_row(board="rpi4", model="yolo", variant="fp16", latency_ms_p50=8.0,
+                                      peak_rss_bytes=40_000_000), samples(8.0, seed=2))
+        store.finish_run(base, "finished")
+        new = store.create_run({"runs": 60}, {"hostname": "ci"}, "0.1.0")
+        store.add_result(new, ok_row(board="rpi4", model="yolo", variant="fp32", latency_ms_p50=12.0,
+                                     peak_rss_bytes=50_000_000), samples(12.0, seed=3))
+        store.add_result(new, ok_row(board="rpi4", model="yolo", variant="fp16", latency_ms_p50=8.0,
+                                     peak_rss_bytes=40_000_000), samples(8.0, seed=4))
+        store.add_result(new, failed_row(board="jetson", model="yolo", variant="fp32"))
+        store.finish_run(new, "finished")
+    return base, new
+
+
+def test_runs_ls_filters_and_tags(two_runs, db_url, capsys):
+    base, new = two_runs
+    assert farm("runs", "tag", base, "release-1.2", "--db", db_url) == 0
+    assert f"tagged {base} as release-1.2" in capsys.readouterr().out
+    assert farm("runs", "ls", "--db", db_url) == 0
+    out = capsys.readouterr().out
+    assert out.index(new) < out.index(base) and "release-1.2" in out
+    assert farm("runs", "ls", "--board", "jetson", "--db", db_url) == 0
+    out = capsys.readouterr().out
+    assert new in out and base not in out
+    assert farm("runs", "ls", "--since", "2999-01-01", "--db", db_url) == 0
+    assert "no runs match" in capsys.readouterr().err
+    assert farm("runs", "ls", "--since", "soon", "--db", db_url) == ExitStatus.BAD_INPUT
+
+
+def test_runs_tag_moves_a_reused_name(two_runs, db_url, capsys):
+    base, new = two_runs
+    assert farm("runs", "tag", base, "nightly", "--db", db_url) == 0
+    assert farm("runs", "tag", new, "nightly", "--db", db_url) == 0
+    assert f"moved from {base}" in capsys.readouterr().out
+    assert farm("runs", "show", "tag:nightly", "--db", db_url) == 0
+    assert f"run {new}" in capsys.readouterr().out
+    assert farm("runs", "tag", "--delete", "nightly", "--db", db_url) == 0
+    assert farm("runs", "show", "tag:nightly", "--db", db_url) == ExitStatus.BAD_INPUT
+    assert farm("runs", "tag", base, "bad name", "--db", db_url) == ExitStatus.BAD_INPUT
+
+
+def test_runs_show_prints_settings_controller_and_results(two_runs, db_url, capsys):
+    _, new = two_runs
+    assert farm("runs", "show", new[:-1], "--db", db_url) == 0
+    out = capsys.readouterr().out
+    assert f"run {new}" in out and "runs=60" in out and "hostname ci" in out
+    assert "rpi4" in out and "jetson" in out and "unreachable" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert farm("runs", "show", "r1999", "--db", db_url) == ExitStatus.BAD_INPUT
+
+
+def test_runs_export_formats(two_runs, db_url, tmp_path, capsys):
+    _, new = two_runs
+    assert farm("runs", "export", new, "--format", "csv", "-o", str(tmp_path / "run.csv"), "--db", db_url) == 0
+    assert list(pd.read_csv(tmp_path / "run.csv")["board"]) == ["rpi4", "rpi4", "jetson"]
+    assert farm("runs", "export", new, "--format", "json", "--db", db_url) == 0
+    assert [r["variant"] for r in json.loads(capsys.readouterr().out)] == ["fp32", "fp16", "fp32"]
+    pytest.importorskip("pyarrow")
+    assert farm("runs", "export", new, "--format", "parquet", "-o", str(tmp_path / "run.parquet"), "--db", db_url) == 0
+    assert list(pd.read_parquet(tmp_path / "run.parquet")["status"]) == ["ok", "ok", "failed"]
+
+
+def test_compare_is_informational_unless_asked_to_fail(two_runs, db_url, capsys):
+    base, new = two_runs
+    assert farm_with_new_commands("compare", base, new, "--db", db_url) == ExitStatus.OK
+    out = capsys.readouterr().out
+    assert "regressed" in out and "unchanged" in out and "only in B" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert farm_with_new_commands("compare", base, new, "--fail-on-regression", "--db", db_url) == ExitStatus.REGRESSION
+    capsys.readouterr()
+    # a 20 % slowdown is below a 25 % minimum effect
+    assert farm_with_new_commands("compare", base, new, "--min-effect", "25", "--fail-on-regression",
+                                  "--db", db_url) == ExitStatus.OK
+    capsys.readouterr()
+    assert farm_with_new_commands("compare", base, new, "--json", "--db", db_url) == 0
+    data = json.loads(capsys.readouterr().out)
+    verdicts = {(c["board"], c["variant"]): c["verdict"] for c in data["cells"]}
+    assert verdicts == {("rpi4", "fp32"): "regressed", ("rpi4", "fp16"): "unchanged", ("jetson", "fp32"): "only-new"}
+    fp32 = next(c for c in data["cells"] if c["verdict"] == "regressed")
+    assert fp32["latency"]["change_pct"] == pytest.approx(20.0, abs=2.0)
+
+
+def test_history_oldest_first(two_runs, db_url, capsys):
+    base, new = two_runs
+    assert farm_with_new_commands("history", "--board", "rpi4", "--model", "yolo", "--variant", "fp32",
+                                  "--db", db_url) == 0
+    out = capsys.readouterr().out
+    assert out.index(base) < out.index(new)
+    assert "10.000" in out and "12.000" in out and "+20.0%" in out and "47.7" in out  # 50e6 B = 47.7 MiB
+    assert farm_with_new_commands("history", "--board", "rpi4", "--model", "yolo", "--json", "--db", db_url) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [(e["run_id"], e["variant"]) for e in entries] == [(base, "fp32"), (base, "fp16"), (new, "fp32"),
+                                                               (new, "fp16")]
+    assert farm_with_new_commands("history", "--board", "nope", "--model", "yolo", "--db", db_url) == 0
+    assert "no results" in capsys.readouterr().err
+
+
+def test_commands_are_plain_functions():
+    """compare/history are typer command functions the lead registers with app.command()."""
+    app = typer.Typer()
+    app.command()(compare)
+    app.command()(history)
+    assert {c.callback.__name__ for c in app.registered_commands} == {"compare", "history"}
