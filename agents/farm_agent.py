@@ -147,52 +147,33 @@ def proc_stat_times(pid):
         return None
 
 
-def cpu_freqs_khz():
-    """Current frequency of each core in kHz, {cpu: kHz}; empty where cpufreq is absent."""
+def per_cpu(relative, read):
+    """{cpuN: read(<sysfs>/devices/system/cpu/cpuN/<relative>)} for every core that has the file."""
     base = sys_path("devices", "system", "cpu")
-    freqs = {}
+    values = {}
     try:
         names = sorted(os.listdir(base))
     except OSError:
-        return freqs
+        return values
     for name in names:
-        if not (name.startswith("cpu") and name[3:].isdigit()):
-            continue
-        value = read_int(os.path.join(base, name, "cpufreq", "scaling_cur_freq"))
-        if value is not None:
-            freqs[name] = value
-    return freqs
+        if name.startswith("cpu") and name[3:].isdigit():
+            value = read(os.path.join(base, name, relative))
+            if value is not None:
+                values[name] = value
+    return values
+
+
+def cpu_freqs_khz():
+    """Current frequency of each core in kHz; empty where cpufreq is absent."""
+    return per_cpu(os.path.join("cpufreq", "scaling_cur_freq"), read_int)
 
 
 def cpu_max_freqs_khz():
-    base = sys_path("devices", "system", "cpu")
-    freqs = {}
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return freqs
-    for name in names:
-        if not (name.startswith("cpu") and name[3:].isdigit()):
-            continue
-        value = read_int(os.path.join(base, name, "cpufreq", "cpuinfo_max_freq"))
-        if value is not None:
-            freqs[name] = value
-    return freqs
+    return per_cpu(os.path.join("cpufreq", "cpuinfo_max_freq"), read_int)
 
 
 def governors():
-    base = sys_path("devices", "system", "cpu")
-    result = {}
-    try:
-        names = sorted(os.listdir(base))
-    except OSError:
-        return result
-    for name in names:
-        if name.startswith("cpu") and name[3:].isdigit():
-            value = read_text(os.path.join(base, name, "cpufreq", "scaling_governor"))
-            if value is not None:
-                result[name] = value
-    return result
+    return per_cpu(os.path.join("cpufreq", "scaling_governor"), read_text)
 
 
 def thermal_zones_c():

@@ -270,17 +270,22 @@ _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _LineLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
 
 
-def _read_yaml(path: Path) -> Any:
+def read_yaml_with_lines(path: Path, what: str) -> Any:
+    """Parse a YAML file whose mappings remember their line numbers (for FILE:LINE errors).
+
+    `what` names the file in messages ("inventory", "suite").
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BadInputError(f"{path}: inventory file not found") from None
+        raise BadInputError(f"{path}: {what} file not found") from None
     except IsADirectoryError:
-        raise BadInputError(f"{path}: is a folder, not an inventory file") from None
+        article = "an" if what[:1] in "aeiou" else "a"
+        raise BadInputError(f"{path}: is a folder, not {article} {what} file") from None
     except UnicodeDecodeError as exc:
-        raise BadInputError(f"{path}: the inventory is not UTF-8 text (bad byte at offset {exc.start})") from None
+        raise BadInputError(f"{path}: the {what} is not UTF-8 text (bad byte at offset {exc.start})") from None
     except OSError as exc:
-        raise BadInputError(f"{path}: cannot read the inventory: {exc.strerror or exc}") from None
+        raise BadInputError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
     try:
         return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
@@ -329,7 +334,7 @@ def load_inventory(path: Path) -> Inventory:
     `PATH:LINE: host 'NAME': ...` / `PATH:LINE: group 'NAME': ...`.
     """
     path = Path(path)
-    data = _read_yaml(path)
+    data = read_yaml_with_lines(path, "inventory")
     parser = _Parser(path)
     parser.parse(data)
     return parser.build()

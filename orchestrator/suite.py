@@ -33,11 +33,10 @@ import re
 from pathlib import Path
 from typing import Any, NoReturn
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from orchestrator.errors import BadInputError
-from orchestrator.inventory import _describe, _did_you_mean, _error_line, _LineLoader, _Map
+from orchestrator.inventory import _describe, _did_you_mean, _error_line, _Map, read_yaml_with_lines
 
 __all__ = ["Suite", "SuiteBoards", "SuiteModel", "SuiteSettings", "Thresholds", "load_suite"]
 
@@ -232,7 +231,7 @@ _MODELS_BY_FIELD: dict[str, type[BaseModel]] = {
 def load_suite(path: Path | str) -> Suite:
     """Read and validate a suite file; BadInputError listing every problem as FILE:LINE: ..."""
     path = Path(path).expanduser()
-    data = _read_yaml(path)
+    data = read_yaml_with_lines(path, "suite")
     if not isinstance(data, _Map):
         raise BadInputError(f"{path}:1: a suite must be a mapping with 'models:' (and 'variants:', 'boards:', "
                             f"'settings:', 'baseline:', 'thresholds:'), got {_describe(data)}")
@@ -261,28 +260,6 @@ def _fail(path: Path, problems: list[tuple[int, str]]) -> NoReturn:
     if len(problems) > _MAX_PROBLEMS:
         lines.append(f"... and {len(problems) - _MAX_PROBLEMS} more problems")
     raise BadInputError("the suite has problems:\n" + "\n".join(lines)) from None
-
-
-def _read_yaml(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInputError(f"{path}: suite file not found") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{path}: is a folder, not a suite file") from None
-    except UnicodeDecodeError as exc:
-        raise BadInputError(f"{path}: the suite is not UTF-8 text (bad byte at offset {exc.start})") from None
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read the suite: {exc.strerror or exc}") from None
-    try:
-        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = exc.problem or exc.context or "cannot parse"
-        raise BadInputError(f"{where}: invalid YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"{path}: invalid YAML: {exc}") from None
 
 
 def _loc(error: Any) -> tuple[Any, ...]:

@@ -10,6 +10,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orchestrator.units import fps_text, human_bytes
+
 __all__ = ["BenchProgress", "escape", "summary_table", "runs_table"]
 
 
@@ -26,24 +28,6 @@ def _mib(value: int | None) -> str:
         return "—"
     mib = value / 1048576
     return f"{mib:,.2f}" if mib < 10 else f"{mib:,.1f}"
-
-
-def human_bytes(value: int | None) -> str:
-    """1.2 KiB / 3.4 MiB / 1.1 GiB: sizes from bytes to GiB read at a glance."""
-    if value is None:
-        return "—"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
-def _fps(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
 def summary_table(rows: Iterable[Mapping[str, Any]]) -> Group:
@@ -71,7 +55,7 @@ def summary_table(rows: Iterable[Mapping[str, Any]]) -> Group:
             if row.get("status") != "ok":
                 cells += [f"[red]{escape(str(row.get('error_kind')))}[/red]", "", "", "", human_bytes(row.get("model_size_bytes"))]
             else:
-                cells += [_fmt(row.get("latency_ms_p50"), 3), _fmt(row.get("latency_ms_p99"), 3), _fps(row.get("fps")),
+                cells += [_fmt(row.get("latency_ms_p50"), 3), _fmt(row.get("latency_ms_p99"), 3), fps_text(row.get("fps")),
                           human_bytes(row.get("peak_rss_bytes")), human_bytes(row.get("model_size_bytes"))]
             if has_accuracy:
                 export = _export(row)

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+
+from orchestrator.units import fps_text, human_bytes
 from markupsafe import Markup
 
 from orchestrator.errors import BadInputError
@@ -85,24 +87,6 @@ def _mib(value: float | None) -> str:
     return "—" if value is None else f"{value / (1024 * 1024):,.1f}"
 
 
-def _bytes(value: float | None) -> str:
-    """1.2 KiB / 3.4 MiB / 1.1 GiB."""
-    if value is None:
-        return "—"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(size) < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:,.{2 if abs(size) < 10 else 1}f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
-
-
-def _fps(value: float | None) -> str:
-    if value is None:
-        return "—"
-    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
-
-
 def _num(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
@@ -127,7 +111,7 @@ def _fact(value: Any, key: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (int, float)) and key.endswith("_bytes"):
-        return f"{_bytes(value)} ({value:,} bytes)" if isinstance(value, int) else _bytes(value)
+        return f"{human_bytes(value)} ({value:,} bytes)" if isinstance(value, int) else human_bytes(value)
     if isinstance(value, dict):
         return "; ".join(f"{k}: {_fact(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
@@ -147,7 +131,7 @@ def _fmt_value(value: Any, key: str = "") -> str:
     return _fact(value)
 
 
-_ENV.filters.update(ms=_ms, mib=_mib, bytes=_bytes, fps=_fps, num=_num, percent=_percent,
+_ENV.filters.update(ms=_ms, mib=_mib, bytes=human_bytes, fps=fps_text, num=_num, percent=_percent,
                     sortable=_sortable, fact=_fact, value=_fmt_value, script_json=script_json)
 
 
