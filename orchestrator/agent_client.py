@@ -2,12 +2,31 @@
 
 Agent output is untrusted: lines are size-bounded, JSON-checked, and must carry the protocol
 version this controller speaks; anything else becomes an AgentError quoting the first bytes.
+
+Which Python runs the agent. `farm inventory provision` (orchestrator.provision) makes a
+virtualenv `<workdir>/venv` on the board from the inventory's `python` and writes that
+setting to `<workdir>/venv/farm-python`. The agent then runs with `<workdir>/venv/bin/python`
+when that marker holds exactly the board's `python` (the default `python3` included), and
+with the board's `python` otherwise. The check costs no extra command: the agent command
+itself becomes
+
+    sh -c '<pick>' farm-python <workdir>/venv <python> agent-<sha>.py VERB ARGS...
+
+where <pick> reads the marker with the shell's `read` builtin, tests `-x venv/bin/python`,
+and `exec`s the chosen interpreter (same process, same exit status; a missing `python`
+still exits 127). A board whose inventory names another interpreter than the one
+provisioned keeps using that interpreter: provisioning again makes a venv from it.
+
+A board that lacks numpy or the runtime fails with kind "missing-runtime"; its message ends
+with the command that fixes it: `farm inventory provision -i <inventory> -l <board>`.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import os
+import posixpath
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -17,6 +36,16 @@ from orchestrator.transport.base import MAX_LINE_BYTES, LineSplitter, Transport
 
 PROTOCOL_VERSION = 1
 MESSAGE_TYPES = {"facts", "phase", "result", "error", "outputs", "lease"}
+VENV_DIR_NAME = "venv"  # orchestrator.provision.VENV_DIR_NAME
+PYTHON_MARKER_NAME = "farm-python"  # orchestrator.provision.PYTHON_MARKER_NAME
+# $1 venv folder, $2 the board's python, then the agent's argv. Runs the venv's python when
+# the marker names $2 (see the module docstring), else $2; `exec` keeps the exit status.
+_PICK_PYTHON = (
+    'v=$1; p=$2; shift 2; m=; '
+    f'{{ IFS= read -r m < "$v/{PYTHON_MARKER_NAME}"; }} 2>/dev/null; '
+    'if [ "$m" = "$p" ] && [ -x "$v/bin/python" ]; then p=$v/bin/python; fi; '
+    'exec "$p" "$@"'
+)
 
 
 def agent_source_path() -> Path:
@@ -70,9 +99,21 @@ def parse_message(line: str) -> dict[str, Any]:
 class AgentClient:
     """Runs agent verbs on one board through its transport."""
 
-    def __init__(self, transport: Transport, python: str = "python3") -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        python: str = "python3",
+        *,
+        inventory: str | None = None,
+        use_venv: bool = True,
+    ) -> None:
+        """`inventory`: the inventory file the board came from, for the provisioning hint of a
+        missing-runtime error (default: $FARM_INVENTORY). `use_venv`: run the agent with the
+        board's provisioned venv when it was made from `python` (see the module docstring)."""
         self.transport = transport
         self.python = python
+        self.inventory = inventory
+        self.use_venv = use_venv
         self._agent_path: str | None = None
 
     def agent_path(self) -> str:
@@ -111,12 +152,16 @@ class AgentClient:
             if on_message is not None:
                 on_message(message)
 
-        argv = [self.python, self.agent_path(), verb, *args]
+        argv = self.agent_argv(verb, args)
         result = self.transport.run(argv, timeout_s=timeout_s, on_stdout_line=on_line)
         reply = AgentReply(messages=messages, exit_code=result.exit_code, stderr=result.stderr)
         error = reply.first("error")
         if error is not None:
-            raise AgentError(f"{self.transport.name}: {error.get('message')}", kind=str(error.get("kind") or "agent-error"))
+            kind = str(error.get("kind") or "agent-error")
+            message = f"{self.transport.name}: {error.get('message')}"
+            if kind == "missing-runtime":
+                message += self.provision_hint(args)
+            raise AgentError(message, kind=kind)
         if problems:
             raise problems[0]
         if result.exit_code is None:
@@ -134,6 +179,34 @@ class AgentClient:
                 f"{self.transport.name}: agent exited with status {result.exit_code} without a protocol answer: {tail}"
             )
         return reply
+
+    def agent_argv(self, verb: str, args: Sequence[str]) -> list[str]:
+        """The command that runs the agent: through the venv picker when the venv may be used."""
+        agent = self.agent_path()
+        if not self.use_venv or self._is_local_process():
+            return [self.python, agent, verb, *args]
+        venv = posixpath.join(self.transport.workdir, VENV_DIR_NAME)
+        return ["sh", "-c", _PICK_PYTHON, "farm-python", venv, self.python, agent, verb, *args]
+
+    def provision_hint(self, args: Sequence[str] = ()) -> str:
+        """"; make the board ready with: farm inventory provision -i INV -l BOARD" (empty for
+        the built-in local board, which runs farm's own Python)."""
+        if self._is_local_process():
+            return ""
+        from orchestrator.provision import provision_command
+
+        runtime = None
+        args = list(args)
+        if "--runtime" in args[:-1]:
+            runtime = args[args.index("--runtime") + 1]
+        inventory = self.inventory or os.environ.get("FARM_INVENTORY") or None
+        return "; make the board ready with: " + provision_command(self.transport.name, inventory, runtime)
+
+    def _is_local_process(self) -> bool:
+        """The built-in local board: the agent runs with the controller's own interpreter."""
+        import sys
+
+        return self.python == sys.executable and type(self.transport).__name__ == "LocalTransport"
 
     def facts(self, timeout_s: float = 60.0, quick: bool = False) -> dict[str, Any]:
         """The board's facts; `quick` skips importing the runtimes on the board (versions only)."""

@@ -56,6 +56,40 @@ Files (all outside /root, which the board user cannot enter): `<lab dir>` (defau
 `board-venv/` (python + numpy + onnxruntime at the controller's versions, made once and
 reused) and `boards/<name>/` (sshd_config, host key, sshd.log, `work/` = the board's
 workdir, owned by farmboard).
+
+A real aarch64 board: `farm lab up --arch arm64` (optional, slow; `lab_up(..., arch="arm64")`)
+----------------------------------------------------------------------------------------------
+Every board of such a lab runs a real Debian arm64 userland under qemu user emulation,
+reached over SSH like any other board: `uname -m` says aarch64, python3 is Debian's
+aarch64 build, and numpy/onnxruntime are absent until `farm inventory provision` installs
+aarch64 wheels into its venv (the board then runs them: ~27x slower than native for
+onnxruntime, ~10x for pure Python).
+
+- Needs (root): `apt-get install qemu-user-static binfmt-support debootstrap`. `lab up`
+  mounts binfmt_misc if needed and enables the qemu-aarch64 handler; it must have the
+  F (fix-binary) flag, as Debian's qemu-user-static registers it, so it works in a chroot.
+- The root file system: `debootstrap --arch=arm64 --variant=minbase --include=python3,procps
+  bookworm` into `/var/lib/farm-lab-arm64/root` (env FARM_LAB_ARM64_ROOT; never under /tmp:
+  sshd's ChrootDirectory wants every folder of the path owned by root and writable by no one
+  else). Made once (~5 min measured on the 2-core VM, longer when it is busy; ~285 MB; deb.debian.org or
+  env FARM_LAB_DEBIAN_MIRROR), then reused by every later `lab up`: the marker
+  `<root>/.farm-lab-rootfs.json` records what was made. It lives outside the lab folder, so
+  `lab down --purge` keeps it; delete it by hand to make it again.
+- Login: a separate user `farmboard-arm64` (host account, and the same uid in the root's
+  /etc/passwd). Each board's own sshd has `ChrootDirectory <root>` and `AllowUsers
+  farmboard-arm64`: sshd itself is the host's x86 binary, the session's shell and everything
+  it starts are aarch64 programs inside the root. SFTP is sshd's internal-sftp (in the chroot).
+- In the root: /proc is mounted (the agent samples /proc/<pid>/status), /sys is not
+  (onnxruntime's cpuinfo crashes under qemu when it sees the host's /sys CPU lists next to
+  the host's x86 /proc/cpuinfo; see `_ensure_root_mounts`), while any arm64 lab is up (labs register in `/var/lib/farm-lab-arm64/labs/`; the last
+  `lab down` unmounts them). The board's workdir is `/farm-lab/<lab id>/<board>` inside the
+  root (`lab down --purge` removes it).
+- Boards are named `<profile>-arm64-<n>` (default profile `unlimited`; cgroup profiles work
+  as for native boards), the inventory tags them `arch: aarch64`, `emulated: qemu-user`,
+  `bare: "true"`, and their `python` is the default `python3`, so a provisioned venv is used.
+- Measured memory includes qemu's own (the emulator is the process); latencies say nothing
+  about a real Arm core's speed. The point is a real foreign userland: arch-specific wheels,
+  provisioning from nothing, an agent on another Python build.
 """
 from __future__ import annotations
 
@@ -102,6 +136,24 @@ STOP_TIMEOUT_S = 5.0
 VENV_INSTALL_TIMEOUT_S = 900.0
 CONNECT_TIMEOUT_S = 5.0
 GIB = 1024**3
+
+# Emulated aarch64 boards (see the module docstring).
+ARM64_BOARD_USER = "farmboard-arm64"
+ARM64_ROOT_ENV = "FARM_LAB_ARM64_ROOT"
+DEFAULT_ARM64_ROOT = Path("/var/lib/farm-lab-arm64/root")
+DEBIAN_MIRROR_ENV = "FARM_LAB_DEBIAN_MIRROR"
+DEFAULT_DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_SUITE = "bookworm"
+ROOTFS_PACKAGES = ("python3", "procps")
+ROOTFS_MARKER = ".farm-lab-rootfs.json"
+ROOTFS_VERSION = 1
+DEBOOTSTRAP_TIMEOUT_S = 1800.0
+QEMU_AARCH64 = "/usr/bin/qemu-aarch64-static"
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+BINFMT_AARCH64 = BINFMT_DIR / "qemu-aarch64"
+BOARD_WORK_ROOT = "/farm-lab"  # emulated boards' workdirs, inside the root file system
+ARCH_ALIASES = {"arm64": "aarch64", "aarch64": "aarch64", "x86_64": "x86_64", "amd64": "x86_64"}
+DEFAULT_EMULATED_PROFILES = ("unlimited",)
 
 
 class LabError(FarmError):
@@ -163,6 +215,9 @@ class LabBoard:
     running: bool
     limits: BoardLimits
     cgroups: dict[str, str]
+    arch: str = "x86_64"  # what `uname -m` says on the board
+    user: str = BOARD_USER
+    emulated: bool = False  # True: an aarch64 userland under qemu-user (see the module docstring)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +236,7 @@ class LabState:
     limits_enforced: bool
     limits_note: str
     started_now: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # e.g. how the arm64 root file system was made or reused
 
     @property
     def running(self) -> tuple[LabBoard, ...]:
@@ -215,6 +271,107 @@ def missing_prerequisites() -> list[str]:
     return problems
 
 
+def default_arm64_root() -> Path:
+    """$FARM_LAB_ARM64_ROOT, else /var/lib/farm-lab-arm64/root."""
+    value = os.environ.get(ARM64_ROOT_ENV, "").strip()
+    return Path(value) if value else DEFAULT_ARM64_ROOT
+
+
+def normalize_arch(arch: str) -> str:
+    """`arm64`/`aarch64` -> aarch64, `amd64`/`x86_64` -> x86_64 (what `uname -m` says)."""
+    value = ARCH_ALIASES.get(arch.strip().lower())
+    if value is None:
+        raise LabError(f"unknown architecture {arch!r}: choose {platform.machine()} (native) or arm64 (emulated)")
+    return value
+
+
+def missing_emulation_prerequisites(root: Path | None = None) -> list[str]:
+    """What this machine lacks for emulated arm64 boards (beyond `missing_prerequisites`)."""
+    root = Path(root or default_arm64_root()).absolute()
+    problems = []
+    if platform.machine() != "x86_64":
+        problems.append(f"emulated arm64 boards are made on an x86_64 host, this one is {platform.machine()}")
+    if not os.access(QEMU_AARCH64, os.X_OK):
+        problems.append(
+            f"{QEMU_AARCH64} not found: install qemu user emulation "
+            "(`apt-get install -y qemu-user-static binfmt-support`)."
+        )
+    if not _rootfs_ready(root) and shutil.which("debootstrap") is None:
+        problems.append("debootstrap not found: install it (`apt-get install -y debootstrap`).")
+    problems += _chroot_path_problems(root)
+    return problems
+
+
+def ensure_arm64_root(root: Path | None = None, mirror: str | None = None) -> tuple[Path, str]:
+    """The arm64 root file system, made by debootstrap once and reused (see the module docstring).
+
+    Returns (root, note): the note says whether it was reused or made, and how long that took.
+    """
+    root = Path(root or default_arm64_root()).absolute()
+    problems = missing_emulation_prerequisites(root)
+    if problems:
+        raise LabError("\n".join(problems))
+    root.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(root.parent, 0o755)
+    with _locked(root.parent, ".rootfs.lock"):
+        marker = _read_rootfs_marker(root)
+        if marker is not None:
+            return root, (f"arm64 root {root}: reused (debootstrapped {marker.get('created_at', '?')} in "
+                          f"{marker.get('debootstrap_s', 0):.0f} s)")
+        if root.exists():
+            _unmount_under(root)
+            if any(root.iterdir()):
+                raise LabError(
+                    f"{root} exists but was not made by farm lab (no {ROOTFS_MARKER}): move it away, or set "
+                    f"{ARM64_ROOT_ENV} to another folder"
+                )
+            root.rmdir()
+        partial = root.with_name(root.name + ".partial")
+        if partial.exists():  # an earlier debootstrap that did not finish
+            _unmount_under(partial)
+            shutil.rmtree(partial)
+        _ensure_binfmt()  # debootstrap's second stage runs the root's aarch64 programs
+        mirror = mirror or os.environ.get(DEBIAN_MIRROR_ENV, "").strip() or DEFAULT_DEBIAN_MIRROR
+        argv = ["debootstrap", "--arch=arm64", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}",
+                DEBIAN_SUITE, str(partial), mirror]
+        started = time.monotonic()
+        log_path = root.parent / "debootstrap.log"
+        try:
+            with open(log_path, "wb") as log:
+                done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                      timeout=DEBOOTSTRAP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            _unmount_under(partial)
+            raise LabError(f"debootstrap took over {DEBOOTSTRAP_TIMEOUT_S:g} s (log: {log_path})") from None
+        finally:
+            _unmount_under(partial)  # debootstrap mounts /proc and /sys in the target while it runs
+        if done.returncode != 0:
+            tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-4:])
+            raise LabError(
+                f"debootstrap of the arm64 root failed (status {done.returncode}; log {log_path}): {tail}. "
+                f"It needs the Debian mirror {mirror} (env {DEBIAN_MIRROR_ENV}) and a working qemu-aarch64 "
+                "binfmt handler."
+            )
+        elapsed_s = time.monotonic() - started
+        with contextlib.suppress(OSError):
+            for deb in (partial / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+                deb.unlink()
+        marker = {
+            "version": ROOTFS_VERSION,
+            "suite": DEBIAN_SUITE,
+            "arch": "arm64",
+            "variant": "minbase",
+            "packages": list(ROOTFS_PACKAGES),
+            "mirror": mirror,
+            "debootstrap_s": round(elapsed_s, 1),
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        (partial / ROOTFS_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        os.chmod(partial, 0o755)
+        os.rename(partial, root)
+    return root, f"arm64 root {root}: debootstrapped in {elapsed_s:.0f} s"
+
+
 def parse_profiles(specs: list[str] | tuple[str, ...]) -> list[tuple[Profile, bool]]:
     """`["rpi4", "jetson-nano:bare"]` -> [(profile, bare?)]. Raises LabError naming the choices."""
     parsed = []
@@ -243,6 +400,7 @@ def lab_up(
     first_address: str = DEFAULT_FIRST_ADDRESS,
     port: int = DEFAULT_PORT,
     venv_dir: Path | None = None,
+    arm64_root: Path | None = None,
 ) -> LabState:
     """Start `count` boards of each profile in `lab_dir` (idempotent; see the module docstring).
 
@@ -250,6 +408,10 @@ def lab_up(
     whose sshd died is started again); one with different boards must be taken down first.
     `venv_dir` (default `<lab_dir>/board-venv`, env FARM_LAB_VENV) is the boards' Python
     environment, made once and reused.
+
+    `arch="arm64"` on an x86_64 host makes every board of this lab an emulated aarch64 board
+    (qemu-user, a debootstrap root in `arm64_root`, default /var/lib/farm-lab-arm64/root or env
+    FARM_LAB_ARM64_ROOT; see the module docstring). Its boards start bare: provision them.
     """
     problems = missing_prerequisites()
     if problems:
@@ -257,16 +419,25 @@ def lab_up(
     if not 1 <= count <= MAX_BOARDS:
         raise LabError(f"--count must be between 1 and {MAX_BOARDS}, got {count}")
     host_arch = platform.machine()
-    if arch != host_arch:
+    board_arch = normalize_arch(arch) if arch else host_arch
+    emulated = board_arch != host_arch
+    if emulated and not (board_arch == "aarch64" and host_arch == "x86_64"):
         raise LabError(
-            f"lab boards run natively on this machine's architecture ({host_arch}), not {arch}. "
-            "An emulated aarch64 board (qemu-user + a debootstrap chroot) is described in LAB.md."
+            f"lab boards run natively on this machine's architecture ({host_arch}); the only emulated one is "
+            f"arm64 on an x86_64 host, not {arch}"
         )
+    if emulated:
+        arm64_root = Path(arm64_root or default_arm64_root()).absolute()
+        problems = missing_emulation_prerequisites(arm64_root)
+        if problems:
+            raise LabError("\n".join(problems))
     parsed = parse_profiles(profiles)
     lab_dir = Path(lab_dir).absolute()
+    if emulated and (arm64_root == lab_dir or lab_dir in arm64_root.parents):
+        raise LabError(f"the arm64 root {arm64_root} must not be inside the lab folder {lab_dir}")
     venv_dir = Path(venv_dir or os.environ.get(VENV_DIR_ENV) or lab_dir / "board-venv").absolute()
-    specs = _plan_boards(parsed, count, first_address, port)
-    spec_key = [dataclasses.asdict(s) for s in specs]
+    specs = _plan_boards(parsed, count, first_address, port, board_arch if emulated else None)
+    spec_key = [_spec_json(s) for s in specs]
 
     lab_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(lab_dir, 0o755)
@@ -279,8 +450,18 @@ def lab_up(
                 f"a lab with other boards is already running in {lab_dir} ({names}): "
                 f"take it down first with `farm lab down --dir {lab_dir}`"
             )
-        _ensure_board_user()
-        python = _ensure_board_venv(venv_dir)
+        notes: list[str] = []
+        emulation: dict | None = None
+        if emulated:
+            root, note = ensure_arm64_root(arm64_root)
+            notes.append(note)
+            _ensure_binfmt()
+            _ensure_arm64_user(root)
+            emulation = {"root": str(root), "user": ARM64_BOARD_USER}
+            python = "python3"  # Debian's aarch64 python3 in the root; a provisioned venv is picked up
+        else:
+            _ensure_board_user()
+            python = _ensure_board_venv(venv_dir)
         identity = _ensure_key(lab_dir / "client_ed25519", "farm lab controller")
         authorized = lab_dir / "authorized_keys"
         authorized.write_text(Path(f"{identity}.pub").read_text())
@@ -295,6 +476,9 @@ def lab_up(
         prepared: list[dict] = []  # boards whose files and cgroups this call made or refreshed
         started: list[str] = []
         previous_boards = {b["name"]: b for b in (previous or {}).get("boards", [])}
+        if emulation is not None:
+            _register_arm64_lab(Path(emulation["root"]), lab_id)
+            _ensure_root_mounts(Path(emulation["root"]))
         try:
             pin_offset = 0
             for spec in specs:
@@ -304,7 +488,7 @@ def lab_up(
                     chosen = [cpus[(pin_offset + i) % len(cpus)] for i in range(min(profile.pinned_cores, len(cpus)))]
                     cpuset = ",".join(str(c) for c in sorted(set(chosen)))
                     pin_offset += profile.pinned_cores
-                record = _prepare_board(lab_dir, lab_id, spec, profile, cpuset, python, limits_enforced)
+                record = _prepare_board(lab_dir, lab_id, spec, profile, cpuset, python, limits_enforced, emulation)
                 prepared.append(record)
                 old = previous_boards.get(spec.name)
                 if old is not None and old.get("pid") and _board_alive(lab_dir, old):
@@ -320,6 +504,8 @@ def lab_up(
                 if record["name"] in started or not (old and _board_alive(lab_dir, old)):
                     _stop_board(lab_dir, record)
             _remove_lab_cgroup_parents(lab_id)
+            if emulation is not None and not (previous and previous.get("emulation")):
+                _unregister_arm64_lab(Path(emulation["root"]), lab_id)
             raise
 
         state = {
@@ -329,12 +515,13 @@ def lab_up(
             "venv_dir": str(venv_dir),
             "limits_enforced": limits_enforced,
             "limits_note": limits_note,
+            "emulation": emulation,
             "boards": boards_json,
         }
         _write_known_hosts(lab_dir, boards_json)
         _write_inventory(lab_dir, boards_json, identity, host_arch, limits_enforced, limits_note)
         _write_state_file(lab_dir, state)
-    return _state_from_json(lab_dir, state, started_now=tuple(started))
+    return _state_from_json(lab_dir, state, started_now=tuple(started), notes=tuple(notes))
 
 
 def lab_status(lab_dir: Path) -> LabState:
@@ -377,8 +564,19 @@ def lab_down(lab_dir: Path, *, remove_files: bool = False) -> LabState:
             record["pid"] = None
         _write_state_file(lab_dir, state)
         _remove_lab_cgroup_parents(_lab_id(lab_dir))
+        emulation = state.get("emulation")
+        if emulation:
+            root = Path(emulation["root"])
+            if remove_files:
+                work = root / BOARD_WORK_ROOT.lstrip("/") / _lab_id(lab_dir)
+                if work.is_dir() and not _mounts_under(work):
+                    shutil.rmtree(work)
+            _unregister_arm64_lab(root, _lab_id(lab_dir))
         result = _state_from_json(lab_dir, state)
         if remove_files:
+            mounted = _mounts_under(lab_dir)
+            if mounted:
+                raise LabError(f"not deleting {lab_dir}: file systems are mounted inside it ({', '.join(mounted)})")
             shutil.rmtree(lab_dir)
     return result
 
@@ -399,9 +597,12 @@ class _BoardSpec:
     bare: bool
     address: str
     port: int
+    arch: str | None = None  # None: native; "aarch64": emulated
 
 
-def _plan_boards(parsed: list[tuple[Profile, bool]], count: int, first_address: str, port: int) -> list[_BoardSpec]:
+def _plan_boards(
+    parsed: list[tuple[Profile, bool]], count: int, first_address: str, port: int, emulated_arch: str | None = None
+) -> list[_BoardSpec]:
     try:
         first = ipaddress.IPv4Address(first_address)
     except ValueError:
@@ -417,6 +618,8 @@ def _plan_boards(parsed: list[tuple[Profile, bool]], count: int, first_address: 
     for profile, bare in parsed:
         for i in range(1, count + 1):
             base = profile.name if (profile.bare or not bare) else f"{profile.name}-bare"
+            if emulated_arch is not None:
+                base = f"{profile.name}-arm64"  # every emulated board starts bare
             name = f"{base}-{i}"
             if name in seen:
                 raise LabError(f"profile {profile.name!r} is listed twice")
@@ -427,7 +630,10 @@ def _plan_boards(parsed: list[tuple[Profile, bool]], count: int, first_address: 
                     f"board {name} would get address {address}: lab boards live on loopback only "
                     "(127.0.0.1 - 127.255.255.254); choose another first address"
                 )
-            specs.append(_BoardSpec(name, profile.name, bare, str(address), port))
+            if emulated_arch is not None:
+                specs.append(_BoardSpec(name, profile.name, True, str(address), port, emulated_arch))
+            else:
+                specs.append(_BoardSpec(name, profile.name, bare, str(address), port))
             index += 1
     return specs
 
@@ -439,6 +645,14 @@ def _board_dir(lab_dir: Path, name: str) -> Path:
     return lab_dir / "boards" / name
 
 
+def _spec_json(spec: _BoardSpec) -> dict:
+    """The spec as lab.json keeps it (native boards keep the shape they always had)."""
+    data = dataclasses.asdict(spec)
+    if data.get("arch") is None:
+        data.pop("arch", None)
+    return data
+
+
 def _prepare_board(
     lab_dir: Path,
     lab_id: str,
@@ -447,20 +661,35 @@ def _prepare_board(
     cpuset: str | None,
     venv_python: str,
     limits_enforced: bool,
+    emulation: dict | None = None,
 ) -> dict:
-    """Files for one board (config, host key, workdir, board.json) and its cgroups."""
+    """Files for one board (config, host key, workdir, board.json) and its cgroups.
+
+    An emulated board's workdir is `/farm-lab/<lab id>/<name>` inside the arm64 root (the
+    path the board sees; `host_workdir` is where it lies on this machine).
+    """
     board_dir = _board_dir(lab_dir, spec.name)
     board_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(board_dir, 0o755)
     host_key = _ensure_key(board_dir / "ssh_host_ed25519_key", f"farm lab board {spec.name}")
-    user = pwd.getpwnam(BOARD_USER)
-    workdir = board_dir / "work"
+    login = emulation["user"] if emulation else BOARD_USER
+    user = pwd.getpwnam(login)
+    if emulation:
+        root = Path(emulation["root"])
+        board_workdir = f"{BOARD_WORK_ROOT}/{lab_id}/{spec.name}"
+        workdir = root / board_workdir.lstrip("/")
+        for parent in (workdir.parent.parent, workdir.parent):
+            parent.mkdir(exist_ok=True)
+            os.chmod(parent, 0o755)
+    else:
+        workdir = board_dir / "work"
+        board_workdir = str(workdir)
     workdir.mkdir(exist_ok=True)
     os.chown(workdir, user.pw_uid, user.pw_gid)
     os.chmod(workdir, 0o755)
     config = board_dir / "sshd_config"
-    config.write_text(_sshd_config(spec, host_key, board_dir, lab_dir / "authorized_keys"))
-    python = SYSTEM_PYTHON if spec.bare else venv_python
+    config.write_text(_sshd_config(spec, host_key, board_dir, lab_dir / "authorized_keys", emulation))
+    python = venv_python if emulation else (SYSTEM_PYTHON if spec.bare else venv_python)
 
     limits = BoardLimits()
     cgroups: dict[str, str] = {}
@@ -478,7 +707,11 @@ def _prepare_board(
         **dataclasses.asdict(spec),
         "models": profile.models,
         "python": python,
-        "workdir": str(workdir),
+        "workdir": board_workdir,
+        "host_workdir": str(workdir),
+        "user": login,
+        "arch": spec.arch or platform.machine(),
+        "emulated": emulation is not None,
         "config": str(config),
         "limits": dataclasses.asdict(limits),
         "cgroups": cgroups,
@@ -504,7 +737,12 @@ def _prepare_board(
     return record
 
 
-def _sshd_config(spec: _BoardSpec, host_key: Path, board_dir: Path, authorized_keys: Path) -> str:
+def _sshd_config(
+    spec: _BoardSpec, host_key: Path, board_dir: Path, authorized_keys: Path, emulation: dict | None = None
+) -> str:
+    # An emulated board: sshd (this machine's) chroots the session into the arm64 root, whose
+    # /bin/sh and everything after it run under qemu-aarch64 (binfmt_misc, fix-binary flag).
+    chroot = [f"ChrootDirectory {emulation['root']}"] if emulation else []
     return "\n".join(
         [
             f"# farm lab board {spec.name} ({spec.profile}); written by `farm lab up`, rewritten each time",
@@ -512,7 +750,8 @@ def _sshd_config(spec: _BoardSpec, host_key: Path, board_dir: Path, authorized_k
             f"HostKey {host_key}",
             f"PidFile {board_dir / 'sshd.pid'}",
             f"AuthorizedKeysFile {authorized_keys}",
-            f"AllowUsers {BOARD_USER}",
+            f"AllowUsers {emulation['user'] if emulation else BOARD_USER}",
+            *chroot,
             "PermitRootLogin no",
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",
@@ -617,7 +856,7 @@ def _stop_board(lab_dir: Path, record: dict) -> None:
             pids.add(other)
     for controller, path in record.get("cgroups", {}).items():
         pids |= _cgroup_pids(CGROUP_ROOT / controller / path.lstrip("/"))
-    pids |= _sessions_of(record["address"], record["port"])
+    pids |= _sessions_of(record["address"], record["port"], record.get("user", BOARD_USER))
     if sshd_pid:
         pids.add(sshd_pid)
     pids.discard(os.getpid())
@@ -679,10 +918,10 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _sessions_of(address: str, port: int) -> set[int]:
+def _sessions_of(address: str, port: int, user: str = BOARD_USER) -> set[int]:
     """Processes of the board user whose SSH_CONNECTION says they came in on address:port."""
     try:
-        uid = pwd.getpwnam(BOARD_USER).pw_uid
+        uid = pwd.getpwnam(user).pw_uid
     except KeyError:
         return set()
     suffix = f" {address} {port}".encode()
@@ -1011,7 +1250,9 @@ def _write_state_file(lab_dir: Path, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def _state_from_json(lab_dir: Path, state: dict, started_now: tuple[str, ...] = ()) -> LabState:
+def _state_from_json(
+    lab_dir: Path, state: dict, started_now: tuple[str, ...] = (), notes: tuple[str, ...] = ()
+) -> LabState:
     boards = []
     for record in state.get("boards", []):
         boards.append(
@@ -1028,6 +1269,9 @@ def _state_from_json(lab_dir: Path, state: dict, started_now: tuple[str, ...] = 
                 running=_board_alive(lab_dir, record),
                 limits=BoardLimits(**record.get("limits", {})),
                 cgroups=dict(record.get("cgroups", {})),
+                arch=record.get("arch", "x86_64"),
+                user=record.get("user", BOARD_USER),
+                emulated=bool(record.get("emulated")),
             )
         )
     return LabState(
@@ -1039,6 +1283,7 @@ def _state_from_json(lab_dir: Path, state: dict, started_now: tuple[str, ...] = 
         limits_enforced=bool(state.get("limits_enforced")),
         limits_note=state.get("limits_note", ""),
         started_now=started_now,
+        notes=notes,
     )
 
 
@@ -1068,13 +1313,16 @@ def _write_inventory(
 ) -> None:
     groups: dict[str, dict] = {}
     for record in boards:
-        tags = {"profile": record["profile"], "arch": arch, "lab": "true"}
+        tags = {"profile": record["profile"], "arch": record.get("arch", arch), "lab": "true"}
+        if record.get("emulated"):
+            tags["emulated"] = "qemu-user"
         if record.get("bare"):
             tags["bare"] = "true"
-        groups.setdefault(record["profile"], {"hosts": {}})["hosts"][record["name"]] = {
+        group = f"{record['profile']}-arm64" if record.get("emulated") else record["profile"]
+        groups.setdefault(group, {"hosts": {}})["hosts"][record["name"]] = {
             "host": record["address"],
             "port": record["port"],
-            "user": BOARD_USER,
+            "user": record.get("user", BOARD_USER),
             "identity_file": str(identity),
             "known_hosts_file": str(lab_dir / "known_hosts"),
             "python": record["python"],
@@ -1090,6 +1338,10 @@ def _write_inventory(
     ]
     if not limits_enforced:
         header.append(f"#   NO LIMITS: {limits_note}")
+    if any(record.get("emulated") for record in boards):
+        header.append("# Emulated aarch64 boards (qemu-user, a Debian arm64 root; user 'farmboard-arm64') start "
+                      "without numpy/onnxruntime:")
+        header.append(f"#   farm inventory provision -i {lab_dir / 'inventory.yaml'}")
     for record in boards:
         header.append(f"#   {record['name']}: {record['models']}")
         header.append(f"#       {_limits_comment(record['limits'])}")
@@ -1098,3 +1350,181 @@ def _write_inventory(
     path = lab_dir / "inventory.yaml"
     path.write_text(text)
     os.chmod(path, 0o644)
+
+
+# ---------------------------------------------------------------------------------- emulated arm64 boards
+
+
+def _rootfs_ready(root: Path) -> bool:
+    return _read_rootfs_marker(root) is not None
+
+
+def _read_rootfs_marker(root: Path) -> dict | None:
+    try:
+        marker = json.loads((root / ROOTFS_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("version") != ROOTFS_VERSION:
+        return None
+    if not os.access(root / "usr" / "bin" / "python3", os.F_OK):
+        return None
+    return marker
+
+
+def _chroot_path_problems(root: Path) -> list[str]:
+    """sshd's ChrootDirectory: every folder of the path owned by root, writable by no one else."""
+    if root == Path("/tmp") or Path("/tmp") in root.parents:
+        return [(f"the arm64 root {root} must not be under /tmp: set {ARM64_ROOT_ENV} to a folder such as "
+                 f"{DEFAULT_ARM64_ROOT}")]
+    problems = []
+    for folder in [*reversed(root.parents), root]:
+        try:
+            info = folder.stat()
+        except FileNotFoundError:
+            break  # made later, root-owned and 0755
+        except OSError as exc:
+            return [f"cannot check {folder}: {exc.strerror}"]
+        if info.st_uid != 0 or info.st_mode & 0o022:
+            problems.append(
+                f"sshd's ChrootDirectory needs {folder} owned by root and writable by no one else "
+                f"(it is uid {info.st_uid}, mode {info.st_mode & 0o7777:o}): choose another {ARM64_ROOT_ENV}"
+            )
+    return problems
+
+
+def _mountpoints() -> list[str]:
+    """Mount points of this mount namespace (octal escapes of /proc/self/mountinfo decoded)."""
+    points = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split()
+            if len(fields) > 4:
+                points.append(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]))
+    return points
+
+
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path` (deepest first)."""
+    base = str(Path(path).absolute())
+    found = [p for p in _mountpoints() if p == base or p.startswith(base.rstrip("/") + "/")]
+    return sorted(set(found), key=lambda p: (-p.count("/"), p))
+
+
+def _unmount_under(path: Path) -> None:
+    """Unmount everything at or below `path`, deepest first, so it can be deleted safely."""
+    for point in _mounts_under(path):
+        done = subprocess.run(["umount", point], capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True, text=True, timeout=60)
+    left = _mounts_under(path)
+    if left:
+        raise LabError(f"cannot unmount {', '.join(left)}: unmount them by hand")
+
+
+def _ensure_binfmt() -> None:
+    """binfmt_misc mounted and the qemu-aarch64 handler enabled with the fix-binary (F) flag."""
+    if not (BINFMT_DIR / "register").exists():
+        done = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT_DIR)],
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise LabError(f"cannot mount binfmt_misc on {BINFMT_DIR}: {done.stderr.strip()} "
+                           f"(run `mount binfmt_misc -t binfmt_misc {BINFMT_DIR}` as root)")
+    if not BINFMT_AARCH64.exists() and shutil.which("update-binfmts"):
+        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, text=True, timeout=60)
+    try:
+        text = BINFMT_AARCH64.read_text()
+    except OSError:
+        raise LabError(
+            "no qemu-aarch64 handler in binfmt_misc: install `qemu-user-static binfmt-support` and run "
+            "`update-binfmts --enable qemu-aarch64`"
+        ) from None
+    if not text.startswith("enabled"):
+        subprocess.run(["update-binfmts", "--enable", "qemu-aarch64"], capture_output=True, text=True, timeout=60)
+        text = BINFMT_AARCH64.read_text()
+    flags = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("flags:")), "")
+    if not text.startswith("enabled") or "F" not in flags:
+        raise LabError(
+            f"the qemu-aarch64 binfmt handler is {'enabled' if text.startswith('enabled') else 'disabled'} with "
+            f"flags {flags!r}: it must be enabled with F (fix-binary) to work inside a chroot, as Debian's "
+            "qemu-user-static registers it (`update-binfmts --enable qemu-aarch64`)"
+        )
+
+
+def _ensure_arm64_user(root: Path) -> None:
+    """The login user of emulated boards: a host account, and the same ids inside the root."""
+    try:
+        user = pwd.getpwnam(ARM64_BOARD_USER)
+    except KeyError:
+        result = subprocess.run(
+            ["useradd", "--no-create-home", "--home-dir", f"/home/{ARM64_BOARD_USER}", "--shell", "/bin/sh",
+             "--comment", "farm lab arm64 board", "--password", "*", "--user-group", ARM64_BOARD_USER],
+            capture_output=True, text=True, timeout=60,
+        )
+        if result.returncode not in (0, 9):
+            raise LabError(f"cannot create the board user {ARM64_BOARD_USER!r}: {result.stderr.strip()}")
+        user = pwd.getpwnam(ARM64_BOARD_USER)
+    group_name = ARM64_BOARD_USER
+    with contextlib.suppress(KeyError):
+        import grp
+
+        group_name = grp.getgrgid(user.pw_gid).gr_name
+    entries = {
+        root / "etc" / "passwd": f"{ARM64_BOARD_USER}:x:{user.pw_uid}:{user.pw_gid}:farm lab arm64 board:"
+                                 f"{user.pw_dir}:/bin/sh",
+        root / "etc" / "group": f"{group_name}:x:{user.pw_gid}:",
+    }
+    for path, line in entries.items():
+        text = path.read_text()
+        name = line.split(":", 1)[0] + ":"
+        lines = [l for l in text.splitlines() if not l.startswith(name)]
+        if line not in text.splitlines():
+            path.write_text("\n".join([*lines, line]) + "\n")
+    home = root / user.pw_dir.lstrip("/")
+    home.mkdir(parents=True, exist_ok=True)
+    os.chown(home, user.pw_uid, user.pw_gid)
+    os.chmod(home, 0o755)
+
+
+def _labs_registry(root: Path) -> Path:
+    return root.parent / "labs"
+
+
+def _register_arm64_lab(root: Path, lab_id: str) -> None:
+    registry = _labs_registry(root)
+    registry.mkdir(parents=True, exist_ok=True)
+    (registry / lab_id).write_text(str(root) + "\n")
+
+
+def _unregister_arm64_lab(root: Path, lab_id: str) -> None:
+    """Forget this lab; the last arm64 lab to go unmounts /proc and /sys in the root."""
+    registry = _labs_registry(root)
+    with _locked(root.parent, ".rootfs.lock"):
+        (registry / lab_id).unlink(missing_ok=True)
+        if registry.is_dir() and any(registry.iterdir()):
+            return
+        for name in ("sys", "proc"):
+            point = root / name
+            if str(point) in _mountpoints():
+                _unmount_under(point)
+
+
+def _ensure_root_mounts(root: Path) -> None:
+    """/proc inside the root: the agent samples /proc/<pid>/status, the transport uses pgrep.
+
+    /sys is deliberately NOT mounted: onnxruntime's cpuinfo library (aarch64 build) crashes
+    with SIGSEGV at import under qemu-user when it finds the host's CPU lists in
+    /sys/devices/system/cpu next to the host's x86 /proc/cpuinfo (checked with onnxruntime
+    1.32.0, qemu 7.2); with either one absent it only warns and runs. The host's /sys would
+    describe the x86 machine anyway, not the emulated board.
+    """
+    with _locked(root.parent, ".rootfs.lock"):
+        if str(root / "sys") in _mountpoints():
+            _unmount_under(root / "sys")  # mounted by an older farm lab
+        point = root / "proc"
+        if str(point) in _mountpoints():
+            return
+        point.mkdir(exist_ok=True)
+        done = subprocess.run(["mount", "-t", "proc", "-o", "nosuid,nodev,noexec", "proc", str(point)],
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise LabError(f"cannot mount /proc in the arm64 root ({point}): {done.stderr.strip()}")

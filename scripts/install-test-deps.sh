@@ -6,6 +6,9 @@
 #   postgresql      the PostgreSQL store tests
 #   chromium        headless browser for the HTML report tests
 #   python3-venv    the lab board's own virtualenv
+# With FARM_TEST_SLOW=1 (the CI step that runs `pytest -m slow`), also what the emulated aarch64
+# lab board needs (tests/slow, `farm lab up --arch arm64`):
+#   qemu-user-static binfmt-support debootstrap
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +18,11 @@ command -v pidstat >/dev/null 2>&1 || need+=(sysstat)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+if [ "${FARM_TEST_SLOW:-0}" = 1 ]; then
+  command -v qemu-aarch64-static >/dev/null 2>&1 || need+=(qemu-user-static)
+  command -v update-binfmts >/dev/null 2>&1 || need+=(binfmt-support)
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+fi
 
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""

@@ -1,4 +1,5 @@
-"""`farm inventory ls|check`: what the inventory holds, and what each board really is."""
+"""`farm inventory ls|check|provision`: what the inventory holds, what each board really is, and
+making a board ready (a venv with numpy + a runtime, installed offline from wheels farm pushes)."""
 from __future__ import annotations
 
 import json
@@ -12,7 +13,7 @@ from orchestrator.cli import state
 from orchestrator.cli.render import escape
 from orchestrator.errors import ExitStatus
 
-inventory_app = typer.Typer(help="Show the boards of an inventory and check them.", no_args_is_help=True)
+inventory_app = typer.Typer(help="Show the boards of an inventory, check them, provision them.", no_args_is_help=True)
 
 INVENTORY_OPTION = typer.Option(None, "--inventory", "-i", envvar="FARM_INVENTORY", help="Inventory YAML (default: only the built-in local board).")
 LIMIT_OPTION = typer.Option(None, "--limit", "-l", help="Boards to use: names, groups, globs, tag:key=value; comma-separated; !pattern excludes.")
@@ -95,3 +96,59 @@ def facts_table(checks) -> Table:
             f"{max(temps):.0f}" if temps else "—", _gib(f.get("disk_free_bytes")),
         )
     return table
+
+
+@inventory_app.command("provision")
+def inventory_provision(
+    inventory: Optional[str] = INVENTORY_OPTION,
+    limit: Optional[str] = LIMIT_OPTION,
+    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to install next to numpy: onnxruntime or openvino."),
+    forks: int = typer.Option(8, "--forks", "-f", min=1, help="Boards provisioned in parallel."),
+    accept_new_host_keys: bool = typer.Option(False, "--accept-new-host-keys", help="Accept (and record) unknown host keys. Changed keys are always refused."),
+    refresh_wheels: bool = typer.Option(False, "--refresh-wheels", help="Ask the package index again instead of reusing the wheels cached for this board kind."),
+) -> int:
+    """Make boards ready: a venv in <workdir>/venv with numpy + the runtime, from wheels this
+    machine downloads for each board's architecture and Python and pushes over SSH (the board
+    needs no internet; its pip runs with --no-index). A second run changes nothing."""
+    from orchestrator.bench import resolve_boards
+    from orchestrator.errors import BadInputError
+    from orchestrator.provision import RUNTIMES, provision_boards
+
+    if runtime not in RUNTIMES:
+        raise BadInputError(f"--runtime {runtime!r}: choose {' or '.join(RUNTIMES)}")
+    if inventory is None:
+        raise BadInputError(
+            "farm inventory provision needs an inventory (-i FILE or FARM_INVENTORY): the built-in local "
+            "board runs the agent with farm's own Python"
+        )
+    boards = resolve_boards(inventory, limit, accept_new_host_keys)
+
+    def on_step(board: str, message: str) -> None:
+        state.err.print(f"[dim]{escape(board)}[/dim]: {escape(message)}", highlight=False)
+
+    outcomes = provision_boards(boards, runtime, forks=forks, refresh=refresh_wheels, on_step=on_step)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    for column in ("board", "result", "python", "packages", "sent MB", "s"):
+        table.add_column(column, overflow="fold")
+    for outcome in outcomes:
+        result = outcome.result
+        if result is None:
+            table.add_row(escape(outcome.board), f"[red]{escape(outcome.error_kind or 'failed')}[/red]", "", "", "",
+                          f"{outcome.duration_s:.1f}")
+            continue
+        packages = ", ".join(f"{n} {v}" for n, v in sorted(result.packages.items()) if n in ("numpy", result.runtime))
+        table.add_row(
+            escape(outcome.board), "[green]installed[/green]" if result.changed else "unchanged",
+            escape(f"{result.python_version} {result.arch}"), escape(packages),
+            f"{result.bytes_sent / 1e6:.1f}", f"{outcome.duration_s:.1f}",
+        )
+    state.out.print(table)
+    for outcome in outcomes:
+        if outcome.result is not None:
+            state.out.print(f"{escape(outcome.board)}: {escape(outcome.result.summary)}", highlight=False)
+            for note in outcome.result.notes:
+                state.out.print(f"{escape(outcome.board)}: [yellow]note[/yellow] {escape(note)}", highlight=False)
+        else:
+            state.err.print(f"[red]{escape(outcome.board)}[/red]: [bold]{outcome.error_kind}[/bold] "
+                            f"{escape(outcome.error or '')}", highlight=False)
+    return ExitStatus.OK if all(o.ok for o in outcomes) else ExitStatus.BOARD_FAILURE

@@ -57,6 +57,8 @@ def _show(lab_state: lab.LabState) -> None:
         else:
             status = "[green]running[/green]"
         python = "bare" if board.bare else "venv"  # bare: system Python without onnxruntime
+        if board.emulated:
+            python = "qemu, bare"  # a Debian arm64 root; `farm inventory provision` fills it
         table.add_row(
             escape(board.name), escape(board.profile), f"{board.address}:{board.port}", status,
             escape(_limits_text(board)), python,
@@ -68,11 +70,19 @@ def _show(lab_state: lab.LabState) -> None:
 
 @lab_app.command("up")
 def lab_up(
-    profiles: str = typer.Option(
-        ",".join(lab.DEFAULT_PROFILES),
+    profiles: Optional[str] = typer.Option(
+        None,
         "--profiles",
         help=f"Comma-separated board profiles ({', '.join(lab.PROFILES)}); "
-        "add ':bare' for a board without onnxruntime.",
+        "add ':bare' for a board without onnxruntime. "
+        f"Default: {','.join(lab.DEFAULT_PROFILES)}; with --arch arm64: {','.join(lab.DEFAULT_EMULATED_PROFILES)}.",
+    ),
+    arch: Optional[str] = typer.Option(
+        None,
+        "--arch",
+        help="Board architecture: this machine's (default), or arm64: a real Debian aarch64 userland under "
+        "qemu user emulation (slow; first run debootstraps ~230 MB; needs qemu-user-static, binfmt-support, "
+        "debootstrap). Its boards start without numpy/onnxruntime: run `farm inventory provision`.",
     ),
     count: int = typer.Option(1, "--count", min=1, max=lab.MAX_BOARDS, help="Boards per profile."),
     lab_dir: Optional[Path] = DIR_OPTION,
@@ -82,17 +92,31 @@ def lab_up(
     port: int = typer.Option(lab.DEFAULT_PORT, "--port", min=1, max=65535, help="SSH port of every board."),
 ) -> None:
     """Start the simulated boards (reports them if they already run) and write their inventory."""
+    import platform
+
+    board_arch = lab.normalize_arch(arch) if arch else platform.machine()
+    if profiles is None:
+        emulated = board_arch != platform.machine()
+        profiles = ",".join(lab.DEFAULT_EMULATED_PROFILES if emulated else lab.DEFAULT_PROFILES)
+    if board_arch != platform.machine():
+        state.err.print("emulated arm64 boards: the first `lab up` debootstraps a Debian arm64 root "
+                        "(minutes); later ones reuse it", highlight=False)
     result = lab.lab_up(
         _lab_dir(lab_dir),
         [p for p in profiles.split(",") if p.strip()],
         count,
+        board_arch,
         first_address=first_address,
         port=port,
     )
+    for note in result.notes:
+        state.out.print(escape(note))
     _show(result)
     if result.running and not result.started_now:
         state.out.print("all boards were already running")
     state.out.print(f"inventory: {escape(str(result.inventory_path))}")
+    if any(b.emulated or b.bare for b in result.boards):
+        state.out.print(f"bare boards: farm inventory provision -i {escape(str(result.inventory_path))}")
     state.out.print(f"try: farm bench -i {escape(str(result.inventory_path))}")
 
 

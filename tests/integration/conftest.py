@@ -119,3 +119,72 @@ def tcp_proxy() -> Iterator[Callable[..., TcpProxy]]:
     yield make
     for proxy in started:
         proxy.stop()
+
+
+# ---------------------------------------------------------------------------------- provisioning (issue 10)
+
+# The controller's wheel cache for provisioning tests, kept between sessions like TEST_VENV:
+# the package index is asked once per machine, later sessions provision offline.
+TEST_WHEEL_CACHE = Path("/var/lib/farm-lab-test-wheels")
+
+
+@pytest.fixture
+def wheel_cache(monkeypatch) -> Path:
+    """FARM_WHEEL_CACHE -> TEST_WHEEL_CACHE for this test (the CLI reads it)."""
+    TEST_WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("FARM_WHEEL_CACHE", str(TEST_WHEEL_CACHE))
+    return TEST_WHEEL_CACHE
+
+
+@pytest.fixture(scope="session")
+def bare_lab(lab) -> Iterator[lab_mod.LabState]:
+    """A second, one-board lab: profile `bare` (no cgroup limits; its system /usr/bin/python3 has no
+    numpy/onnxruntime) on 127.77.<n>.31, for provisioning. Taken down (and deleted) at the end."""
+    lab_dir = Path(f"/var/lib/farm-lab-test-{os.getpid()}-provision")
+    try:
+        state = lab_mod.lab_up(
+            lab_dir, ["bare"], 1, first_address=f"127.77.{lab_address_block()}.31", venv_dir=TEST_VENV
+        )
+    except BaseException:
+        lab_mod.lab_down(lab_dir, remove_files=True)
+        raise
+    yield state
+    lab_mod.lab_down(lab_dir, remove_files=True)
+
+
+# What a board without network looks like to pip: every HTTP(S) request goes to a closed
+# loopback port. Provisioning must succeed under it (pip on the board runs with --no-index).
+NO_NETWORK_ENV = {
+    "http_proxy": "http://127.0.0.1:9",
+    "https_proxy": "http://127.0.0.1:9",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "no_proxy": "",
+    "NO_PROXY": "",
+}
+
+
+@pytest.fixture
+def bare_board(bare_lab) -> Callable[..., tuple[Board, dict]]:
+    """bare_board(workdir_name, **overrides) -> (Board, inventory host vars) for the bare lab board
+    with a work directory of its own (`<its workdir>/<workdir_name>`), the default python
+    (`python3`, i.e. /usr/bin/python3 for the board user) and NO_NETWORK_ENV."""
+
+    def make(workdir_name: str, **overrides: object) -> tuple[Board, dict]:
+        (lab_board,) = bare_lab.boards
+        host = {
+            "host": lab_board.address,
+            "port": lab_board.port,
+            "user": lab_mod.BOARD_USER,
+            "identity_file": str(bare_lab.identity_file),
+            "known_hosts_file": str(bare_lab.known_hosts_path),
+            "workdir": f"{lab_board.workdir}/{workdir_name}",
+            "connect_timeout_s": 5.0,
+            "env": {**NO_NETWORK_ENV},
+            "tags": {"profile": "bare"},
+        }
+        host.update(overrides)
+        board = Board(name=f"bare-{workdir_name}", transport="ssh", **host)  # type: ignore[arg-type]
+        return board, host
+
+    return make

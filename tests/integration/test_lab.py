@@ -150,3 +150,20 @@ def test_a_bare_board_and_lab_down_leaves_nothing_running(lab, tmp_path):
                 assert config not in (entry / "cmdline").read_bytes()
     lab_mod.lab_down(lab_dir, remove_files=True)
     assert not lab_dir.exists()
+
+
+def test_an_architecture_other_than_the_host_or_arm64_is_refused(tmp_path):
+    assert lab_mod.normalize_arch("arm64") == lab_mod.normalize_arch("aarch64") == "aarch64"
+    with pytest.raises(lab_mod.LabError, match="unknown architecture 'riscv64'"):
+        lab_mod.normalize_arch("riscv64")
+    if lab_mod.missing_prerequisites():
+        pytest.skip("needs root and sshd")
+    with pytest.raises(lab_mod.LabError, match="unknown architecture"):
+        lab_mod.lab_up(tmp_path / "lab", ["rpi4"], 1, "riscv64")
+
+
+def test_the_arm64_root_must_suit_sshd_chroot(tmp_path):
+    """sshd's ChrootDirectory refuses a path with a folder writable by others (/tmp): say so before starting."""
+    problems = lab_mod.missing_emulation_prerequisites(Path("/tmp/farm-arm64-root"))
+    assert any("must not be under /tmp" in p for p in problems)
+    assert not any("/tmp" in p for p in lab_mod._chroot_path_problems(Path("/var/lib/farm-lab-arm64/root")))
