@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -1007,6 +1008,48 @@ def lease_main(args):
     return 0
 
 
+# ---------------------------------------------------------------------------------------------
+# the work dir: staged models, datasets and agents accumulate; a size/age policy keeps it small
+
+STAGED_NAME = re.compile(r"^([0-9a-f]{16}\.(onnx|npz)|agent-[0-9a-f]{12}\.py|outputs-[0-9a-f]+\.npz)$")
+
+
+def clean_main(args):
+    """Remove interrupted uploads, then staged files not in --keep that are older than the age
+    limit, then the oldest others until the staged files fit in --max-bytes.
+
+    Called by a controller that holds the board's lease, so no upload of anyone else is in flight.
+    """
+    keep = set(args.keep or [])
+    now = time.time()
+    removed = []
+    freed = 0
+    staged = []
+    for name in os.listdir(args.workdir):
+        path = os.path.join(args.workdir, name)
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        if ".part-" in name or name.endswith(".tmp"):
+            staged.append((0.0, name, stat.st_size))  # interrupted uploads go first, whatever their age
+        elif STAGED_NAME.match(name) and name not in keep:
+            staged.append((stat.st_mtime, name, stat.st_size))
+    total = sum(size for _, _, size in staged)
+    for mtime, name, size in sorted(staged):
+        too_old = now - mtime > args.max_age_days * 86400
+        if mtime == 0.0 or too_old or total > args.max_bytes:
+            try:
+                os.remove(os.path.join(args.workdir, name))
+            except OSError:
+                continue
+            removed.append(name)
+            freed += size
+            total -= size
+    emit("cleaned", removed=removed, freed_bytes=freed)
+    return 0
+
+
 def add_runtime_options(parser):
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--runtime", default="onnxruntime", help="onnxruntime or openvino")
@@ -1040,6 +1083,11 @@ def build_parser():
     lease.add_argument("--workdir", default=".")
     lease.add_argument("--holder", required=True, help="JSON: {id, user, host, pid, run_id}")
     lease.add_argument("--ttl", type=float, default=120.0, help="seconds until the lease expires unless renewed")
+    clean = verbs.add_parser("clean")
+    clean.add_argument("--workdir", default=".")
+    clean.add_argument("--keep", action="append", help="a staged file name to keep (repeatable)")
+    clean.add_argument("--max-bytes", type=int, default=2 << 30)
+    clean.add_argument("--max-age-days", type=float, default=14.0)
     outputs = verbs.add_parser("outputs")
     outputs.add_argument("--model", required=True)
     outputs.add_argument("--dataset", required=True)
@@ -1063,6 +1111,8 @@ def main(argv=None):
             return outputs_main(args)
         if args.verb == "lease":
             return lease_main(args)
+        if args.verb == "clean":
+            return clean_main(args)
         if args.verb == "_worker":
             worker_main(json.loads(args.config))
             return 0

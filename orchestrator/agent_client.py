@@ -35,7 +35,7 @@ from orchestrator.errors import AgentError, TransportError
 from orchestrator.transport.base import MAX_LINE_BYTES, LineSplitter, Transport
 
 PROTOCOL_VERSION = 1
-MESSAGE_TYPES = {"facts", "phase", "result", "error", "outputs", "lease"}
+MESSAGE_TYPES = {"facts", "phase", "result", "error", "outputs", "lease", "cleaned"}
 VENV_DIR_NAME = "venv"  # orchestrator.provision.VENV_DIR_NAME
 PYTHON_MARKER_NAME = "farm-python"  # orchestrator.provision.PYTHON_MARKER_NAME
 # $1 venv folder, $2 the board's python, then the agent's argv. Runs the venv's python when

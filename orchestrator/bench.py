@@ -158,7 +158,7 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
             done = store.done_cells(resume_run_id)
         jobs = plan_jobs(tasks, request.variants, request.calibration, on_event=on_event)
         runner = BenchRunner(store, boards, jobs, request.settings, forks=request.forks, on_event=on_event,
-                             resume_run_id=resume_run_id, done_cells=done)
+                             resume_run_id=resume_run_id, done_cells=done, inventory=request.inventory)
         run = runner.run()
         gate = None
         if comparing:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import orchestrator
-from orchestrator.agent_client import AgentClient
+from orchestrator.agent_client import AgentClient, agent_source_path, file_sha256
 from orchestrator.analysis import summarize_latency
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError, FarmError, TransportError
@@ -78,6 +78,8 @@ class BenchSettings:
     strict: bool = False  # a provider fallback fails the job instead of being reported
     lease_ttl_s: float = 120.0  # a dead controller's lease on a board expires after this
     lease_wait_s: float = 60.0  # how long to wait for a board another controller holds
+    workdir_max_bytes: int = 2 << 30  # staged files kept on a board (LRU beyond this)
+    workdir_max_age_days: float = 14.0  # staged files not used by this run and older than this go
     retries: int = 2  # connection-level failures only (never a failed measurement)
     retry_backoff_s: float = 1.0  # doubled after each retry
     load_timeout_s: float = 300.0
@@ -86,7 +88,7 @@ class BenchSettings:
         """Identifies settings that change what is measured (not timeouts)."""
         measured = dataclasses.asdict(self)
         for key in ("max_seconds", "load_timeout_s", "cooldown_max_s", "lease_ttl_s", "lease_wait_s", "retries",
-                    "retry_backoff_s"):
+                    "retry_backoff_s", "workdir_max_bytes", "workdir_max_age_days"):
             measured.pop(key)
         text = json.dumps(measured, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -126,6 +128,11 @@ class BenchSettings:
         if not self.cpu_arena:
             args.append("--no-cpu-arena")
         return args
+
+
+def staged_name(path: Path, suffix: str) -> str:
+    """The name AgentClient.stage gives a file on the board: its content hash."""
+    return f"{file_sha256(Path(path).resolve())[:16]}{suffix}"
 
 
 def board_runtime(board: Board) -> str:
@@ -190,6 +197,7 @@ class BenchRunner:
         transport_factory: Callable[[Board], Transport] = open_transport,
         resume_run_id: str | None = None,
         done_cells: Iterable[tuple[str, str, str, str]] = (),
+        inventory: str | None = None,
     ) -> None:
         self.store = store
         self.boards = list(boards)
@@ -201,6 +209,7 @@ class BenchRunner:
         self._cancel = threading.Event()
         self._transports: dict[str, Transport] = {}
         self._lock = threading.Lock()
+        self.inventory = inventory  # named in hints such as the provision command
         self.resume_run_id = resume_run_id
         self.done_cells = {tuple(cell) for cell in done_cells}
 
@@ -265,7 +274,7 @@ class BenchRunner:
         transport = self.transport_factory(board)
         with self._lock:
             self._transports[board.name] = transport
-        client = AgentClient(transport, python=board.python)
+        client = AgentClient(transport, python=board.python, inventory=self.inventory)
         try:
             try:
                 self.on_event("board_connecting", {"board": board.name})
@@ -279,7 +288,7 @@ class BenchRunner:
                 return outcomes
             lease = BoardLease(
                 client,
-                lambda: AgentClient(self.transport_factory(board), python=board.python),
+                lambda: AgentClient(self.transport_factory(board), python=board.python, inventory=self.inventory),
                 LeaseHolder.for_this_process(run_id),
                 ttl_s=self.settings.lease_ttl_s,
                 wait_s=self.settings.lease_wait_s,
@@ -294,6 +303,7 @@ class BenchRunner:
                     outcomes.append(self._store_failure(run_id, board, job, exc.kind, str(exc), facts))
                 return outcomes
             self.on_event("board_ready", {"board": board.name, "facts": facts})
+            self._clean_workdir(client, jobs)
             try:
                 accuracy = BoardAccuracy(client, self.settings, board)
                 for job in jobs:
@@ -348,6 +358,21 @@ class BenchRunner:
         outcome = JobOutcome(board.name, job.model.name, job.variant, "ok", row, result_id)
         self.on_event("job_finished", {**info, "row": row})
         return outcome
+
+    def _clean_workdir(self, client: AgentClient, jobs: Sequence[Job]) -> None:
+        """Under our lease: drop interrupted uploads and old staged files (size/age policy),
+        keeping everything this run uses. Best effort: a board that cannot clean still runs."""
+        keep = {f"agent-{file_sha256(agent_source_path())[:12]}.py"}
+        keep |= {staged_name(job.variant_path, ".onnx") for job in jobs if job.build_error is None}
+        keep |= {staged_name(job.dataset.inputs_npz, ".npz") for job in jobs if job.dataset is not None}
+        args = ["--workdir", client.transport.workdir, "--max-bytes", str(self.settings.workdir_max_bytes),
+                "--max-age-days", repr(self.settings.workdir_max_age_days)]
+        for name in sorted(keep):
+            args += ["--keep", name]
+        try:
+            client.call("clean", args, timeout_s=60)
+        except (TransportError, AgentError):
+            pass
 
     def _with_retries(self, board: Board, what: str, call: Callable[[], Any],
                       kinds: tuple[str, ...] = JOB_RETRYABLE_KINDS) -> Any:

@@ -38,3 +38,6 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# ddddocr ships common_det.onnx (MIT), the real YOLOX detector of tests/e2e/test_detector_accuracy.py;
+# --no-deps: its own code (and opencv) is not needed, only the model file inside the wheel.
+python3 -m pip install -q --disable-pip-version-check --no-deps 'ddddocr==1.6.1'
