@@ -282,10 +282,7 @@ class BenchRunner:
                     board, "connect", lambda: client.facts(timeout_s=max(60.0, board.connect_timeout_s * 3), quick=True),
                     CONNECT_RETRYABLE_KINDS)
             except (TransportError, AgentError) as exc:
-                # the board is unusable: every job on it fails with the same kind
-                for job in jobs:
-                    outcomes.append(self._store_failure(run_id, board, job, exc.kind, str(exc), {}))
-                return outcomes
+                return self._fail_all(run_id, board, jobs, exc, {})  # the board is unusable
             lease = BoardLease(
                 client,
                 lambda: AgentClient(self.transport_factory(board), python=board.python, inventory=self.inventory),
@@ -299,9 +296,7 @@ class BenchRunner:
             try:
                 lease.acquire()
             except (TransportError, AgentError) as exc:
-                for job in jobs:
-                    outcomes.append(self._store_failure(run_id, board, job, exc.kind, str(exc), facts))
-                return outcomes
+                return self._fail_all(run_id, board, jobs, exc, facts)  # busy, or lost on the way
             self.on_event("board_ready", {"board": board.name, "facts": facts})
             self._clean_workdir(client, jobs)
             try:
@@ -325,6 +320,7 @@ class BenchRunner:
             return self._store_failure(run_id, board, job, "variant-error", job.build_error, facts)
         info = {"board": board.name, "model": job.model.name, "variant": job.variant}
         self.on_event("job_started", info)
+
         def attempt():
             board_path, bytes_sent = client.stage(job.variant_path, suffix=".onnx")
             self.on_event("job_staged", {**info, "bytes_sent": bytes_sent})
@@ -358,6 +354,11 @@ class BenchRunner:
         outcome = JobOutcome(board.name, job.model.name, job.variant, "ok", row, result_id)
         self.on_event("job_finished", {**info, "row": row})
         return outcome
+
+    def _fail_all(self, run_id: str, board: Board, jobs: Sequence[Job], exc: TransportError | AgentError,
+                  facts: dict) -> list[JobOutcome]:
+        """Every job of a board that cannot be used fails with the same kind and reason."""
+        return [self._store_failure(run_id, board, job, exc.kind, str(exc), facts) for job in jobs]
 
     def _clean_workdir(self, client: AgentClient, jobs: Sequence[Job]) -> None:
         """Under our lease: drop interrupted uploads and old staged files (size/age policy),
