@@ -18,8 +18,9 @@ Verbs
                         for the controller to score (accuracy is scored on the controller).
 
 Why a worker child: the parent can watch it from outside (/proc/<pid>), an OOM kill of the
-worker is seen as SIGKILL (exit 137) instead of a dropped connection, and model memory is not
-mixed with the agent's own.
+worker is seen as SIGKILL (exit 137) instead of a dropped connection, and the sampler's own
+memory and CPU stay out of the figures (the worker holds this module too: ~1 MiB of stdlib
+imports besides the runtime and the model).
 """
 from __future__ import annotations
 
@@ -198,6 +199,16 @@ def thermal_zones_c():
     return temps
 
 
+_VCGENCMD_PATH = []
+
+
+def vcgencmd_path():
+    """Where vcgencmd is (looked up once: the sampler asks often)."""
+    if not _VCGENCMD_PATH:
+        _VCGENCMD_PATH.append(shutil.which(VCGENCMD) if os.path.basename(VCGENCMD) == VCGENCMD else VCGENCMD)
+    return _VCGENCMD_PATH[0]
+
+
 def throttle_state():
     """The board's own throttle indicator where it has one, else None.
 
@@ -205,7 +216,7 @@ def throttle_state():
     bit 0 = under-voltage). Others: a `throttle` file under the sysfs root (tests) — absent
     on ordinary machines.
     """
-    path = shutil.which(VCGENCMD) if os.path.basename(VCGENCMD) == VCGENCMD else VCGENCMD
+    path = vcgencmd_path()
     if path and os.path.exists(path):
         try:
             out = subprocess.run(
@@ -721,15 +732,28 @@ class Sampler(threading.Thread):
         self._stop_event = threading.Event()
         self._t0 = time.monotonic()
         self._last = None
+        self._slow_read_at = -1e9
+        self._pss = None
+        self._throttle = None
 
     def mark(self, phase):
         self.phase = phase
         self.phase_marks.append({"phase": phase, "t_s": round(time.monotonic() - self._t0, 4)})
+        self._slow_read_at = -1e9  # every phase gets a full reading (PSS, throttle) at its start
         self.sample_now()
 
+    # PSS (smaps_rollup walks the whole address space: ms of CPU) and the throttle indicator
+    # (a vcgencmd process on a Pi) are read at most this often, so a 10 ms interval does not
+    # slow the model it watches; the cheap /proc/<pid>/status and stat are read every time.
+    SLOW_READ_INTERVAL_S = 1.0
+
     def run(self):
-        while not self._stop_event.wait(self.interval_s):
+        deadline = time.monotonic() + self.interval_s
+        while not self._stop_event.wait(max(0.0, deadline - time.monotonic())):
             self.sample_now()
+            deadline += self.interval_s
+            if deadline < time.monotonic():  # fell behind (a slow board): skip, don't burst
+                deadline = time.monotonic() + self.interval_s
 
     def stop(self):
         self._stop_event.set()
@@ -748,7 +772,11 @@ class Sampler(threading.Thread):
                 cpu_percent = round(100.0 * ((times[0] + times[1]) - (self._last[1][0] + self._last[1][1])) / wall, 1)
         self._last = (now, times)
         freqs = cpu_freqs_khz()
-        throttle = throttle_state()
+        if now - self._slow_read_at >= self.SLOW_READ_INTERVAL_S:
+            self._slow_read_at = now
+            self._pss = proc_pss_bytes(self.pid)
+            self._throttle = throttle_state()
+        throttle = self._throttle
         self.samples.append({
             "t_s": round(now - self._t0, 4),
             "phase": self.phase,
@@ -756,7 +784,7 @@ class Sampler(threading.Thread):
             "hwm_bytes": status.get("VmHWM"),
             "rss_anon_bytes": status.get("RssAnon"),
             "rss_file_bytes": status.get("RssFile"),
-            "pss_bytes": proc_pss_bytes(self.pid),
+            "pss_bytes": self._pss,
             "minflt": times[2],
             "majflt": times[3],
             "cpu_percent": cpu_percent,
