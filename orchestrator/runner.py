@@ -301,8 +301,13 @@ class BenchRunner:
             self._clean_workdir(client, jobs)
             try:
                 accuracy = BoardAccuracy(client, self.settings, board)
-                for job in jobs:
+                for index, job in enumerate(jobs):
                     if self._cancel.is_set():
+                        break
+                    if lease.lost.is_set():  # another controller took the board: measure nothing more
+                        lost = AgentError(f"{board.name}: our lease on the board was taken over "
+                                          "(renewals failed for a whole --lease-ttl)", kind="busy")
+                        outcomes.extend(self._fail_all(run_id, board, jobs[index:], lost, facts))
                         break
                     outcomes.append(self._run_job(run_id, board, client, facts, job, accuracy))
             finally:
