@@ -1,6 +1,7 @@
 """Board leases: two controllers on one board see each other; a dead controller's lease expires."""
 from __future__ import annotations
 
+import json
 import threading
 
 from orchestrator.agent_client import AgentClient
@@ -82,3 +83,25 @@ def test_two_controllers_never_hold_a_board_at_once():
     lease = BoardLease(client, lambda: client, next(h for h in holders if h.id == wins[0]))
     lease.release()
     assert check_board(BOARD).facts["lease"] is None
+
+
+def test_a_lease_taken_over_mid_run_stops_further_jobs_on_that_board(db_url, digits_model, yolo_model):
+    from orchestrator.agent_client import AgentClient
+
+    def take_over(kind, info):
+        if kind == "job_started" and info["model"] == "digits_mlp":
+            # as if our renewals had failed for a whole ttl and someone else took the board
+            workdir = AgentClient(open_transport(BOARD)).transport.workdir
+            lease_file = __import__("pathlib").Path(workdir) / "lease.json"
+            lease = json.loads(lease_file.read_text())
+            lease["holder"] = {"id": "usurper", "user": "bob", "host": "ci-9", "pid": 1}
+            lease_file.write_text(json.dumps(lease))
+
+    store = open_store(db_url)
+    runner = BenchRunner(store, [BOARD], plan_jobs([ModelTask(load_model_file(m)) for m in (digits_model, yolo_model)],
+                                                   ["fp32"]),
+                         BenchSettings(runs=2, min_seconds=2.5, warmup=0, threads=1, lease_ttl_s=5.0),
+                         on_event=take_over)
+    first, second = runner.run().outcomes
+    assert first.ok  # the job that was running when the lease was lost is kept: it finished
+    assert second.row["error_kind"] == "busy" and "taken over" in second.row["error_message"]
