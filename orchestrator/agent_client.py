@@ -23,14 +23,13 @@ with the command that fixes it: `farm inventory provision -i <inventory> -l <boa
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import posixpath
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from orchestrator.hashing import file_sha256
 from orchestrator.errors import AgentError, TransportError
 from orchestrator.transport.base import MAX_LINE_BYTES, LineSplitter, Transport
 
@@ -53,15 +52,6 @@ def agent_source_path() -> Path:
     import agents
 
     return Path(agents.__file__).parent / "farm_agent.py"
-
-
-@lru_cache(maxsize=None)
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass

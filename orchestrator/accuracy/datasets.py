@@ -26,6 +26,7 @@ from orchestrator.accuracy.preprocess import (
     prepare_image,
     read_image,
 )
+from orchestrator.hashing import file_sha256
 from orchestrator.errors import BadInputError
 
 _CHUNK_BYTES = 1 << 20
@@ -81,15 +82,6 @@ class DetectionDataset:
         return len(self.coco["annotations"])
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def dataset_sha256(source: Union[str, Path, ClassificationDataset, DetectionDataset]) -> str:
     """A stable key for a dataset, for caches keyed on calibration/evaluation data.
 
@@ -102,12 +94,12 @@ def dataset_sha256(source: Union[str, Path, ClassificationDataset, DetectionData
         return source.sha256
     path = Path(source)
     if path.is_file():
-        return sha256_file(path)
+        return file_sha256(path)
     if path.is_dir():
         digest = hashlib.sha256(b"farm-dataset-tree-v1\n")
         for child in sorted(p for p in path.rglob("*") if p.is_file()):
             rel = child.relative_to(path).as_posix()
-            digest.update(f"{rel}\0{sha256_file(child)}\n".encode())
+            digest.update(f"{rel}\0{file_sha256(child)}\n".encode())
         return digest.hexdigest()
     raise BadInputError(f"dataset not found: {path}")
 
@@ -160,7 +152,7 @@ def load_classification_npz(path: str | Path) -> ClassificationDataset:
         labels=labels.astype(np.int64, copy=False),
         input_name=input_name,
         path=path,
-        sha256=sha256_file(path),
+        sha256=file_sha256(path),
     )
 
 
@@ -202,7 +194,7 @@ def load_coco_detection(
         [Path(images_dir)] if images_dir is not None else [json_path.parent, json_path.parent / "images"]
     )
     digest = hashlib.sha256(b"farm-coco-detection-v1\n")
-    digest.update(f"annotations\0{sha256_file(json_path)}\n".encode())
+    digest.update(f"annotations\0{file_sha256(json_path)}\n".encode())
     digest.update(
         json.dumps(
             {"input_size": list(height_width), "preprocessing": dataclasses.asdict(preprocessing)},
@@ -226,7 +218,7 @@ def load_coco_detection(
             pixels, height_width, preprocessing, image_id=image["id"], file_name=image["file_name"]
         )
         transforms.append(transform)
-        digest.update(f"image\0{image['id']}\0{image['file_name']}\0{sha256_file(file_path)}\n".encode())
+        digest.update(f"image\0{image['id']}\0{image['file_name']}\0{file_sha256(file_path)}\n".encode())
 
     categories = sorted(coco["categories"], key=lambda cat: cat["id"])
     return DetectionDataset(

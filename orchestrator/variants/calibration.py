@@ -15,21 +15,13 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader
 
+from . import graph
 from ..errors import BadInputError
 
 DEFAULT_MAX_SAMPLES = 200
 """Enough for MinMax ranges to settle on the models we target, small enough to stay quick."""
 
-_NP_TYPES = {
-    onnx.TensorProto.FLOAT: np.float32,
-    onnx.TensorProto.FLOAT16: np.float16,
-    onnx.TensorProto.DOUBLE: np.float64,
-    onnx.TensorProto.INT64: np.int64,
-    onnx.TensorProto.INT32: np.int32,
-    onnx.TensorProto.UINT8: np.uint8,
-    onnx.TensorProto.INT8: np.int8,
-    onnx.TensorProto.BOOL: np.bool_,
-}
+_NP_TYPES = graph.NP_TYPES
 
 
 @dataclasses.dataclass(frozen=True)

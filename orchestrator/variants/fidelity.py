@@ -14,19 +14,12 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .graph import NP_TYPES
+
 SYNTHETIC_SEED = 0
 SYNTHETIC_INPUT = f"synthetic uniform[0,1) seed {SYNTHETIC_SEED}, symbolic dims = 1"
 
-_NP_TYPES = {
-    onnx.TensorProto.FLOAT: np.float32,
-    onnx.TensorProto.FLOAT16: np.float16,
-    onnx.TensorProto.DOUBLE: np.float64,
-    onnx.TensorProto.INT64: np.int64,
-    onnx.TensorProto.INT32: np.int32,
-    onnx.TensorProto.UINT8: np.uint8,
-    onnx.TensorProto.INT8: np.int8,
-    onnx.TensorProto.BOOL: np.bool_,
-}
+_NP_TYPES = NP_TYPES
 
 
 def synthetic_inputs(model_path: Path) -> dict[str, np.ndarray]:

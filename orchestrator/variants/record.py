@@ -6,7 +6,6 @@ unstructured pruning really changes (a dense ONNX file with zeros is as big as b
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import tempfile
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+
+from orchestrator.hashing import file_sha256
 
 from . import graph
 
@@ -85,14 +86,6 @@ class VariantRecord:
 
 def manifest_path_for(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + MANIFEST_SUFFIX)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def gzip_size_bytes(path: Path, level: int = 6) -> int:
