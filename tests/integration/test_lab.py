@@ -27,7 +27,14 @@ def _pid_exists(pid: int) -> bool:
     return state != "Z"
 
 
+def settle(lab) -> lab_mod.LabState:
+    """lab up again: boards a fault test "rebooted" (killed and restarted) are running again."""
+    return lab_mod.lab_up(lab.lab_dir, ["rpi4", "jetson-nano", "snapdragon"], 1,
+                          first_address=lab.boards[0].address, venv_dir=Path(lab.boards[0].python).parents[1])
+
+
 def test_status_shows_every_board_running(lab):
+    settle(lab)
     status = lab_mod.lab_status(lab.lab_dir)
     assert [b.name for b in status.boards] == ["rpi4-1", "jetson-nano-1", "snapdragon-1"]
     assert all(b.running and _pid_exists(b.pid) for b in status.boards)
@@ -36,14 +43,8 @@ def test_status_shows_every_board_running(lab):
 
 
 def test_lab_up_again_reports_the_running_boards(lab):
-    before = lab_mod.lab_status(lab.lab_dir)  # (a fault test may have "rebooted" a board earlier)
-    again = lab_mod.lab_up(
-        lab.lab_dir,
-        ["rpi4", "jetson-nano", "snapdragon"],
-        1,
-        first_address=lab.boards[0].address,
-        venv_dir=Path(lab.boards[0].python).parents[1],
-    )
+    before = settle(lab)  # (a fault test may have "rebooted" a board earlier)
+    again = settle(lab)
     assert again.started_now == ()
     assert [b.pid for b in again.boards] == [b.pid for b in before.boards]
 
