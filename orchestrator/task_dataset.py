@@ -7,13 +7,12 @@ to the fp32 outputs on the same board is a second column, never the accuracy its
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from orchestrator.atomic import atomic_path
 from orchestrator.errors import BadInputError
 
 
@@ -169,11 +168,5 @@ def _classification_output(outputs: Sequence[np.ndarray], count: int) -> np.ndar
 
 def _write_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)

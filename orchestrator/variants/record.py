@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
 
 import onnx
 
+from orchestrator.atomic import atomic_path
 from orchestrator.hashing import file_sha256
 
 from . import graph
@@ -129,27 +128,15 @@ def measure_model(path: Path, model: onnx.ModelProto | None = None) -> ModelFact
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temp file in the same folder and rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=True)
+        fh.write("\n")
 
 
 def save_model_atomic(model: onnx.ModelProto, path: Path) -> None:
     """onnx.save through a temp file in the same folder, then rename (no half-written models)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         onnx.save(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_manifest(record: VariantRecord) -> Path:
