@@ -1,6 +1,7 @@
 """Shared steps of every variant builder: load and normalise the source, then measure the result."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -92,13 +93,7 @@ def finish_record(
         variant=spec.text,
         source_sha256=file_sha256(source),
         path=str(out_path),
-        sha256=facts.sha256,
-        size_bytes=facts.size_bytes,
-        gzip_bytes=facts.gzip_bytes,
-        parameters=facts.parameters,
-        sparsity=facts.sparsity,
-        sparsity_per_layer=facts.sparsity_per_layer,
-        op_counts=facts.op_counts,
+        **dataclasses.asdict(facts),  # sha256, sizes, parameters, sparsity, op counts
         actions=actions,
         fidelity=result_fidelity,
         source_op_counts=source_ops,
