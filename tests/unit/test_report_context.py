@@ -161,6 +161,17 @@ def test_accuracy_columns_say_not_measured_without_accuracy(store):
     assert "accuracy not measured" in html  # the trade-off chart falls back to size vs p50
 
 
+def test_fp32_can_be_the_fastest_variant(store):
+    # fp16 runs no faster on a CPU: the reference itself is often the pick for latency
+    run = add_run(store, [Cell("rpi4", "mobilenetv2", "fp32"), Cell("rpi4", "mobilenetv2", "fp16", slowdown=3.0)],
+                  samples_per_result=50)
+    context = build_context(store, run)
+    (highlight,) = context["highlights"]
+    assert highlight.fastest.variant == "fp32"
+    html = render_html(context)
+    assert re.search(r'<td class="text">fp32 <span class="muted">[0-9.]+ ms</span></td>', html)
+
+
 def test_write_report_keeps_its_three_argument_form(store, two_runs, tmp_path):
     base, new = two_runs
     path = write_report(store, new, tmp_path / "out" / "r.html")
