@@ -9,7 +9,8 @@ version ``v``. Logs go to stderr. Every error is a JSON object
 Verbs
   facts                 what the board is: arch, CPU, RAM, OS, Python, runtimes, governor,
                         temperatures, throttle state, cgroup limits, free disk.
-  bench  --model PATH   load the model in a worker child process, time load and first
+  bench  --model PATH [--weights BIN]
+                        load the model in a worker child process, time load and first
                         inference, warm up, then measure at least --runs runs AND at least
                         --min-seconds seconds; sample the worker's memory/CPU and the board's
                         temperature/frequency meanwhile (pidstat -r/-u style, read from /proc).
@@ -38,7 +39,7 @@ import time
 import traceback
 
 PROTOCOL_VERSION = 1
-AGENT_VERSION = "0.1.0"
+AGENT_VERSION = "0.2.0"
 
 # Tests point these at a fake sysfs/procfs tree to simulate a hot, throttling board.
 SYSFS_ROOT = os.environ.get("FARM_SYSFS_ROOT", "/sys")
@@ -415,7 +416,8 @@ class Runtime(object):
     def __init__(self, config):
         self.config = config
 
-    def load(self, model_path):
+    def load(self, model_path, weights_path=None):
+        """Load a model file; `weights_path` is a separate weights file (OpenVINO IR's .bin)."""
         raise NotImplementedError
 
     def input_specs(self):
@@ -452,7 +454,9 @@ class OnnxRuntime(Runtime):
 
     name = "onnxruntime"
 
-    def load(self, model_path):
+    def load(self, model_path, weights_path=None):
+        if weights_path:
+            raise AgentFailure("input-error", "onnxruntime reads one ONNX file; --weights is for OpenVINO IR models")
         try:
             import onnxruntime as ort
         except ImportError:
@@ -471,7 +475,7 @@ class OnnxRuntime(Runtime):
         usable = [p for p in requested if p in available]
         if "CPUExecutionProvider" not in usable:
             usable.append("CPUExecutionProvider")
-        options_by_provider = self.config.get("provider_options") or {}
+        options_by_provider = {ort_provider_name(k): v for k, v in (self.config.get("provider_options") or {}).items()}
         provider_options = [options_by_provider.get(p, {}) for p in usable]
         try:
             self.session = ort.InferenceSession(model_path, sess_options=options, providers=usable,
@@ -508,15 +512,22 @@ class OnnxRuntime(Runtime):
             "providers_active": self.actual,
             "provider_fallback": self.actual[0] != self.requested[0],
             "available_providers": list(self.ort.get_available_providers()),
+            "inference_precision": None,  # the model's own types: onnxruntime does not lower precision
         }
 
 
 class OpenVINORuntime(Runtime):
-    """OpenVINO reading the same ONNX file (or an IR .xml); `providers` are device names (CPU, GPU, NPU)."""
+    """OpenVINO reading the same ONNX file or an IR (.xml + .bin); `providers` are device names (CPU, GPU, NPU).
+
+    OpenVINO may run a float32 model at a lower precision: on a CPU with bf16 support its default
+    INFERENCE_PRECISION_HINT is bf16. `describe` reports the precision the compiled model really
+    uses; `--provider-options '{"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}'` sets it (any device
+    property, keyed by device).
+    """
 
     name = "openvino"
 
-    def load(self, model_path):
+    def load(self, model_path, weights_path=None):
         try:
             import openvino as ov
         except ImportError:
@@ -533,11 +544,18 @@ class OpenVINORuntime(Runtime):
         config = {}
         if self.config.get("threads"):
             config["INFERENCE_NUM_THREADS"] = int(self.config["threads"])
+        for key, options in (self.config.get("provider_options") or {}).items():
+            if key.upper() == device and isinstance(options, dict):
+                config.update({str(k): str(v) for k, v in options.items()})
         try:
-            self.model = core.read_model(model_path)
+            self.model = core.read_model(model_path, weights_path) if weights_path else core.read_model(model_path)
+        except Exception as exc:
+            raise AgentFailure("model-error", "OpenVINO cannot read %s: %s" % (model_path, openvino_reason(exc)))
+        try:
             self.compiled = core.compile_model(self.model, device, config)
         except Exception as exc:
-            raise AgentFailure("model-error", "OpenVINO cannot load %s: %s" % (model_path, first_line(exc)))
+            raise AgentFailure("model-error", "OpenVINO cannot compile %s for %s: %s"
+                               % (model_path, device, openvino_reason(exc)))
         self.request = self.compiled.create_infer_request()
         self.device = device
         self.devices = devices
@@ -557,6 +575,13 @@ class OpenVINORuntime(Runtime):
         result = self.request.infer(feeds)
         return [result[port] for port in self.compiled.outputs]
 
+    def inference_precision(self):
+        """The element type the compiled model computes in (f32, bf16, f16), or None if not told."""
+        try:
+            return self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        except Exception:  # a device without the property (some plugins) says nothing
+            return None
+
     def describe(self):
         return {
             "runtime": self.name,
@@ -566,7 +591,15 @@ class OpenVINORuntime(Runtime):
             "providers_active": [self.device],
             "provider_fallback": self.device != self.requested[0],
             "available_providers": self.devices,
+            "inference_precision": self.inference_precision(),
         }
+
+
+def openvino_reason(exc):
+    """OpenVINO's message without its C++ source-location lines ("Exception from src/...:84:")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    meaningful = [line for line in lines if not re.match(r"^(Exception from |Check '.*' failed at )\S+:\d+:?$", line)]
+    return first_line(" ".join(meaningful or lines) or type(exc).__name__)
 
 
 RUNTIMES = {"onnxruntime": OnnxRuntime, "openvino": OpenVINORuntime}
@@ -589,7 +622,7 @@ def worker_main(config):
     peak = PeakTracker()
     emit("phase", phase="load", t_ns=time.monotonic_ns())
     load_started_ns = time.perf_counter_ns()
-    runtime.load(config["model"])
+    runtime.load(config["model"], config.get("weights"))
     load_ns = time.perf_counter_ns() - load_started_ns
     peak_rss_load_bytes = peak.end_phase()
 
@@ -836,9 +869,15 @@ def summarize_run(samples, phase_marks, freq_before):
     return result
 
 
+def check_model_files(args):
+    """The model file (and an IR's weights file) must be on the board before a worker starts."""
+    for path in [args.model] + ([args.weights] if args.weights else []):
+        if not os.path.isfile(path):
+            raise AgentFailure("model-error", "model file not found on the board: %s" % path)
+
+
 def bench_main(args):
-    if not os.path.isfile(args.model):
-        raise AgentFailure("model-error", "model file not found on the board: %s" % args.model)
+    check_model_files(args)
     shapes = {}
     for text in args.shape or []:
         name, _, dims = text.rpartition("=")
@@ -849,6 +888,7 @@ def bench_main(args):
     cooldown = cool_down(args.cooldown_s, args.cooldown_below_c, args.cooldown_max_s)
     config = {
         "model": os.path.abspath(args.model),
+        "weights": os.path.abspath(args.weights) if args.weights else None,
         "runs": args.runs,
         "min_seconds": args.min_seconds,
         "max_seconds": args.max_seconds,
@@ -934,7 +974,7 @@ def runtime_config(args):
     provider_options = {}
     if getattr(args, "provider_options", None):
         try:
-            provider_options = {ort_provider_name(k): v for k, v in json.loads(args.provider_options).items()}
+            provider_options = dict(json.loads(args.provider_options).items())  # keys as typed: runtimes map them
         except (ValueError, AttributeError):
             raise AgentFailure("input-error", "--provider-options must be a JSON object {provider: {key: value}}")
     return {
@@ -952,8 +992,9 @@ def outputs_main(args):
         import numpy as np
     except ImportError:
         raise AgentFailure("missing-runtime", "numpy is not installed for %s" % sys.executable)
+    check_model_files(args)
     runtime = make_runtime(runtime_config(args))
-    runtime.load(args.model)
+    runtime.load(args.model, args.weights)
     try:
         data = np.load(args.dataset, allow_pickle=False)
         inputs = data["inputs"]
@@ -1095,6 +1136,7 @@ def build_parser():
     facts.add_argument("--quick", action="store_true", help="skip importing the runtimes (versions from metadata)")
     bench = verbs.add_parser("bench")
     bench.add_argument("--model", required=True)
+    bench.add_argument("--weights", help="the weights file of a two-file model (OpenVINO IR .bin)")
     bench.add_argument("--runs", type=int, default=100)
     bench.add_argument("--min-seconds", type=float, default=1.0)
     bench.add_argument("--max-seconds", type=float, default=600.0)
@@ -1118,6 +1160,7 @@ def build_parser():
     clean.add_argument("--max-age-days", type=float, default=14.0)
     outputs = verbs.add_parser("outputs")
     outputs.add_argument("--model", required=True)
+    outputs.add_argument("--weights", help="the weights file of a two-file model (OpenVINO IR .bin)")
     outputs.add_argument("--dataset", required=True)
     outputs.add_argument("--out", required=True)
     add_runtime_options(outputs)

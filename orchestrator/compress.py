@@ -30,6 +30,7 @@ def compress_model(
     from orchestrator.variants import (
         CalibrationData, VariantBuildError, build_variant, parse_variant_list, write_manifest,
     )
+    from orchestrator.variants.record import weights_path_for
 
     specs = parse_variant_list(",".join(variant_specs))
     model = load_model_file(model_path)
@@ -49,9 +50,12 @@ def compress_model(
             continue
         out = None
         if output_dir is not None:
-            out = output_dir / f"{model.name}.{spec.file_tag}.onnx"
+            out = output_dir / f"{model.name}.{spec.file_tag}{spec.kind.file_suffix}"
+            weights = None if record.weights_file is None else weights_path_for(out)
+            if weights is not None:
+                shutil.copyfile(record.weights_file, weights)  # an IR's .bin, beside its .xml
             shutil.copyfile(record.path, out)
-            copy = dataclasses.replace(record, path=str(out))
+            copy = dataclasses.replace(record, path=str(out), weights_path=None if weights is None else str(weights))
             write_manifest(copy)
         results.append(CompressResult(spec.text, record, out))
     return results

@@ -45,6 +45,26 @@ class Job:
     dataset: TaskDataset | None = None
     reference_path: Path | None = None  # the fp32 model, for fidelity when fp32 is not in the matrix
     shapes: tuple[str, ...] = ()  # this model's input shapes; empty: the run's --shape options
+    weights_path: Path | None = None  # the weights file of a two-file variant (OpenVINO IR .bin)
+    runtime: str | None = None  # the one runtime that reads this variant's format; None: the run's
+
+    @property
+    def files(self) -> "ModelFiles":
+        return ModelFiles(self.variant_path, self.weights_path)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFiles:
+    """The file(s) a board needs for one model: an ONNX file, or an OpenVINO IR's .xml and .bin."""
+
+    model: Path
+    weights: Path | None = None
+
+    def uploads(self) -> list[tuple[str, Path, str]]:
+        """(agent option, local file, suffix of its staged name) for each file."""
+        if self.weights is None:
+            return [("--model", self.model, ".onnx")]
+        return [("--model", self.model, ".xml"), ("--weights", self.weights, ".bin")]
 
 
 def attach_datasets(models: Sequence[ModelFile], dataset_args: Sequence[str],
@@ -141,7 +161,8 @@ def plan_jobs(
                 jobs.append(Job(model, spec.text, model.path, {"variant": spec.text}, build_error=str(exc), **base))
                 continue
             details = record.to_dict()
-            jobs.append(Job(model, spec.text, Path(record.path), details, **base))
+            jobs.append(Job(model, spec.text, record.file, details, weights_path=record.weights_file,
+                            runtime=spec.kind.runtime, **base))
     return jobs
 
 
@@ -156,4 +177,4 @@ def _calibration_for(task: ModelTask, calibration: Path | None):
     raise CalibrationRequiredError("int8-static")
 
 
-__all__ = ["Job", "ModelTask", "attach_datasets", "plan_jobs", "farm_cache_dir", "FarmError"]
+__all__ = ["Job", "ModelFiles", "ModelTask", "attach_datasets", "plan_jobs", "farm_cache_dir", "FarmError"]

@@ -22,7 +22,7 @@ from orchestrator.analysis import summarize_latency
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError, FarmError, TransportError
 from orchestrator.lease import BoardLease, LeaseHolder, describe_lease
-from orchestrator.plan import Job
+from orchestrator.plan import Job, ModelFiles
 from orchestrator.store import Store
 from orchestrator.transport import Transport, open_transport
 
@@ -42,8 +42,8 @@ MEASUREMENT_EXPORT_FIELDS = (
 # Variant and accuracy export fields (issue 5 names, kept stable); None = not measured.
 VARIANT_EXPORT_FIELDS = ("model_gzip_bytes", "sparsity", "variant_fidelity_cosine")
 ACCURACY_EXPORT_FIELDS = ("accuracy_metric", "accuracy", "accuracy_delta", "fidelity_cosine")
-# Which runtime and provider really ran the model (issue 10 names).
-RUNTIME_EXPORT_FIELDS = ("runtime", "runtime_version", "provider", "provider_fallback")
+# Which runtime and provider really ran the model, and at what precision (issue 10 names).
+RUNTIME_EXPORT_FIELDS = ("runtime", "runtime_version", "provider", "provider_fallback", "inference_precision")
 KNOWN_RUNTIMES = ("onnxruntime", "openvino")
 # Failures of the connection, not of the measurement: worth a retry after a pause. A job's own
 # timeout is not retried (a hung model would hang again); connecting can time out and be retried.
@@ -97,26 +97,35 @@ class BenchSettings:
     def job_timeout_s(self) -> float:
         return self.max_seconds + self.load_timeout_s + self.cooldown_s + self.cooldown_max_s
 
-    def runtime_args(self, board: Board) -> list[str]:
-        """--runtime/--provider/--strict for this board: run settings first, then the inventory's."""
-        runtime = self.runtime or board_runtime(board)
+    def runtime_args(self, board: Board, variant_runtime: str | None = None) -> list[str]:
+        """--runtime/--provider/--strict for this board: run settings first, then the inventory's.
+
+        A variant whose format only one runtime reads (`variant_runtime`, an OpenVINO IR) runs on
+        that runtime; the run's providers and provider options name another runtime's devices
+        then, so that variant gets its runtime's default device.
+        """
+        run_runtime = self.runtime or board_runtime(board)
+        runtime = variant_runtime or run_runtime
         args = ["--runtime", runtime, "--threads", str(self.threads)]
-        for provider in self.providers or board.providers:
-            args += ["--provider", provider]
-        if self.provider_options:
-            args += ["--provider-options", self.provider_options]
+        if runtime == run_runtime:
+            for provider in self.providers or board.providers:
+                args += ["--provider", provider]
+            if self.provider_options:
+                args += ["--provider-options", self.provider_options]
         if self.strict:
             args.append("--strict")
         return args
 
-    def agent_args(self, board_model_path: str, board: Board, shapes: Sequence[str] = ()) -> list[str]:
+    def agent_args(self, model_args: Sequence[str], board: Board, shapes: Sequence[str] = (),
+                   variant_runtime: str | None = None) -> list[str]:
+        """The bench verb's arguments; `model_args` are `--model PATH [--weights PATH]` on the board."""
         args = [
-            "--model", board_model_path,
+            *model_args,
             "--runs", str(self.runs),
             "--min-seconds", repr(self.min_seconds),
             "--max-seconds", repr(self.max_seconds),
             "--warmup", str(self.warmup),
-            *self.runtime_args(board),
+            *self.runtime_args(board, variant_runtime),
             "--sample-interval", repr(self.sample_interval_s),
             "--cooldown-s", repr(self.cooldown_s),
             "--cooldown-max-s", repr(self.cooldown_max_s),
@@ -133,6 +142,17 @@ class BenchSettings:
 def staged_name(path: Path, suffix: str) -> str:
     """The name AgentClient.stage gives a file on the board: its content hash."""
     return f"{file_sha256(Path(path).resolve())[:16]}{suffix}"
+
+
+def stage_model(client: AgentClient, files: ModelFiles) -> tuple[list[str], int]:
+    """Put a model's file(s) on the board; returns the agent's `--model X [--weights Y]` and bytes sent."""
+    args: list[str] = []
+    bytes_sent = 0
+    for option, path, suffix in files.uploads():
+        board_path, sent = client.stage(path, suffix=suffix)
+        args += [option, board_path]
+        bytes_sent += sent
+    return args, bytes_sent
 
 
 def board_runtime(board: Board) -> str:
@@ -327,11 +347,11 @@ class BenchRunner:
         self.on_event("job_started", info)
 
         def attempt():
-            board_path, bytes_sent = client.stage(job.variant_path, suffix=".onnx")
+            model_args, bytes_sent = stage_model(client, job.files)
             self.on_event("job_staged", {**info, "bytes_sent": bytes_sent})
             reply = client.call(
                 "bench",
-                self.settings.agent_args(board_path, board, job.shapes),
+                self.settings.agent_args(model_args, board, job.shapes, job.runtime),
                 timeout_s=self.settings.job_timeout_s,
                 on_message=lambda m: self._on_agent_message(info, m),
             )
@@ -369,7 +389,8 @@ class BenchRunner:
         """Under our lease: drop interrupted uploads and old staged files (size/age policy),
         keeping everything this run uses. Best effort: a board that cannot clean still runs."""
         keep = {f"agent-{file_sha256(agent_source_path())[:12]}.py"}
-        keep |= {staged_name(job.variant_path, ".onnx") for job in jobs if job.build_error is None}
+        keep |= {staged_name(path, suffix) for job in jobs if job.build_error is None
+                 for _, path, suffix in job.files.uploads()}
         keep |= {staged_name(job.dataset.inputs_npz, ".npz") for job in jobs if job.dataset is not None}
         args = ["--workdir", client.transport.workdir, "--max-bytes", str(self.settings.workdir_max_bytes),
                 "--max-age-days", repr(self.settings.workdir_max_age_days)]
@@ -445,10 +466,11 @@ class BoardAccuracy:
         assert task is not None
         try:
             if job.variant != "fp32" and job.model.name not in self._fp32 and job.reference_path is not None:
-                reference = score_outputs(task, self._outputs(job.reference_path, task), None)
+                reference = score_outputs(task, self._outputs(ModelFiles(job.reference_path), task), None)
                 self._fp32[job.model.name] = (reference.value, reference.scored_output)
             baseline = self._fp32.get(job.model.name)
-            score = score_outputs(task, self._outputs(job.variant_path, task), baseline[1] if baseline else None)
+            outputs = self._outputs(job.files, task, job.runtime)
+            score = score_outputs(task, outputs, baseline[1] if baseline else None)
         except (TransportError, AgentError, FarmError, ValueError, OSError) as exc:
             return {"accuracy_metric": task.metric, "accuracy": None, "accuracy_error": str(exc)[:500]}
         if job.variant == "fp32":
@@ -466,18 +488,18 @@ class BoardAccuracy:
             fields.update(fidelity_cosine=1.0)
         return fields
 
-    def _outputs(self, model_path: Path, task) -> list[Any]:
-        """Run the dataset through `model_path` on the board; return the outputs in model order."""
+    def _outputs(self, files: ModelFiles, task, variant_runtime: str | None = None) -> list[Any]:
+        """Run the dataset through the model on the board; return the outputs in model order."""
         import secrets
         import tempfile
 
         import numpy as np
 
-        board_model, _ = self.client.stage(model_path, suffix=".onnx")
+        model_args, _ = stage_model(self.client, files)
         board_data, _ = self.client.stage(task.inputs_npz, suffix=".npz")
         board_out = f"{self.client.transport.workdir}/outputs-{secrets.token_hex(6)}.npz"
-        args = ["--model", board_model, "--dataset", board_data, "--out", board_out,
-                *self.settings.runtime_args(self.board)]
+        args = [*model_args, "--dataset", board_data, "--out", board_out,
+                *self.settings.runtime_args(self.board, variant_runtime)]
         self.client.call("outputs", args, timeout_s=self.settings.job_timeout_s)
         with tempfile.TemporaryDirectory(prefix="farm-outputs-") as tmp:
             local = Path(tmp) / "outputs.npz"

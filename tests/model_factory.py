@@ -98,3 +98,31 @@ def slow_matmul_chain(path: Path, size: int = 2048, layers: int = 10) -> Path:
         [weight],
     )
     return save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
+def plain_digits_classifier(path: Path) -> Path:
+    """The demo digits MLP with standard ONNX ops only: its Scaler (ai.onnx.ml) becomes Sub and Mul,
+    and the label branch (ArgMax, ArrayFeatureExtractor) goes, so OpenVINO reads it too. The same
+    weights and the same class probabilities: a real classifier (the shipped test set scores it)."""
+    from orchestrator.models import DEMO_DIR
+
+    source = onnx.load(str(DEMO_DIR / "digits_mlp.onnx"))
+    graph = source.graph
+    scaler = next(n for n in graph.node if n.op_type == "Scaler")
+    attrs = {a.name: np.asarray(a.floats, dtype=np.float32) for a in scaler.attribute}
+    first = [
+        helper.make_node("Sub", [scaler.input[0], "scaler_offset"], ["scaler_centred"]),
+        helper.make_node("Mul", ["scaler_centred", "scaler_scale"], [scaler.output[0]]),
+    ]
+    probabilities = next(o for o in graph.output if o.name == "probabilities")
+    kept, needed = [], {"probabilities"}
+    for node in reversed([n for n in graph.node if n is not scaler]):  # what `probabilities` depends on
+        if needed & set(node.output):
+            kept.insert(0, node)
+            needed |= set(node.input)
+    initializers = [i for i in graph.initializer if i.name in needed] + [
+        numpy_helper.from_array(attrs["offset"], "scaler_offset"),
+        numpy_helper.from_array(attrs["scale"], "scaler_scale"),
+    ]
+    plain = helper.make_graph(first + kept, "digits_mlp_plain", list(graph.input), [probabilities], initializers)
+    return save(helper.make_model(plain, opset_imports=OPSET), path)

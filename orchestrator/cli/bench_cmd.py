@@ -11,7 +11,7 @@ from orchestrator.cli import render, state
 
 def bench(
     model: Optional[List[Path]] = typer.Option(None, "--model", "-m", help="ONNX model file (repeatable). Default: the bundled demo models."),
-    variants: str = typer.Option("fp32", "--variants", "-V", help="Comma-separated variants: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, prune-l1-layerwise:AMOUNT."),
+    variants: str = typer.Option("fp32", "--variants", "-V", help="Comma-separated variants: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, prune-l1-layerwise:AMOUNT, openvino-ir, openvino-ir-fp16 (these two run on OpenVINO)."),
     dataset: Optional[List[str]] = typer.Option(None, "--dataset", "-d", help="Labelled data for accuracy: PATH (one model) or MODEL=PATH; .npz (classification) or a COCO folder (detection)."),
     detection: Optional[List[str]] = typer.Option(None, "--detection", help="How a detector reads its COCO dataset: [MODEL=]KEY=VALUE,... with layout=auto|yolov5|yolov8|yolox, decoded=true|false, pixel-max=1|255, letterbox=center|top-left|stretch, channels=RGB|BGR, pad=114, postprocess=MODULE:FUNC."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration inputs (.npz with `inputs`) for int8-static; default: the model's dataset."),

@@ -16,7 +16,7 @@ from orchestrator.errors import ExitStatus
 def compress(
     model: Path = typer.Argument(..., help="ONNX model file."),
     variants: str = typer.Option("fp32,optimized,fp16,int8-dynamic", "--variants", "-V", help="Comma-separated variants (see farm bench --help)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Copy each variant (and its .manifest.json) into this folder."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Copy each variant (and its .manifest.json; an OpenVINO IR's .xml and .bin) into this folder."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration inputs (.npz with `inputs`) for int8-static."),
 ) -> int:
     """Build compressed variants of a model (cached by content) and print their manifests."""
@@ -39,7 +39,9 @@ def compress(
         )
     state.out.print(table)
     if output is not None:
-        state.out.print(f"written to {escape(str(output))} (each with a .manifest.json)")
+        pairs = "; an OpenVINO IR is its .xml and the .bin beside it" if any(
+            r.record is not None and r.record.weights_path for r in results) else ""
+        state.out.print(f"written to {escape(str(output))} (each with a .manifest.json{pairs})")
     for result in results:
         if result.record is None:
             state.err.print(f"[red]{escape(result.variant)}[/red]: {escape(result.error or '')}", highlight=False)

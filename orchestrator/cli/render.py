@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from orchestrator.runtimes import mixes_runtimes, runtime_label
 from orchestrator.units import fps_text, human_bytes
 
 __all__ = ["BenchProgress", "escape", "summary_table", "runs_table"]
@@ -41,6 +42,7 @@ def summary_table(rows: Iterable[Mapping[str, Any]]) -> Group:
     tables = []
     for model, model_rows in by_model.items():
         has_accuracy = any(_export(r).get("accuracy_metric") for r in model_rows)
+        has_runtimes = mixes_runtimes(model_rows, lambda r: runtime_label(_export(r)))
         table = Table(title=f"[bold]{escape(model)}[/bold]", title_justify="left", box=box.SIMPLE_HEAD,
                       show_edge=False, pad_edge=False, collapse_padding=True)
         columns = [("board", "left"), ("variant", "left"), ("p50\nms", "right"), ("p99\nms", "right"),
@@ -64,8 +66,21 @@ def summary_table(rows: Iterable[Mapping[str, Any]]) -> Group:
                 cells += [_fmt(export.get("accuracy"), 3),
                           f"[{colour}]{delta:+.3f}[/{colour}]" if colour else _fmt(delta, 3)]
             table.add_row(*cells)
+        if has_runtimes:
+            table.caption = escape(_runtimes_caption(model_rows))
+            table.caption_justify = "left"
         tables.append(table)
     return Group(*tables)
+
+
+def _runtimes_caption(rows: Iterable[Mapping[str, Any]]) -> str:
+    """`ran on: onnxruntime (fp32); openvino bf16 (openvino-ir)`: which variants each runtime ran."""
+    variants: dict[str, list[str]] = {}
+    for row in rows:
+        label = runtime_label(_export(row))
+        if label and row["variant"] not in variants.setdefault(label, []):
+            variants[label].append(row["variant"])
+    return "ran on: " + "; ".join(f"{label} ({', '.join(names)})" for label, names in variants.items())
 
 
 def _export(row: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from orchestrator.analysis import DEFAULT_MIN_EFFECT_PCT, compare_values
 from orchestrator.report.pareto import pareto_front
+from orchestrator.runtimes import mixes_runtimes, runtime_label
 
 #: A change of accuracy of at least this many percentage points counts as better/worse.
 #: Why 1 point: the standard error of a top-1 or mAP50 figure on an evaluation set of a
@@ -25,7 +26,8 @@ ACCURACY_EFFECT_PT = 1.0
 
 #: The order variants are listed in (the rest follow alphabetically): the reference first,
 #: then from the least to the most invasive change.
-VARIANT_ORDER = ("fp32", "optimized", "fp16", "int8-dynamic", "int8-static", "prune-l1", "prune-l1-layerwise")
+VARIANT_ORDER = ("fp32", "optimized", "fp16", "int8-dynamic", "int8-static", "prune-l1", "prune-l1-layerwise",
+                 "openvino-ir", "openvino-ir-fp16")
 
 Better = Literal["lower", "higher"]
 Tone = Literal["better", "worse", "same", "unknown"]
@@ -114,6 +116,7 @@ class OverviewRow:
     values: dict[str, float | None]  # metric key -> value in the metric's unit (ms, bytes, fraction)
     accuracy_metric: str | None
     accuracy_error: str | None
+    runtime: str | None = None  # runtime_label(): what ran the model, at what precision
     best: dict[str, str] = dataclasses.field(default_factory=dict)  # metric key -> why it is starred
     vs_fp32: dict[str, Change] = dataclasses.field(default_factory=dict)
     vs_base: dict[str, Change] = dataclasses.field(default_factory=dict)
@@ -153,6 +156,7 @@ def build_rows(results: Sequence[Mapping[str, Any]]) -> list[OverviewRow]:
     fill_changes_vs_fp32(rows)
     mark_best(rows)
     mark_pareto(rows)
+    mark_runtimes(rows)
     for row in rows:
         if row.pareto:
             row.flags.append(Flag("Pareto", "good", "no other variant of this model on this board is "
@@ -175,6 +179,7 @@ def _row(result: Mapping[str, Any]) -> OverviewRow:
         values={m.key: m.read(result) for m in METRICS},
         accuracy_metric=export.get("accuracy_metric"),
         accuracy_error=export.get("accuracy_error"),
+        runtime=runtime_label(export),
     )
     if not row.ok:
         row.values = {key: None for key in row.values}
@@ -197,6 +202,16 @@ def _measurement_flags(export: Mapping[str, Any]) -> list[Flag]:
     if export.get("truncated"):
         flags.append(Flag("truncated", "info", "stopped by --max-seconds before --runs was reached"))
     return flags
+
+
+def mark_runtimes(rows: Sequence[OverviewRow]) -> None:
+    """Badge each row of a board × model whose variants ran on different runtimes or precisions."""
+    for group in _groups(rows).values():
+        if mixes_runtimes(group, lambda r: r.runtime):
+            for row in group:
+                if row.runtime:
+                    row.flags.append(Flag(row.runtime, "info", f"measured on {row.runtime}; the other variants "
+                                          "of this model on this board did not all run on the same runtime"))
 
 
 def _groups(rows: Sequence[OverviewRow]) -> dict[tuple[str, str], list[OverviewRow]]:

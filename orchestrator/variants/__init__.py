@@ -15,6 +15,7 @@ from .calibration import ArrayCalibrationReader, CalibrationData
 from .errors import CalibrationRequiredError, VariantBuildError
 from .fp16 import FP16_OP_BLOCK_LIST, make_fp16
 from .graph import constants_to_initializers, op_counts, parameter_count, sparsity
+from .openvino_ir import make_openvino_ir
 from .optimize import make_optimized
 from .original import make_fp32
 from .prune import layerwise_counts, make_prune_l1, make_prune_l1_layerwise, uniform_counts
@@ -43,6 +44,7 @@ __all__ = [
     "make_fp32",
     "make_int8_dynamic",
     "make_int8_static",
+    "make_openvino_ir",
     "make_optimized",
     "make_prune_l1",
     "make_prune_l1_layerwise",

@@ -3,16 +3,19 @@
 The cache key is sha256 over: the source file's sha256, the canonical variant text, the
 calibration data's sha256 (only for variants that use calibration, so giving --calibration
 does not rebuild fp16), VARIANTS_CODE_VERSION, and the versions of onnx, onnxruntime,
-onnxconverter-common and numpy (a new quantizer may write different bytes).
+onnxconverter-common and numpy (a new quantizer may write different bytes), and of openvino for
+the OpenVINO IR variants.
 
-Cache layout: `<cache_dir>/<model stem>.<variant>.<key[:16]>.onnx` plus
-`<same>.onnx.manifest.json`. The model is renamed into place first and the manifest last,
-both from temp files in the same folder, so a present manifest means a complete entry; an
-entry whose file no longer matches its manifest's sha256 is rebuilt.
+Cache layout: `<cache_dir>/<model stem>.<variant>.<key[:16]>.onnx` (an OpenVINO IR: `.xml`
+and its `.bin`) plus `<same>.onnx.manifest.json`. The files are renamed into place first (the
+weights before the model) and the manifest last, all from temp files in the same folder, so a
+present manifest means a complete entry; an entry whose files no longer match its manifest's
+sizes and sha256 is rebuilt.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -24,11 +27,12 @@ from .calibration import DEFAULT_MAX_SAMPLES, CalibrationData
 from .common import tool_versions
 from .errors import CalibrationRequiredError, VariantBuildError
 from .fp16 import make_fp16
+from .openvino_ir import make_openvino_ir
 from .optimize import make_optimized
 from .original import make_fp32
 from .prune import make_prune_l1, make_prune_l1_layerwise
 from .quantize import make_int8_dynamic, make_int8_static
-from .record import VariantRecord, file_sha256, manifest_path_for, read_manifest, write_manifest
+from .record import VariantRecord, file_sha256, manifest_path_for, read_manifest, weights_path_for, write_manifest
 from .spec import VariantSpec, parse_variant_spec
 
 VARIANTS_CODE_VERSION = "1"
@@ -44,6 +48,8 @@ BUILDERS: dict[str, Builder] = {
     "int8-static": make_int8_static,
     "prune-l1": make_prune_l1,
     "prune-l1-layerwise": make_prune_l1_layerwise,
+    "openvino-ir": make_openvino_ir,
+    "openvino-ir-fp16": make_openvino_ir,
 }
 
 
@@ -69,12 +75,14 @@ def cache_key(source_sha256: str, spec: VariantSpec, calibration: CalibrationDat
         "calibration_sha256": calibration.sha256() if (calibration is not None and spec.needs_calibration) else None,
         "code_version": VARIANTS_CODE_VERSION,
         "tools": tool_versions(),
+        # an OpenVINO IR's bytes come from OpenVINO's converter (not imported here: metadata only)
+        "openvino": _distribution_version("openvino") if spec.kind.runtime == "openvino" else None,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
 def cached_path(source: Path, spec: VariantSpec, key: str, cache_dir: Path) -> Path:
-    return Path(cache_dir) / f"{Path(source).stem}.{spec.file_tag}.{key[:16]}.onnx"
+    return Path(cache_dir) / f"{Path(source).stem}.{spec.file_tag}.{key[:16]}{spec.kind.file_suffix}"
 
 
 def build_variant(
@@ -106,6 +114,9 @@ def build_variant(
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".building-") as tmp:
         record = make_variant(source, Path(tmp) / final.name, spec, calibration)
+        if record.weights_file is not None:
+            os.replace(record.weights_file, weights_path_for(final))
+            record.weights_path = str(weights_path_for(final).resolve())
         os.replace(record.path, final)
     record.path = str(final.resolve())
     record.cache_key = key
@@ -122,8 +133,27 @@ def _cached_record(final: Path, key: str) -> VariantRecord | None:
         record = read_manifest(final)
     except (OSError, ValueError, TypeError):
         return None
-    if record.cache_key != key or record.size_bytes != final.stat().st_size or record.sha256 != file_sha256(final):
-        return None
     record.path = str(final.resolve())
+    if record.weights_path is not None:
+        record.weights_path = str(weights_path_for(final).resolve())
+    if record.cache_key != key or not _files_match(record):
+        return None
     record.cached = True
     return record
+
+
+def _files_match(record: VariantRecord) -> bool:
+    """Every file of the entry is there with the size and sha256 its manifest recorded."""
+    hashes = [record.sha256] + ([record.weights_sha256] if record.weights_file is not None else [])
+    if not all(path.is_file() for path in record.files):
+        return False
+    if sum(path.stat().st_size for path in record.files) != record.size_bytes:
+        return False
+    return all(file_sha256(path) == digest for path, digest in zip(record.files, hashes))
+
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None

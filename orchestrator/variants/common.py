@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -60,6 +61,11 @@ def op_changes(before: dict[str, int], after: dict[str, int]) -> str:
     return f"nodes {sum(before.values())} -> {sum(after.values())}: " + ", ".join(deltas)
 
 
+def source_op_counts(source: Path, spec: VariantSpec) -> dict[str, int]:
+    """op type -> node count of the original model (what a variant's op changes are measured from)."""
+    return graph.op_counts(load_model(source, spec))
+
+
 def finish_record(
     source: Path,
     out_path: Path,
@@ -73,22 +79,17 @@ def finish_record(
     original itself cannot run on it (e.g. a symbolic dim that must not be 1), fidelity is
     left out and the reason is added to `actions`.
     """
-    source_model = load_model(source, spec)
     model = load_model(out_path, spec)
     facts = measure_model(out_path, model)
-    source_ops = graph.op_counts(source_model)
+    source_ops = source_op_counts(source, spec)
     actions = list(actions)
     if spec.name != "fp32":
         actions.append(op_changes(source_ops, facts.op_counts))
     result_fidelity = None
     if measure_fidelity:
-        result_fidelity = _fidelity(source, out_path, spec, actions)
+        result_fidelity = measured_fidelity(source, spec, actions, lambda: _onnxruntime_runner(out_path))
     else:
         _check_loads(out_path, spec)
-        if result_fidelity is not None and result_fidelity["cosine"] < 0.99:
-            actions.append(
-                f"WARNING: cosine to fp32 is {result_fidelity['cosine']:.4f} (< 0.99) on the synthetic input"
-            )
     return VariantRecord(
         variant=spec.text,
         source_sha256=file_sha256(source),
@@ -108,9 +109,30 @@ def _check_loads(path: Path, spec: VariantSpec) -> None:
         raise VariantBuildError(spec.text, f"onnxruntime cannot load the model: {exc}") from exc
 
 
-def _fidelity(source: Path, out_path: Path, spec: VariantSpec, actions: list[str]) -> dict | None:
-    # onnxruntime's errors are plain Exception subclasses (Fail, InvalidGraph, ...), hence the
-    # broad catches; each one is turned into a recorded reason or a VariantBuildError.
+Outputs = dict[str, Any]
+
+
+def _onnxruntime_runner(path: Path) -> Callable[[dict[str, np.ndarray]], Outputs]:
+    session = fidelity.open_session(path)
+    return lambda feeds: fidelity.run_outputs(session, feeds)
+
+
+def measured_fidelity(
+    source: Path,
+    spec: VariantSpec,
+    actions: list[str],
+    open_variant: Callable[[], Callable[[dict[str, np.ndarray]], Outputs]],
+    runtime: str = "onnxruntime",
+) -> dict | None:
+    """Fidelity of a variant to the original (onnxruntime) on the synthetic input, or None.
+
+    `open_variant()` loads the variant in `runtime` (the one that reads its format) and returns feeds -> outputs
+    by name. A variant that cannot load, or fails where the original runs, is a VariantBuildError;
+    an original that does not run on the synthetic input only adds a reason to `actions`. A cosine
+    below 0.99 adds a warning to `actions`.
+    """
+    # onnxruntime's and OpenVINO's errors are plain Exception subclasses (Fail, InvalidGraph,
+    # RuntimeError...), hence the broad catches; each becomes a recorded reason or a VariantBuildError.
     try:
         feeds = fidelity.synthetic_inputs(source)
         reference = fidelity.run_outputs(fidelity.open_session(source), feeds)
@@ -118,11 +140,14 @@ def _fidelity(source: Path, out_path: Path, spec: VariantSpec, actions: list[str
         actions.append(f"fidelity not measured: the original does not run on a synthetic input ({exc})")
         return None
     try:
-        session = fidelity.open_session(out_path)
+        run_variant = open_variant()
     except Exception as exc:  # noqa: BLE001
-        raise VariantBuildError(spec.text, f"onnxruntime cannot load the variant: {exc}") from exc
+        raise VariantBuildError(spec.text, f"{runtime} cannot load the variant: {exc}") from exc
     try:
-        candidate = fidelity.run_outputs(session, feeds)
+        candidate = run_variant(feeds)
     except Exception as exc:  # noqa: BLE001
         raise VariantBuildError(spec.text, f"the variant fails to run where the original runs: {exc}") from exc
-    return fidelity.compare_outputs(reference, candidate)
+    result = fidelity.compare_outputs(reference, candidate)
+    if result is not None and result["cosine"] < 0.99:
+        actions.append(f"WARNING: cosine to fp32 is {result['cosine']:.4f} (< 0.99) on the synthetic input")
+    return result

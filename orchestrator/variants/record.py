@@ -39,6 +39,9 @@ class VariantRecord:
       `max_abs_error`, `input` (how the input was made); None for fp32 itself or when unmeasurable.
     - `cache_key`, `tool_versions`: what the file was built from and with.
     - `cached`: True when build_variant returned an existing file instead of building.
+    - `weights_path` / `weights_sha256`: the weights file of a two-file variant (OpenVINO IR's
+      `.bin` beside its `.xml`), None for a single ONNX file; `size_bytes` and `gzip_bytes`
+      then count both files.
     """
 
     variant: str
@@ -58,10 +61,21 @@ class VariantRecord:
     tool_versions: dict[str, str] = dataclasses.field(default_factory=dict)
     manifest_version: int = MANIFEST_VERSION
     cached: bool = False
+    weights_path: str | None = None
+    weights_sha256: str | None = None
 
     @property
     def file(self) -> Path:
         return Path(self.path)
+
+    @property
+    def weights_file(self) -> Path | None:
+        return None if self.weights_path is None else Path(self.weights_path)
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file of the variant: the model, then its weights file if it has one."""
+        return [self.file] + ([] if self.weights_file is None else [self.weights_file])
 
     @property
     def manifest_path(self) -> Path:
@@ -77,7 +91,9 @@ class VariantRecord:
         if version != MANIFEST_VERSION:
             raise ValueError(f"manifest version {version!r} is not {MANIFEST_VERSION}")
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = names - set(data) - {"fidelity", "source_op_counts", "cache_key", "tool_versions", "cached"}
+        optional = {"fidelity", "source_op_counts", "cache_key", "tool_versions", "cached", "weights_path",
+                    "weights_sha256"}
+        missing = names - set(data) - optional
         if missing:
             raise ValueError(f"manifest lacks {sorted(missing)}")
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -85,6 +101,11 @@ class VariantRecord:
 
 def manifest_path_for(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + MANIFEST_SUFFIX)
+
+
+def weights_path_for(xml_path: Path) -> Path:
+    """An OpenVINO IR's weights file: the .xml's stem with .bin, where OpenVINO looks for it."""
+    return xml_path.with_suffix(".bin")
 
 
 def gzip_size_bytes(path: Path, level: int = 6) -> int:
@@ -108,6 +129,7 @@ class ModelFacts:
     sparsity: float
     sparsity_per_layer: dict[str, float]
     op_counts: dict[str, int]
+    weights_sha256: str | None = None  # a two-file model's weights file (OpenVINO IR .bin)
 
 
 def measure_model(path: Path, model: onnx.ModelProto | None = None) -> ModelFacts:

@@ -14,12 +14,19 @@ from ..errors import UsageError
 
 @dataclasses.dataclass(frozen=True)
 class VariantKind:
-    """One kind of variant: its name, whether it takes `:AMOUNT`, whether it needs calibration."""
+    """One kind of variant: its name, whether it takes `:AMOUNT`, whether it needs calibration.
+
+    `runtime` is the one runtime that reads the variant's format (None: any runtime that reads
+    ONNX); `file_suffix` is the suffix of its model file (an OpenVINO IR's `.xml`, whose weights
+    are a `.bin` beside it).
+    """
 
     name: str
     summary: str
     takes_amount: bool = False
     needs_calibration: bool = False
+    runtime: str | None = None
+    file_suffix: str = ".onnx"
 
     @property
     def usage(self) -> str:
@@ -47,6 +54,18 @@ VARIANT_KINDS: dict[str, VariantKind] = {
             "prune-l1-layerwise",
             "zero AMOUNT of all weights by a global |w| threshold, per-layer sparsity follows",
             takes_amount=True,
+        ),
+        VariantKind(
+            "openvino-ir",
+            "OpenVINO IR (.xml + .bin), float32 weights; runs on OpenVINO",
+            runtime="openvino",
+            file_suffix=".xml",
+        ),
+        VariantKind(
+            "openvino-ir-fp16",
+            "OpenVINO IR with float16-compressed weights (OpenVINO's default); runs on OpenVINO",
+            runtime="openvino",
+            file_suffix=".xml",
         ),
     )
 }

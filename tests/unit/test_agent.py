@@ -96,6 +96,22 @@ def test_missing_model_file_is_a_model_error(tmp_path):
     assert code == 1 and messages[-1]["kind"] == "model-error"
 
 
+@pytest.mark.parametrize("verb", ["bench", "outputs"])
+def test_a_missing_weights_file_is_a_model_error_naming_it(tmp_path, yolo_model, verb):
+    absent = tmp_path / "absent.bin"
+    extra = ["--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "o.npz")] if verb == "outputs" else []
+    messages, code, _ = run_agent(verb, "--model", str(yolo_model), "--weights", str(absent), *extra)
+    assert code == 1 and messages[-1]["kind"] == "model-error" and str(absent) in messages[-1]["message"]
+
+
+def test_onnxruntime_refuses_a_separate_weights_file(tmp_path, yolo_model):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"\0" * 16)
+    messages, code, _ = run_agent("bench", "--model", str(yolo_model), "--weights", str(weights), "--runs", "1",
+                                  "--min-seconds", "0", "--runtime", "onnxruntime")
+    assert code == 1 and messages[-1]["kind"] == "input-error" and "OpenVINO IR" in messages[-1]["message"]
+
+
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="needs a second Python without onnxruntime")
 def test_python_without_onnxruntime_is_missing_runtime(digits_model):
     bare = "/usr/bin/python3"

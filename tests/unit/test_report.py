@@ -53,6 +53,19 @@ def test_pareto_front_needs_a_value_per_objective():
 
 # --- overview rows ------------------------------------------------------------------------
 
+def test_rows_say_their_runtime_only_where_a_board_and_model_mixed_runtimes():
+    rows = build_rows([
+        result(1, "fp32", 10.0, 40e6, runtime="onnxruntime"),
+        result(2, "openvino-ir", 8.0, 41e6, runtime="openvino", inference_precision="bf16"),
+        result(3, "fp32", 10.0, 40e6, board="jetson", runtime="onnxruntime"),
+        result(4, "fp16", 9.0, 20e6, board="jetson", runtime="onnxruntime"),
+    ])
+    flags = {(r.board, r.variant): [f.text for f in r.flags] for r in rows}
+    assert "onnxruntime" in flags[("rpi4", "fp32")] and "openvino bf16" in flags[("rpi4", "openvino-ir")]
+    assert not {"onnxruntime"} & set(flags[("jetson", "fp32")] + flags[("jetson", "fp16")])
+    assert [r.variant for r in rows if r.board == "rpi4"] == ["fp32", "openvino-ir"]
+
+
 def test_changes_vs_fp32_are_coloured_by_the_five_percent_rule():
     rows = by_variant(build_rows([
         result(1, "fp32", 10.0, 40e6, memory=100e6, accuracy=0.900),

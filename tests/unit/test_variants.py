@@ -485,3 +485,14 @@ def test_calibration_from_npz_maps_inputs_and_limits_samples(digits, tmp_path):
     assert data.sha256() != CalibrationData.from_npz(npz, model, max_samples=100).sha256()
     with pytest.raises(BadInputError):
         CalibrationData.from_npz(npz, model, key="images")
+
+
+def test_bench_help_names_every_variant():
+    import inspect
+
+    from orchestrator.cli.bench_cmd import bench
+    from orchestrator.variants import VARIANT_KINDS
+
+    help_text = inspect.signature(bench).parameters["variants"].default.help
+    for kind in VARIANT_KINDS.values():
+        assert kind.usage in help_text
