@@ -373,6 +373,8 @@ def test_heavy_pruning_wrecks_the_digits_mlp_accuracy(build, digits):
         record = build(model, spec)
         assert abs(record.sparsity - 0.9) <= 0.02
         accuracy[spec] = top1(record.path, inputs, labels)
+        warned = any(a.startswith("WARNING: cosine to fp32") for a in record.actions)
+        assert warned == (record.fidelity["cosine"] < 0.99), (record.fidelity, record.actions)
     assert accuracy["prune-l1:0.9"] < baseline - 0.15, (accuracy, baseline)
     assert accuracy["prune-l1-layerwise:0.9"] < baseline - 0.05, (accuracy, baseline)
 
