@@ -1,12 +1,13 @@
 """Runtimes and provisioning: what `--runtime` and `farm inventory provision` cost.
 
-1. Per demo model, onnxruntime vs OpenVINO median latency on the local board (this machine),
-   measured by `farm bench` itself (`BenchSettings.runtime`), interleaved in one run: round r
-   runs onnxruntime then OpenVINO (order swapped every other round), so the machine's drift
-   hits both alike; the ratio is taken per round, then the median of the rounds is reported.
-   One intra-op thread each (`--threads 1`). A model OpenVINO cannot convert (digits_mlp uses
-   ai.onnx.ml operators: ZipMap, LinearClassifier, ...) is reported as "not supported by
-   OpenVINO", with OpenVINO's own first line, not as a failure of the script.
+1. Per demo model, median latency and load time on the local board (this machine), measured
+   by `farm bench` itself, four ways (ARMS): onnxruntime; OpenVINO reading the same ONNX file at
+   its default precision (bf16 on a CPU with bf16); OpenVINO pinned to f32; OpenVINO reading the
+   `openvino-ir` variant. Interleaved in one run: the arms' order rotates every round, so the
+   machine's drift hits all alike; ratios to onnxruntime are taken per round, then the median of
+   the rounds is reported. One intra-op thread each (`--threads 1`). A model OpenVINO cannot
+   convert (digits_mlp uses ai.onnx.ml operators) is reported as "not supported by OpenVINO",
+   with OpenVINO's own reason, not as a failure of the script.
 2. Provisioning a bare board (needs root + openssh-server: a one-board `bare` lab on
    127.78.0.11, taken down at the end): a fresh work directory provisioned with an EMPTY
    controller wheel cache (includes `pip download` from the index), another fresh work
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
 import re
@@ -39,31 +41,54 @@ from orchestrator.bench import BenchRequest, run_bench  # noqa: E402
 from orchestrator.models import DEMO_DIR  # noqa: E402
 from orchestrator.runner import BenchSettings  # noqa: E402
 
-RUNTIMES = ("onnxruntime", "openvino")
 MODELS = ("digits_mlp", "yolo_timing")
 LAB_DIR = Path("/var/lib/farm-lab-bench-runtimes")
 LAB_ADDRESS = "127.78.0.11"
 SECTION = "runtimes"
 ARM64_HEADING = "### arm64"
+F32 = json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "f32"}})
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One way to run a model: a runtime, the file it reads (a variant) and its device options."""
+
+    label: str
+    runtime: str
+    variant: str = "fp32"
+    provider_options: str | None = None
+
+
+ARMS = (
+    Arm("onnxruntime", "onnxruntime"),
+    Arm("OpenVINO", "openvino"),  # OpenVINO's default precision (bf16 on a CPU that has it)
+    Arm("OpenVINO f32", "openvino", provider_options=F32),
+    Arm("OpenVINO IR", "openvino", variant="openvino-ir"),
+)
+REFERENCE = ARMS[0]
 
 
 @dataclasses.dataclass
 class Cell:
-    """One (model, runtime) measurement: median latency (ms) or why there is none."""
+    """One (model, arm) measurement: median latency and load time (ms), or why there is none."""
 
     p50_ms: float | None
+    load_ms: float | None = None
+    precision: str | None = None
     error: str | None = None
 
 
-def measure(model: Path, runtime: str, db_url: str, runs: int, min_seconds: float) -> Cell:
+def measure(model: Path, arm: Arm, db_url: str, runs: int, min_seconds: float) -> Cell:
     settings = BenchSettings(runs=runs, min_seconds=min_seconds, warmup=20, threads=1, sample_interval_s=1.0,
-                             runtime=runtime)
-    request = BenchRequest(model_paths=[model], settings=settings, db_url=db_url, write_report=False)
+                             runtime=arm.runtime, provider_options=arm.provider_options)
+    request = BenchRequest(model_paths=[model], settings=settings, db_url=db_url, write_report=False,
+                           variants=[arm.variant])
     outcome = run_bench(request)
     (job,) = outcome.run.outcomes
     if not job.ok:
-        return Cell(None, f"{job.row.get('error_kind')}: {job.row.get('error_message')}")
-    return Cell(float(job.row["latency_ms_p50"]))
+        return Cell(None, error=f"{job.row.get('error_kind')}: {job.row.get('error_message')}")
+    export = job.row["details"]["export"]
+    return Cell(float(job.row["latency_ms_p50"]), float(job.row["load_ms"]), export.get("inference_precision"))
 
 
 def not_supported(error: str) -> str:
@@ -71,49 +96,58 @@ def not_supported(error: str) -> str:
     match = re.search(r"operations: ([A-Za-z0-9_.]+(?:, [A-Za-z0-9_.]+)*)", error)
     if match:
         return f"no conversion rule for {match.group(1)}"
-    text = error.split("OpenVINO cannot load", 1)[-1].strip()
+    text = re.split(r"OpenVINO cannot (?:read|compile|convert)[^:]*:", error, maxsplit=1)[-1].strip()
     return (text.splitlines() or [""])[0][:160]
 
 
 def compare_runtimes(rounds: int, runs: int, min_seconds: float) -> list[dict]:
+    """Every arm on every model, the arms' order rotated each round; ratios vs onnxruntime per round."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="farm-bench-runtimes-") as tmp:
         db_url = f"sqlite:///{Path(tmp) / 'farm.db'}"
         for name in MODELS:
             model = DEMO_DIR / f"{name}.onnx"
-            cells: dict[str, list[Cell]] = {r: [] for r in RUNTIMES}
+            cells: dict[Arm, list[Cell]] = {arm: [] for arm in ARMS}
             unsupported: str | None = None
             for index in range(rounds):
-                order = RUNTIMES if index % 2 == 0 else tuple(reversed(RUNTIMES))
-                for runtime in order:
-                    if runtime == "openvino" and unsupported is not None:
+                shift = index % len(ARMS)
+                for arm in ARMS[shift:] + ARMS[:shift]:
+                    if arm.runtime == "openvino" and unsupported is not None:
                         continue
-                    cell = measure(model, runtime, db_url, runs, min_seconds)
-                    if cell.p50_ms is None and runtime == "openvino" and "model-error" in (cell.error or ""):
+                    cell = measure(model, arm, db_url, runs, min_seconds)
+                    failed_kind = (cell.error or "").split(":", 1)[0]
+                    cannot_convert = failed_kind in ("model-error", "variant-error")
+                    if cell.p50_ms is None and arm.runtime == "openvino" and cannot_convert:
                         unsupported = not_supported(cell.error or "")
                         continue
                     if cell.p50_ms is None:
-                        raise SystemExit(f"{name} with {runtime} failed: {cell.error}")
-                    cells[runtime].append(cell)
-            ort = [c.p50_ms for c in cells["onnxruntime"]]
-            row = {"model": name, "ort_ms": statistics.median(ort), "ort_all": ort}
-            if unsupported is not None:
-                row.update(ov_ms=None, ratio=None, unsupported=unsupported)
-            else:
-                ov = [c.p50_ms for c in cells["openvino"]]
-                ratios = [o / r for o, r in zip(ov, ort)]
-                row.update(ov_ms=statistics.median(ov), ov_all=ov, ratio=statistics.median(ratios),
-                           ratios=ratios, unsupported=None)
+                        raise SystemExit(f"{name} with {arm.label} failed: {cell.error}")
+                    cells[arm].append(cell)
+            row = {"model": name, "unsupported": unsupported, "arms": {}}
+            reference = [c.p50_ms for c in cells[REFERENCE]]
+            for arm, measured in cells.items():
+                if not measured:
+                    continue
+                p50s = [c.p50_ms for c in measured]
+                row["arms"][arm.label] = {
+                    "p50_ms": statistics.median(p50s),
+                    "load_ms": statistics.median(c.load_ms for c in measured),
+                    "ratio": statistics.median(a / r for a, r in zip(p50s, reference)),
+                    "ratios": [a / r for a, r in zip(p50s, reference)],
+                    "precision": measured[0].precision,
+                }
             rows.append(row)
             print(_runtime_line(row), flush=True)
     return rows
 
 
 def _runtime_line(row: dict) -> str:
+    parts = [f"{label} p50 {a['p50_ms']:.3f} ms (x{a['ratio']:.2f}, rounds "
+             f"{', '.join(f'{r:.2f}' for r in a['ratios'])}), load {a['load_ms']:.0f} ms"
+             for label, a in row["arms"].items()]
     if row["unsupported"]:
-        return f"{row['model']}: onnxruntime p50 {row['ort_ms']:.3f} ms; OpenVINO: not supported ({row['unsupported']})"
-    return (f"{row['model']}: onnxruntime p50 {row['ort_ms']:.3f} ms, OpenVINO {row['ov_ms']:.3f} ms, "
-            f"OpenVINO/onnxruntime {row['ratio']:.2f} (rounds: {', '.join(f'{r:.2f}' for r in row['ratios'])})")
+        parts.append(f"OpenVINO: not supported ({row['unsupported']})")
+    return f"{row['model']}: " + "; ".join(parts)
 
 
 def provision_times() -> dict:
@@ -164,30 +198,41 @@ def section(rows: list[dict], prov_times: dict | None, rounds: int, runs: int, m
     lines = [
         f"## {SECTION}",
         "",
-        f"`python bench/runtimes.py --rounds {rounds}` — (1) per demo model, onnxruntime vs OpenVINO on the local",
-        f"board through `farm bench --runtime`, interleaved (ORT, OV, OV, ORT, …), {runs} runs and ≥ {min_seconds:g} s",
-        "per measurement, 20 warm-up, 1 intra-op thread; median of the per-round medians and of the",
-        "per-round ratios. (2) `farm inventory provision` of a bare lab board (real sshd on loopback,",
-        "system Python 3.11 without numpy/onnxruntime): first run with an empty controller wheel cache",
-        "(includes `pip download` from PyPI), first run on a fresh work dir with the warm cache, and the",
-        "idempotent second run.",
+        f"`python bench/runtimes.py --rounds {rounds}` — (1) per demo model, four ways to run it on the local",
+        "board through `farm bench`: onnxruntime; OpenVINO on the same ONNX file at its default precision;",
+        "OpenVINO pinned to f32 (`--provider-options '{\"CPU\": {\"INFERENCE_PRECISION_HINT\": \"f32\"}}'`);",
+        "OpenVINO on the `openvino-ir` variant (default precision). The arms' order rotates every round",
+        f"(the machine's drift hits all alike); {runs} runs and ≥ {min_seconds:g} s per measurement, 20 warm-up,",
+        "1 intra-op thread; medians of the per-round medians, ratios to onnxruntime taken per round.",
+        "(2) `farm inventory provision` of a bare lab board (real sshd on loopback, system Python 3.11",
+        "without numpy/onnxruntime): first run with an empty controller wheel cache (includes `pip",
+        "download` from PyPI), first run on a fresh work dir with the warm cache, and the idempotent second run.",
         "",
-        "- Date: 2026-11-25",
-        f"- Machine: 2-core AMD EPYC VM, Debian 12, Python 3.11 (onnxruntime {ort_version}, OpenVINO {ov_version});",
-        "  shared with other test runs while measuring.",
+        f"- Date: {time.strftime('%Y-%m-%d')}",
+        f"- Machine: 2-core AMD EPYC VM (avx512_bf16), Debian 12, Python 3.11 (onnxruntime {ort_version},",
+        f"  OpenVINO {ov_version}); shared with other work while measuring.",
         "",
-        "| model | onnxruntime p50 | OpenVINO p50 | OpenVINO / onnxruntime |",
-        "|---|---:|---:|---:|",
+        "| model | run as | precision | p50 | ÷ onnxruntime | load |",
+        "|---|---|---|---:|---:|---:|",
     ]
     for row in rows:
+        for label, arm in row["arms"].items():
+            lines.append(f"| {row['model']} | {label} | {arm['precision'] or 'model types'} | {arm['p50_ms']:.3f} ms | "
+                         f"{arm['ratio']:.2f} | {arm['load_ms']:.0f} ms |")
         if row["unsupported"]:
-            lines.append(f"| {row['model']} | {row['ort_ms']:.3f} ms | not supported by OpenVINO | — |")
-        else:
-            lines.append(f"| {row['model']} | {row['ort_ms']:.3f} ms | {row['ov_ms']:.3f} ms | {row['ratio']:.2f} |")
-    unsupported = [r for r in rows if r["unsupported"]]
-    for row in unsupported:
-        lines += ["", (f"{row['model']}: OpenVINO cannot convert it ({row['unsupported']}); farm stores that job "
-                       "as `model-error` and the other runtime's result stands.")]
+            lines.append(f"| {row['model']} | OpenVINO (ONNX and IR) | — | not supported | — | — |")
+    for row in rows:
+        arms = row["arms"]
+        if {"OpenVINO", "OpenVINO f32", "OpenVINO IR"} <= set(arms):
+            lines += ["", (
+                f"{row['model']}: OpenVINO's default {arms['OpenVINO']['precision']} ran at "
+                f"{arms['OpenVINO']['ratio']:.2f}× onnxruntime's latency, pinned to f32 at "
+                f"{arms['OpenVINO f32']['ratio']:.2f}×; the IR variant loaded in "
+                f"{arms['OpenVINO IR']['load_ms'] / arms['OpenVINO']['load_ms']:.2f}× the time OpenVINO took to "
+                f"read and compile the ONNX file, at {arms['OpenVINO IR']['ratio']:.2f}× onnxruntime's latency.")]
+    for row in (r for r in rows if r["unsupported"]):
+        lines += ["", (f"{row['model']}: OpenVINO cannot convert it ({row['unsupported']}); farm stores the "
+                       "OpenVINO job as `model-error` (the IR variant as `variant-error`) and onnxruntime's stands.")]
     if prov_times:
         lines += ["", "| provisioning a bare board | time |", "|---|---:|"]
         if "skipped" in prov_times:
