@@ -139,6 +139,22 @@ class BenchSettings:
         return args
 
 
+def parse_provider_options(text: str) -> dict[str, dict[str, Any]]:
+    """`{"CUDA": {"device_id": "0"}}` -> the dict; ValueError saying what is wrong otherwise.
+
+    Keys are onnxruntime provider names (CUDA, CUDAExecutionProvider, ...) or OpenVINO devices
+    (CPU, GPU, NPU); values are that provider's options or that device's properties.
+    """
+    example = "e.g. '{\"CUDA\": {\"device_id\": \"0\"}}' or '{\"CPU\": {\"INFERENCE_PRECISION_HINT\": \"f32\"}}'"
+    try:
+        options = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"is not JSON ({exc}); {example}") from None
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError(f"must be a JSON object of objects, {{provider: {{option: value}}}}; {example}")
+    return options
+
+
 def staged_name(path: Path, suffix: str) -> str:
     """The name AgentClient.stage gives a file on the board: its content hash."""
     return f"{file_sha256(Path(path).resolve())[:16]}{suffix}"

@@ -18,6 +18,8 @@
       threads: 4
       sample_interval_s: 0.1
       cooldown_s: 10
+      runtime: openvino                    # and providers: [GPU, CPU], provider_options:
+                                           # {CPU: {INFERENCE_PRECISION_HINT: f32}}, strict: true
     baseline: latest                       # latest | tag:NAME | a run id
     thresholds:
       latency_pct: 5                       # fail the gate on a significant >= 5 % slower median
@@ -29,9 +31,10 @@ variants module knows the valid names. Model and dataset files must exist.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -140,6 +143,11 @@ class SuiteSettings(_Strict):
     cooldown_below_c: float | None = None
     cooldown_max_s: float | None = Field(default=None, ge=0)
     load_timeout_s: float | None = Field(default=None, gt=0)
+    cpu_arena: bool | None = None
+    runtime: Literal["onnxruntime", "openvino"] | None = None
+    providers: list[str] | None = Field(default=None, min_length=1)  # in order, as --providers
+    provider_options: dict[str, dict[str, str | int | float | bool]] | None = None  # {provider: {key: value}}
+    strict: bool | None = None
 
     @field_validator("sample_interval_s")
     @classmethod
@@ -155,8 +163,13 @@ class SuiteSettings(_Strict):
         return self
 
     def given(self) -> dict[str, Any]:
-        """The settings the suite sets (the others keep farm's defaults)."""
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+        """The settings the suite sets (the others keep farm's defaults), as BenchSettings holds them."""
+        given = {k: v for k, v in self.model_dump().items() if v is not None}
+        if "providers" in given:
+            given["providers"] = tuple(given["providers"])
+        if "provider_options" in given:
+            given["provider_options"] = json.dumps(given["provider_options"], sort_keys=True)
+        return given
 
 
 class Thresholds(_Strict):
@@ -292,6 +305,8 @@ def _message(error: Any) -> str:
         return f"{field} is required"
     if kind == "too_short":
         return f"{field} must list at least one entry"
+    if kind == "literal_error":
+        return f"{field} must be {ctx.get('expected')}, got {_describe(value)}"
     if kind in ("greater_than", "greater_than_equal"):
         bound = ctx.get("gt", ctx.get("ge", 0))
         word = "greater than" if kind == "greater_than" else "at least"

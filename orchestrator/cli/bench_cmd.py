@@ -47,10 +47,15 @@ def bench(
 ) -> int:
     """Benchmark models on boards, store the results, print a summary and write an HTML report."""
     from orchestrator.bench import BenchRequest, run_bench
-    from orchestrator.runner import BenchSettings
+    from orchestrator.runner import BenchSettings, parse_provider_options
 
     if runtime is not None and runtime not in ("onnxruntime", "openvino"):
         raise typer.BadParameter(f"{runtime!r} is not a runtime farm knows (use onnxruntime or openvino)", param_hint="--runtime")
+    if provider_options is not None:
+        try:
+            parse_provider_options(provider_options)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--provider-options") from None
     if min_seconds > max_seconds:
         raise typer.BadParameter("--min-seconds must not exceed --max-seconds", param_hint="--min-seconds")
     if 0 < sample_interval < 0.01:

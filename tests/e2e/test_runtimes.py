@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from orchestrator.agent_client import agent_source_path
 from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
+from orchestrator.store import open_store
 
 openvino = pytest.importorskip("openvino", reason="openvino is installed by the test extra (pip install '.[test]')")
 
@@ -93,3 +95,10 @@ def test_missing_provider_is_reported_as_fallback_and_fails_under_strict(db_url,
 def test_unknown_runtime_is_a_usage_error(db_url, capsys):
     assert main(["bench", *FAST, "--db", db_url, "--runtime", "tflite"]) == ExitStatus.USAGE
     assert "tflite" in capsys.readouterr().err
+
+
+def test_bad_provider_options_are_a_usage_error_before_any_board_runs(db_url, capsys):
+    status = main(["bench", *FAST, "--db", db_url, "--provider-options", '{"CUDA": "device_id=0"}'])
+    assert status == ExitStatus.USAGE
+    assert "--provider-options" in capsys.readouterr().err
+    assert not Path(db_url.removeprefix("sqlite:///")).exists() or not open_store(db_url).list_runs()

@@ -8,7 +8,7 @@ import pytest
 from orchestrator.boards import Board
 from orchestrator.errors import UsageError
 from orchestrator.plan import ModelFiles
-from orchestrator.runner import BenchSettings
+from orchestrator.runner import BenchSettings, parse_provider_options
 from orchestrator.runtimes import mixes_runtimes, runtime_label
 from orchestrator.variants import parse_variant_spec
 
@@ -66,3 +66,12 @@ def test_runtime_labels_say_the_precision_a_runtime_chose():
     rows = [{"runtime": "onnxruntime"}, {"runtime": "onnxruntime"}, {}]
     assert not mixes_runtimes(rows, runtime_label)
     assert mixes_runtimes(rows + [{"runtime": "openvino", "inference_precision": "f32"}], runtime_label)
+
+
+def test_provider_options_must_be_an_object_of_objects():
+    assert parse_provider_options('{"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}') == {
+        "CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
+    for text, fragment in [("{CUDA: 1}", "is not JSON"), ('["CUDA"]', "object of objects"),
+                           ('{"CUDA": "device_id=0"}', "object of objects")]:
+        with pytest.raises(ValueError, match=fragment):
+            parse_provider_options(text)

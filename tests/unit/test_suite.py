@@ -1,6 +1,7 @@
 """Suite files: the shipped example loads; every mistake is reported as FILE:LINE: FIELD ..."""
 from __future__ import annotations
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
@@ -66,6 +67,25 @@ def test_minimal_suite_gets_defaults(suite_dir):
     assert suite.bench_settings() == BenchSettings()
 
 
+def test_a_suite_sets_the_runtime_and_its_providers(suite_dir):
+    suite = load_suite(write(suite_dir, """\
+        models:
+          - path: models/yolo_timing.onnx
+        variants: [fp32, openvino-ir]
+        settings:
+          runtime: openvino
+          providers: [GPU, CPU]
+          provider_options: {CPU: {INFERENCE_PRECISION_HINT: f32}}
+          strict: true
+          cpu_arena: false
+        """))
+    settings = suite.bench_settings()
+    assert settings.runtime == "openvino" and settings.providers == ("GPU", "CPU")
+    assert json.loads(settings.provider_options) == {"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
+    assert settings.strict is True and settings.cpu_arena is False
+    assert suite.variants == ["fp32", "openvino-ir"]
+
+
 def test_every_problem_with_its_line_and_a_hint(suite_dir):
     path = write(suite_dir, """\
         models:
@@ -108,6 +128,9 @@ def test_every_problem_with_its_line_and_a_hint(suite_dir):
     ("models:\n  - path: models/digits_mlp.onnx\nbaseline: 'tag:'\n", ":3: baseline must be latest, tag:NAME or a run id"),
     ("models:\n  - path: models/digits_mlp.onnx\nmodels: []\n", ":3: invalid YAML: duplicate key 'models'"),
     ("models:\n  - path: [unclosed\n", ":3: invalid YAML"),
+    ("models:\n  - path: models/digits_mlp.onnx\nsettings:\n  runtime: tflite\n", ":4: settings.runtime must be 'onnxruntime' or 'openvino', got the text 'tflite'"),
+    ("models:\n  - path: models/digits_mlp.onnx\nsettings:\n  provider_options: {CPU: f32}\n",
+     ":4: settings.provider_options.CPU must be a mapping"),
 ])
 def test_precise_errors(suite_dir, text, expected):
     path = write(suite_dir, text)
