@@ -739,7 +739,8 @@ def select_boards(inventory: Inventory, limit: str | None) -> list[Board]:
     `limit` is comma-separated patterns; each is a host name, a group name (its
     boards, child groups included), an fnmatch glob on host and group names
     (`rpi4-*`, `jet*`), or `tag:KEY=VALUE` (VALUE may be a glob; `tag:KEY` alone
-    means "has that tag"). A pattern starting with `!` removes what it matches;
+    means "has that tag"); `runtime:NAME` is `tag:runtime=NAME` (the inventory's `runtime:`
+    host variable). A pattern starting with `!` removes what it matches;
     if every pattern is a `!` pattern, they are removed from all boards.
     None or a blank string selects every board.
 
@@ -778,6 +779,7 @@ def _match_pattern(inventory: Inventory, pattern: str) -> set[str] | None:
     """Board names matched by one pattern; None when it names no host, group or tag."""
     if not pattern:
         return None
+    pattern = _runtime_as_tag(pattern)
     if pattern.startswith("tag:"):
         key, has_value, value = pattern[len("tag:"):].partition("=")
         found = {
@@ -802,9 +804,15 @@ def _match_pattern(inventory: Inventory, pattern: str) -> set[str] | None:
     return hosts
 
 
+def _runtime_as_tag(pattern: str) -> str:
+    """`runtime:openvino` -> `tag:runtime=openvino`; other patterns as they are."""
+    return "tag:runtime=" + pattern[len("runtime:"):] if pattern.startswith("runtime:") else pattern
+
+
 def _unmatched_message(inventory: Inventory, pattern: str) -> str:
     if not pattern:
         return "'!' must be followed by a pattern"
+    pattern = _runtime_as_tag(pattern)
     if pattern.startswith("tag:"):
         tags = sorted({f"{k}={v}" for b in inventory.boards for k, v in b.tags.items()})
         return f"no board has tag {pattern[len('tag:'):]!r} (tags in use: {', '.join(tags) or 'none'})"

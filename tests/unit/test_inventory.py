@@ -655,6 +655,20 @@ def test_limit_errors(limit_inventory, limit, expected):
     assert "Hosts: spare" in str(caught.value)
 
 
+def test_limit_runtime_picks_the_boards_whose_inventory_names_that_runtime(tmp_path):
+    inventory = load(tmp_path, """\
+all:
+  hosts:
+    nuc-01: {runtime: openvino}
+    rpi4-01: {runtime: onnxruntime}
+    rpi4-02: {}
+""")
+    assert [b.name for b in select_boards(inventory, "runtime:openvino")] == ["nuc-01"]
+    assert [b.name for b in select_boards(inventory, "!runtime:openvino")] == ["rpi4-01", "rpi4-02"]
+    with pytest.raises(BadInputError, match="no board has tag 'runtime=tflite'"):
+        select_boards(inventory, "runtime:tflite")
+
+
 def test_limit_that_excludes_everything(limit_inventory):
     with pytest.raises(BadInputError, match="selects no boards"):
         select_boards(limit_inventory, "rpi,!rpi4-*")
