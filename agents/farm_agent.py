@@ -333,10 +333,11 @@ def runtime_facts(quick=False):
             "onnxruntime_providers": None,
             "openvino_version": installed_version("openvino"),
             "openvino_devices": None,
+            "openvino_precision": None,
             "runtimes": [name for name in ("onnxruntime", "openvino") if installed_version(name)],
         }
     facts = {"numpy_version": None, "onnxruntime_version": None, "onnxruntime_providers": [],
-             "openvino_version": None, "openvino_devices": [], "runtimes": []}
+             "openvino_version": None, "openvino_devices": [], "openvino_precision": {}, "runtimes": []}
     try:
         import numpy
 
@@ -354,14 +355,24 @@ def runtime_facts(quick=False):
     try:
         import openvino
 
+        core = openvino.Core()
         facts["openvino_version"] = openvino.get_version()
-        facts["openvino_devices"] = list(openvino.Core().available_devices)
+        facts["openvino_devices"] = list(core.available_devices)
+        facts["openvino_precision"] = dict((d, default_precision(core, d)) for d in facts["openvino_devices"])
         facts["runtimes"].append("openvino")
     except ImportError:
         pass
     except Exception as exc:  # a broken OpenVINO install is a fact worth reporting, not a crash
         facts["openvino_error"] = first_line(exc)
     return facts
+
+
+def default_precision(core, device):
+    """The precision OpenVINO compiles float32 models to on `device` unless told (bf16 on CPUs with bf16)."""
+    try:
+        return core.get_property(device, "INFERENCE_PRECISION_HINT").get_type_name()
+    except Exception:  # a plugin without the property
+        return None
 
 
 def collect_facts(workdir, quick=False):

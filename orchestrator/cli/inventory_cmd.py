@@ -69,9 +69,23 @@ def _gib(value: Optional[int]) -> str:
     return "—" if value is None else f"{value / 2**30:.1f}"
 
 
+def runtimes_text(facts: dict) -> str:
+    """`onnxruntime 1.32.0 (CPU); openvino 2026.4.1 (CPU bf16)`: each runtime with its providers
+    or devices, and the precision OpenVINO runs float32 models at on each device."""
+    parts = []
+    if facts.get("onnxruntime_version"):
+        providers = ", ".join(p.replace("ExecutionProvider", "") for p in facts.get("onnxruntime_providers") or [])
+        parts.append(f"onnxruntime {facts['onnxruntime_version']}" + (f" ({providers})" if providers else ""))
+    if facts.get("openvino_version"):
+        precision = facts.get("openvino_precision") or {}
+        devices = ", ".join(f"{d} {precision[d]}" if precision.get(d) else d for d in facts.get("openvino_devices") or [])
+        parts.append(f"openvino {str(facts['openvino_version']).split('-')[0]}" + (f" ({devices})" if devices else ""))
+    return escape("; ".join(parts)) if parts else "[red]none[/red]"
+
+
 def facts_table(checks) -> Table:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for column in ("board", "arch", "cpu", "cores", "RAM GiB", "os / kernel", "python", "onnxruntime", "limits", "°C max", "disk GiB"):
+    for column in ("board", "arch", "cpu", "cores", "RAM GiB", "os / kernel", "python", "runtimes", "limits", "°C max", "disk GiB"):
         table.add_column(column, overflow="fold")
     for check in checks:
         if not check.ok:
@@ -86,13 +100,11 @@ def facts_table(checks) -> Table:
             ) if part
         ) or "—"
         temps = (f.get("temperatures_c") or {}).values()
-        ort = f.get("onnxruntime_version") or "[red]missing[/red]"
-        providers = ", ".join(p.replace("ExecutionProvider", "") for p in f.get("onnxruntime_providers") or [])
         table.add_row(
             escape(check.board), escape(str(f.get("arch"))), escape(str(f.get("cpu_model"))),
             f"{f.get('cpu_cores_available')}/{f.get('cpu_cores')}", _gib(f.get("mem_total_bytes")),
             escape(f"{f.get('os')} / {f.get('kernel')}"), escape(str(f.get("python_version"))),
-            f"{ort} ({escape(providers)})" if providers else ort, escape(limit_text),
+            runtimes_text(f), escape(limit_text),
             f"{max(temps):.0f}" if temps else "—", _gib(f.get("disk_free_bytes")),
         )
     return table

@@ -42,6 +42,13 @@ def test_facts_describe_the_board():
     assert "CPUExecutionProvider" in facts["onnxruntime_providers"]
     assert facts["mem_total_bytes"] > 0 and facts["cpu_cores"] >= 1
     assert facts["python_version"] == platform.python_version()
+    try:
+        import openvino
+    except ImportError:
+        return
+    core = openvino.Core()  # the precision OpenVINO will pick for float32 models, per device
+    assert facts["openvino_precision"] == {
+        d: core.get_property(d, "INFERENCE_PRECISION_HINT").get_type_name() for d in core.available_devices}
 
 
 def test_bench_measures_at_least_n_runs_and_s_seconds(digits_model):

@@ -75,3 +75,14 @@ def test_provider_options_must_be_an_object_of_objects():
                            ('{"CUDA": "device_id=0"}', "object of objects")]:
         with pytest.raises(ValueError, match=fragment):
             parse_provider_options(text)
+
+
+def test_inventory_check_names_every_runtime_with_its_devices_and_precision():
+    from orchestrator.cli.inventory_cmd import runtimes_text
+
+    facts = {"onnxruntime_version": "1.32.0", "onnxruntime_providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+             "openvino_version": "2026.4.1-22982-e213a147257", "openvino_devices": ["CPU", "GPU"],
+             "openvino_precision": {"CPU": "bf16", "GPU": None}}
+    assert runtimes_text(facts) == "onnxruntime 1.32.0 (CUDA, CPU); openvino 2026.4.1 (CPU bf16, GPU)"
+    assert runtimes_text({"openvino_version": "2026.4.1", "openvino_devices": ["CPU"]}) == "openvino 2026.4.1 (CPU)"
+    assert runtimes_text({}) == "[red]none[/red]"
