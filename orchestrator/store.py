@@ -40,6 +40,8 @@ import math
 import os
 import re
 import secrets
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
@@ -907,9 +909,20 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
     """
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Switching a new database to WAL needs an exclusive lock, and SQLite answers "database is
+    # locked" at once (no busy handler: it could deadlock) while another process does the same;
+    # retry for as long as busy_timeout would have waited.
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+    cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
