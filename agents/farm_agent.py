@@ -684,6 +684,7 @@ def worker_main(config):
         peak_rss_load_bytes=peak_rss_load_bytes,
         peak_rss_inference_bytes=peak_rss_inference_bytes,
         peak_rss_reset_supported=peak.reset_supported,
+        worker_pid=os.getpid(),
         inputs=[{"name": name, "shape": list(value.shape), "dtype": str(value.dtype)} for name, value in feeds.items()],
     )
     result.update(runtime.describe())

@@ -25,8 +25,11 @@ What the statistics cannot see: they treat the samples of a run as
 independent draws. Drift *between* runs (a shared 2-core CI machine drifts
 5-15 % between back-to-back runs) is not in the samples of either run, so no
 test on them can detect it. The guards against it are the minimum effect size
-(``min_effect_pct``, default 5 %) and measuring A and B interleaved in one
-session (A B A B ...), which keeps A/A pairs within ~3 % on that machine.
+(``min_effect_pct``, default 5 %), measuring A and B interleaved in one
+session (A B A B ...), which keeps A/A pairs within ~3 % on that machine, and
+measuring each cell in several fresh processes (``farm bench --repeats N``):
+then :func:`compare_process_medians` tests the process medians, which carry
+the between-process drift, instead of the pooled samples.
 """
 from __future__ import annotations
 
@@ -42,12 +45,15 @@ __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_MIN_EFFECT_PCT",
     "MEDIAN_CI_LEVEL",
+    "MIN_PROCESSES_TO_TEST",
     "MIN_SAMPLES_TO_TEST",
     "NOISY_CV",
     "VERDICTS",
     "Comparison",
     "LatencySummary",
     "Verdict",
+    "compare_latency",
+    "compare_process_medians",
     "compare_samples",
     "compare_values",
     "median_confidence_interval",
@@ -82,6 +88,11 @@ DEFAULT_ALPHA = 0.01
 #: at [min, max] (coverage 1 - 2**(1-n), 94 % at n = 5 and less below), and
 #: the rank test has almost no power.
 MIN_SAMPLES_TO_TEST = 5
+
+#: Fewer fresh worker processes than this on either side gives "inconclusive" in
+#: compare_process_medians: two process medians say nothing of their spread, three
+#: barely do (the t quantile at 2-4 degrees of freedom makes the interval wide).
+MIN_PROCESSES_TO_TEST = 3
 
 Verdict = Literal["improved", "unchanged", "regressed", "inconclusive"]
 VERDICTS: tuple[str, ...] = ("improved", "unchanged", "regressed", "inconclusive")
@@ -357,18 +368,82 @@ def compare_samples(
     ci = (ci_low, ci_high)
     where = f"median {change_pct:+.1f}% (95% CI {ci_low:+.1f}% to {ci_high:+.1f}%), p={p_value:.2g}"
 
+    verdict, why = _verdict(change_pct, p_value, ci, m, alpha, "the rank test")
+    return result(verdict, f"{where}: {why}", ci)
+
+
+def _verdict(change_pct: float, p_value: float, ci: tuple[float, float], m: float, alpha: float,
+             test: str) -> tuple[Verdict, str]:
+    """The verdict rules 2-4 of compare_samples, shared by compare_process_medians."""
+    ci_low, ci_high = ci
     significant = p_value < alpha
     if significant and ci_low >= m:
-        return result("regressed", f"{where}: slower by at least {m:g}%", ci)
+        return "regressed", f"slower by at least {m:g}%"
     if significant and ci_high <= -m:
-        return result("improved", f"{where}: faster by at least {m:g}%", ci)
+        return "improved", f"faster by at least {m:g}%"
     if -m < ci_low and ci_high < m:
-        return result("unchanged", f"{where}: any change is smaller than {m:g}%", ci)
+        return "unchanged", f"any change is smaller than {m:g}%"
     if not significant and abs(change_pct) >= m:
-        why = f"medians differ by >= {m:g}% but the rank test is not significant at {alpha:g}"
+        return "inconclusive", f"medians differ by >= {m:g}% but {test} is not significant at {alpha:g}"
+    return "inconclusive", f"too noisy to tell: the CI straddles {'+' if change_pct >= 0 else '-'}{m:g}%"
+
+
+def compare_process_medians(
+    base_p50_ms: Sequence[float],
+    new_p50_ms: Sequence[float],
+    *,
+    min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
+    alpha: float = DEFAULT_ALPHA,
+) -> Comparison:
+    """Compare runs measured in several fresh worker processes each (`--repeats`), pyperf-style.
+
+    The unit of evidence is one process's median latency (ms), not one inference: a fresh
+    process lands on other memory, caches and cores, and on a shared machine its median moves
+    5-15 % from the last one's, a drift no test on one process's samples can see (they would
+    call such an A/A pair a regression). The effect is the ratio of the geometric means of the
+    process medians; its 95 % CI and the p-value come from Welch's t-test on their logs
+    (Welch-Satterthwaite degrees of freedom), so the between-process spread widens the
+    interval exactly as much as it should. The verdict rules are compare_samples' (2-4);
+    fewer than MIN_PROCESSES_TO_TEST processes on either side -> "inconclusive".
+    `base_runs` / `new_runs` of the result count processes.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"compare_process_medians: alpha must be in (0, 1), got {alpha!r}")
+    if not (math.isfinite(min_effect_pct) and min_effect_pct > 0.0):
+        raise ValueError(f"compare_process_medians: min_effect_pct must be > 0, got {min_effect_pct!r}")
+    base = np.log(_as_latencies(base_p50_ms, "compare_process_medians(base)"))
+    new = np.log(_as_latencies(new_p50_ms, "compare_process_medians(new)"))
+    m = float(min_effect_pct)
+    log_ratio = float(new.mean() - base.mean())
+    change_pct = 100.0 * math.expm1(log_ratio)
+
+    def result(verdict: Verdict, reason: str, p_value: float, ci: tuple[float, float] | None) -> Comparison:
+        return Comparison(
+            base_p50_ms=float(math.exp(base.mean())), new_p50_ms=float(math.exp(new.mean())),
+            change_pct=change_pct, p_value=p_value, verdict=verdict, base_runs=int(base.size),
+            new_runs=int(new.size), change_ci_low_pct=None if ci is None else ci[0],
+            change_ci_high_pct=None if ci is None else ci[1], min_effect_pct=m, alpha=float(alpha), reason=reason,
+        )
+
+    if base.size < MIN_PROCESSES_TO_TEST or new.size < MIN_PROCESSES_TO_TEST:
+        return result("inconclusive", f"too few processes to test ({base.size} vs {new.size}; need >= "
+                      f"{MIN_PROCESSES_TO_TEST} each: --repeats {MIN_PROCESSES_TO_TEST})", 1.0, None)
+    from scipy import stats  # imported here: ~1 s, only comparisons need it
+
+    var_base, var_new = base.var(ddof=1) / base.size, new.var(ddof=1) / new.size
+    se = math.sqrt(var_base + var_new)
+    if se == 0.0:  # every process gave the same median on both sides: the change is exact
+        p_value = 0.0 if log_ratio != 0.0 else 1.0
+        half = 0.0
     else:
-        why = f"too noisy to tell: the CI straddles {'+' if change_pct >= 0 else '-'}{m:g}%"
-    return result("inconclusive", f"{where}: {why}", ci)
+        df = (var_base + var_new) ** 2 / (var_base ** 2 / (base.size - 1) + var_new ** 2 / (new.size - 1))
+        p_value = float(2.0 * stats.t.sf(abs(log_ratio) / se, df))
+        half = float(stats.t.ppf((1.0 + MEDIAN_CI_LEVEL) / 2.0, df)) * se
+    ci = (100.0 * math.expm1(log_ratio - half), 100.0 * math.expm1(log_ratio + half))
+    where = (f"geometric mean of {new.size} vs {base.size} process medians {change_pct:+.1f}% "
+             f"(95% CI {ci[0]:+.1f}% to {ci[1]:+.1f}%), p={p_value:.2g}")
+    verdict, why = _verdict(change_pct, p_value, ci, m, alpha, "Welch's t-test")
+    return result(verdict, f"{where}: {why}", p_value, ci)
 
 
 def compare_values(
@@ -405,3 +480,20 @@ def compare_values(
     if change_pct <= -min_effect_pct:
         return change_pct, "improved"
     return change_pct, "unchanged"
+
+
+def compare_latency(
+    base_ms: Sequence[float],
+    new_ms: Sequence[float],
+    base_process_p50_ms: Sequence[float] = (),
+    new_process_p50_ms: Sequence[float] = (),
+    *,
+    min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
+    alpha: float = DEFAULT_ALPHA,
+) -> Comparison:
+    """The latency comparison of one cell: of the process medians when both sides were measured
+    in several fresh processes (`--repeats`), else of the raw samples."""
+    if len(base_process_p50_ms) > 1 and len(new_process_p50_ms) > 1:
+        return compare_process_medians(base_process_p50_ms, new_process_p50_ms, min_effect_pct=min_effect_pct,
+                                       alpha=alpha)
+    return compare_samples(base_ms, new_ms, min_effect_pct=min_effect_pct, alpha=alpha)

@@ -6,7 +6,9 @@ name change between runs (a different `model_sha256`), the cells still match and
 
 Per cell, both figures are tested with orchestrator.analysis:
 * latency: `compare_samples` on the raw per-inference samples (a Mann-Whitney test AND a
-  minimum effect on the medians, with a confidence interval);
+  minimum effect on the medians, with a confidence interval); when both runs measured the cell
+  in several fresh processes (`--repeats`), `compare_process_medians` on the processes' medians
+  instead, so the drift between processes is in the test (`analysis.compare_latency` picks);
 * peak memory (`peak_rss_bytes`, a single number per result): `compare_values`.
 
 The cell's verdict, first match wins:
@@ -24,7 +26,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Sequence
 
-from orchestrator.analysis import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT, Comparison, compare_samples, compare_values
+from orchestrator.analysis import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT, Comparison, compare_latency, compare_values
+from orchestrator.repeats import process_p50s
 from orchestrator.store import Store
 
 __all__ = ["CELL_VERDICTS", "CellComparison", "CellVerdict", "RunComparison", "compare_runs"]
@@ -192,7 +195,8 @@ def _compare_cell(
     new_samples = samples.get(new["result_id"]) or []
     latency: Comparison | None = None
     if base_samples and new_samples:
-        latency = compare_samples(base_samples, new_samples, min_effect_pct=min_effect_pct, alpha=alpha)
+        latency = compare_latency(base_samples, new_samples, process_p50s(base), process_p50s(new),
+                                  min_effect_pct=min_effect_pct, alpha=alpha)
         latency_verdict, latency_reason = latency.verdict, f"latency {latency.reason}"
     else:
         latency_verdict = "inconclusive"

@@ -23,6 +23,7 @@ from orchestrator.boards import Board
 from orchestrator.errors import AgentError, FarmError, TransportError
 from orchestrator.lease import BoardLease, LeaseHolder, describe_lease
 from orchestrator.plan import Job, ModelFiles
+from orchestrator.repeats import merge_process_results, process_summary
 from orchestrator.store import Store
 from orchestrator.transport import Transport, open_transport
 
@@ -80,6 +81,7 @@ class BenchSettings:
     lease_wait_s: float = 60.0  # how long to wait for a board another controller holds
     workdir_max_bytes: int = 2 << 30  # staged files kept on a board (LRU beyond this)
     workdir_max_age_days: float = 14.0  # staged files not used by this run and older than this go
+    repeats: int = 1  # fresh worker processes per cell, in rounds across the board's cells (pyperf-style)
     retries: int = 2  # connection-level failures only (never a failed measurement)
     retry_backoff_s: float = 1.0  # doubled after each retry
     load_timeout_s: float = 300.0
@@ -90,6 +92,8 @@ class BenchSettings:
         for key in ("max_seconds", "load_timeout_s", "cooldown_max_s", "lease_ttl_s", "lease_wait_s", "retries",
                     "retry_backoff_s", "workdir_max_bytes", "workdir_max_age_days"):
             measured.pop(key)
+        if measured["repeats"] == 1:
+            measured.pop("repeats")  # one process, as before --repeats existed: stored hashes stay valid
         text = json.dumps(measured, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -336,16 +340,7 @@ class BenchRunner:
             self.on_event("board_ready", {"board": board.name, "facts": facts})
             self._clean_workdir(client, jobs)
             try:
-                accuracy = BoardAccuracy(client, self.settings, board)
-                for index, job in enumerate(jobs):
-                    if self._cancel.is_set():
-                        break
-                    if lease.lost.is_set():  # another controller took the board: measure nothing more
-                        lost = AgentError(f"{board.name}: our lease on the board was taken over "
-                                          "(renewals failed for a whole --lease-ttl)", kind="busy")
-                        outcomes.extend(self._fail_all(run_id, board, jobs[index:], lost, facts))
-                        break
-                    outcomes.append(self._run_job(run_id, board, client, facts, job, accuracy))
+                outcomes.extend(self._run_rounds(run_id, board, client, facts, jobs, lease))
             finally:
                 lease.release()
         finally:
@@ -354,12 +349,41 @@ class BenchRunner:
                 self._transports.pop(board.name, None)
         return outcomes
 
+    def _run_rounds(self, run_id: str, board: Board, client: AgentClient, facts: dict, jobs: Sequence[Job],
+                    lease: BoardLease) -> list[JobOutcome]:
+        """Every job of the board, `repeats` rounds of one fresh worker process each (A B A B ...);
+        a job's result is stored after its last round, a failure as soon as it happens."""
+        accuracy = BoardAccuracy(client, self.settings, board)
+        outcomes: list[JobOutcome] = []
+        measured: dict[int, list[tuple[dict[str, Any], int]]] = {index: [] for index in range(len(jobs))}
+        ended: set[int] = set()
+        for _ in range(self.settings.repeats):
+            for index, job in enumerate(jobs):
+                if index in ended:
+                    continue
+                if self._cancel.is_set():
+                    return outcomes
+                if lease.lost.is_set():  # another controller took the board: measure nothing more
+                    lost = AgentError(f"{board.name}: our lease on the board was taken over "
+                                      "(renewals failed for a whole --lease-ttl)", kind="busy")
+                    rest = [j for i, j in enumerate(jobs) if i not in ended]
+                    return outcomes + self._fail_all(run_id, board, rest, lost, facts)
+                outcome = self._run_job(run_id, board, client, facts, job, accuracy, measured[index])
+                if outcome is not None:
+                    outcomes.append(outcome)
+                    ended.add(index)
+        return outcomes
+
     def _run_job(
-        self, run_id: str, board: Board, client: AgentClient, facts: dict, job: Job, accuracy: "BoardAccuracy"
-    ) -> JobOutcome:
+        self, run_id: str, board: Board, client: AgentClient, facts: dict, job: Job, accuracy: "BoardAccuracy",
+        measured: list[tuple[dict[str, Any], int]],
+    ) -> JobOutcome | None:
+        """One round of a job: one fresh worker process. Returns the stored outcome when the job
+        ended (its last round measured, or a failure), None while rounds remain (`measured` grows)."""
         if job.build_error is not None:
             return self._store_failure(run_id, board, job, "variant-error", job.build_error, facts)
-        info = {"board": board.name, "model": job.model.name, "variant": job.variant}
+        info = {"board": board.name, "model": job.model.name, "variant": job.variant,
+                "round": len(measured) + 1, "rounds": self.settings.repeats}
         self.on_event("job_started", info)
 
         def attempt():
@@ -383,8 +407,12 @@ class BenchRunner:
         message = reply.first("result")
         if message is None or not isinstance(message.get("result"), dict):
             return self._store_failure(run_id, board, job, "agent-error", "agent sent no result", facts)
+        measured.append((message["result"], bytes_sent))
+        if len(measured) < self.settings.repeats:
+            return None
         try:
-            row, latency_ms, timeseries = result_row(message["result"], job, facts, bytes_sent)
+            merged = merge_process_results([result for result, _ in measured])
+            row, latency_ms, timeseries = result_row(merged, job, facts, sum(sent for _, sent in measured))
         except (KeyError, TypeError, ValueError) as exc:
             return self._store_failure(run_id, board, job, "agent-error", f"malformed bench result: {exc}", facts)
         row.update(board=board.name, settings_hash=self.settings.settings_hash())
@@ -541,6 +569,7 @@ def result_row(
 ) -> tuple[dict[str, Any], list[float], list[dict[str, Any]]]:
     """Turn the agent's bench result into a store row, the raw latencies and the time series."""
     latency_ms = [float(x) for x in result["latency_ms"]]
+    processes = result.get("processes") or [process_summary(result)]
     summary = summarize_latency(latency_ms)
     stats = summary.as_dict()
     timeseries = list(result.get("samples") or [])
@@ -554,6 +583,8 @@ def result_row(
         latency_ms_median_ci_high=stats["median_ci_high_ms"],
         noisy=stats["noisy"],
         truncated=bool(result.get("truncated")),
+        processes=len(processes),
+        latency_ms_process_p50=[p["latency_ms_p50"] for p in processes],
     )
     details = {
         "export": export,
@@ -569,6 +600,7 @@ def result_row(
         "peak_rss_reset_supported": result.get("peak_rss_reset_supported"),
         "bytes_sent": bytes_sent,
         "model_path": str(job.model.path),
+        "processes": processes,
     }
     row = {
         "model": job.model.name,

@@ -15,6 +15,7 @@
       runs: 200
       min_seconds: 5
       warmup: 20
+      repeats: 5                           # fresh worker processes per cell (gating on noisy boards)
       threads: 4
       sample_interval_s: 0.1
       cooldown_s: 10
@@ -137,6 +138,7 @@ class SuiteSettings(_Strict):
     min_seconds: float | None = Field(default=None, ge=0)
     max_seconds: float | None = Field(default=None, gt=0)
     warmup: int | None = Field(default=None, ge=0)
+    repeats: int | None = Field(default=None, ge=1)
     threads: int | None = Field(default=None, ge=0)
     sample_interval_s: float | None = Field(default=None, ge=0)
     cooldown_s: float | None = Field(default=None, ge=0)

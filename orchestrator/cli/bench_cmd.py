@@ -19,6 +19,7 @@ def bench(
     min_seconds: float = typer.Option(1.0, "--min-seconds", min=0.0, help="...and at least this many seconds."),
     max_seconds: float = typer.Option(300.0, "--max-seconds", min=0.1, help="Stop measuring after this long even if --runs is not reached (marked truncated)."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Unmeasured runs after the first inference."),
+    repeats: int = typer.Option(1, "--repeats", min=1, help="Measure each cell in this many fresh worker processes, in rounds across a board's cells; comparisons then test the process medians (use 3 or more for gating on a noisy machine)."),
     threads: int = typer.Option(0, "--threads", "-t", min=0, help="Intra-op threads on the board (0: the runtime's default)."),
     shape: Optional[List[str]] = typer.Option(None, "--shape", help="Input shape for dynamic dims, NAME=1x3x224x224 (repeatable)."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="onnxruntime or openvino (default: the board's inventory runtime, else onnxruntime)."),
@@ -61,7 +62,7 @@ def bench(
     if 0 < sample_interval < 0.01:
         raise typer.BadParameter("use 0 (off) or at least 0.01 s", param_hint="--sample-interval")
     settings = BenchSettings(
-        runs=runs, min_seconds=min_seconds, max_seconds=max_seconds, warmup=warmup, threads=threads,
+        runs=runs, min_seconds=min_seconds, max_seconds=max_seconds, warmup=warmup, repeats=repeats, threads=threads,
         sample_interval_s=sample_interval, cooldown_s=cooldown, cooldown_below_c=cooldown_below,
         shapes=tuple(shape or ()), cpu_arena=cpu_arena, runtime=runtime,
         providers=tuple(p.strip() for p in (providers or "").split(",") if p.strip()),

@@ -1,16 +1,17 @@
 """Comparison mode: a run against a baseline run, cell by cell (board × model × variant).
 
-Latency uses `analysis.compare_samples` on the raw samples of both runs (rank test AND a
-minimum effect on the medians); peak memory uses `analysis.compare_values` (one number per
-run, no test). The verdicts are the analysis module's, so the report, CI gating and
-`farm compare` agree on what "regressed" means.
+Latency uses `analysis.compare_latency`: the raw samples of both runs (rank test AND a
+minimum effect on the medians), or the process medians when both measured with --repeats; peak
+memory uses `analysis.compare_values` (one number per run, no test). The verdicts are the
+analysis module's, so the report, CI gating and `farm compare` agree on what "regressed" means.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
-from orchestrator.analysis import VERDICTS, Comparison, compare_samples, compare_values
+from orchestrator.analysis import VERDICTS, Comparison, compare_latency, compare_values
+from orchestrator.repeats import process_p50s
 from orchestrator.report.overview import (
     METRIC_BY_KEY,
     Change,
@@ -160,7 +161,7 @@ def _compare_cell(
     base_samples = list(latencies_ms(int(base["result_id"])))
     new_samples = list(latencies_ms(int(new["result_id"])))
     try:
-        cell.latency = compare_samples(base_samples, new_samples)
+        cell.latency = compare_latency(base_samples, new_samples, process_p50s(base), process_p50s(new))
     except ValueError as exc:
         cell.latency_note = f"no verdict: {exc}"
     cell.memory_base_bytes = base.get("peak_rss_bytes")

@@ -44,6 +44,7 @@ class Cell:
     fail_message: str = ""
     accuracy_error: str | None = None
     throttled: bool = False
+    processes: int = 1  # fresh worker processes (--repeats): their medians go into the export
 
 
 def board_facts(board: str, index: int, thermal: bool) -> dict[str, Any]:
@@ -125,6 +126,8 @@ def add_result(store: Store, run_id: str, cell: Cell, *, board_index: int, sampl
         "latency_ms_cv": stats["cv"], "latency_ms_median_ci_low": stats["median_ci_low_ms"],
         "latency_ms_median_ci_high": stats["median_ci_high_ms"], "noisy": stats["noisy"], "truncated": False,
         "model_gzip_bytes": int(size * 0.9), "sparsity": 0.5 if cell.variant.startswith("prune") else 0.0,
+        "processes": cell.processes,
+        "latency_ms_process_p50": [float(np.median(chunk)) for chunk in np.array_split(latencies, cell.processes)],
     }
     if base_acc is not None:
         if cell.accuracy_error:

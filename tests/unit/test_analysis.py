@@ -442,3 +442,65 @@ def test_compare_values_rejects_bad_threshold(kwargs: dict) -> None:
 def test_compare_values_rejects_infinite_values() -> None:
     with pytest.raises(ValueError):
         compare_values(1.0, float("inf"), min_effect_pct=5.0)
+
+
+# --- several fresh processes per cell (--repeats) ------------------------------------------
+
+def _processes(rng: np.random.Generator, count: int, *, drift: float = 0.10, shift: float = 1.0,
+               runs: int = 100) -> tuple[np.ndarray, list[float]]:
+    """`count` processes whose medians scatter by `drift` (lognormal sigma) around 5 ms × shift,
+    each with `runs` tight samples: what a fresh worker per process looks like on a shared VM."""
+    per_process = [5.0 * shift * math.exp(rng.normal(0, drift)) * np.exp(rng.normal(0, 0.02, runs))
+                   for _ in range(count)]
+    return np.concatenate(per_process), [float(np.median(p)) for p in per_process]
+
+
+def test_process_medians_keep_between_process_drift_out_of_false_alarms() -> None:
+    rng = np.random.default_rng(11)
+    pooled_alarms = process_alarms = 0
+    for _ in range(50):
+        (base, base_p50), (new, new_p50) = _processes(rng, 5), _processes(rng, 5)
+        pooled_alarms += compare_samples(base, new).verdict in ("regressed", "improved")
+        process_alarms += analysis.compare_process_medians(base_p50, new_p50).verdict in ("regressed", "improved")
+    assert pooled_alarms >= 10, "the pooled samples cannot see the drift: many A/A pairs look changed"
+    assert process_alarms <= 1
+
+
+def test_process_medians_still_find_a_large_regression() -> None:
+    rng = np.random.default_rng(12)
+    found = sum(
+        analysis.compare_process_medians(_processes(rng, 5)[1], _processes(rng, 5, shift=1.3)[1]).verdict == "regressed"
+        for _ in range(50)
+    )
+    assert found >= 30
+
+
+def test_process_comparison_needs_three_processes_a_side_and_says_so() -> None:
+    result = analysis.compare_process_medians([5.0, 5.1], [7.0, 7.2, 7.1])
+    assert result.verdict == "inconclusive" and "--repeats 3" in result.reason
+    assert result.base_runs == 2 and result.new_runs == 3
+
+
+def test_process_comparison_of_exact_medians_is_exact() -> None:
+    same = analysis.compare_process_medians([5.0] * 3, [5.0] * 3)
+    assert same.verdict == "unchanged" and same.change_ci_low_pct == same.change_ci_high_pct == 0.0
+    slower = analysis.compare_process_medians([5.0] * 3, [6.0] * 3)
+    assert slower.verdict == "regressed" and slower.change_pct == pytest.approx(20.0)
+
+
+def test_process_comparison_ci_is_welchs_interval_on_log_medians() -> None:
+    base, new = [4.8, 5.0, 5.3, 5.1], [5.9, 6.3, 6.0, 6.6, 6.1]
+    result = analysis.compare_process_medians(base, new)
+    welch = stats.ttest_ind(np.log(new), np.log(base), equal_var=False)
+    assert result.p_value == pytest.approx(welch.pvalue)
+    low, high = welch.confidence_interval(0.95)
+    assert result.change_ci_low_pct == pytest.approx(100 * math.expm1(low))
+    assert result.change_ci_high_pct == pytest.approx(100 * math.expm1(high))
+
+
+def test_compare_latency_tests_processes_only_when_both_sides_have_several() -> None:
+    rng = np.random.default_rng(13)
+    (base, base_p50), (new, new_p50) = _processes(rng, 4), _processes(rng, 4)
+    assert analysis.compare_latency(base, new, base_p50, new_p50).base_runs == 4  # processes
+    assert analysis.compare_latency(base, new, base_p50, new_p50[:1]).base_runs == base.size  # samples
+    assert analysis.compare_latency(base, new).base_runs == base.size

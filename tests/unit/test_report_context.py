@@ -161,6 +161,17 @@ def test_accuracy_columns_say_not_measured_without_accuracy(store):
     assert "accuracy not measured" in html  # the trade-off chart falls back to size vs p50
 
 
+def test_report_comparison_tests_process_medians_when_both_runs_repeated(store):
+    cells = [Cell("rpi4", "mobilenetv2", "fp32", processes=4)]
+    base = add_run(store, cells, samples_per_result=200, seed=1)
+    new = add_run(store, cells, samples_per_result=200, seed=2)
+    (cell,) = build_context(store, new, base)["comparison"].cells
+    assert cell.latency.base_runs == 4 and cell.latency.new_runs == 4  # processes, not samples
+    once = add_run(store, [Cell("rpi4", "mobilenetv2", "fp32")], samples_per_result=200, seed=3)
+    (cell,) = build_context(store, once, base)["comparison"].cells
+    assert cell.latency.new_runs == 200  # one side measured once: the samples are compared
+
+
 def test_fp32_can_be_the_fastest_variant(store):
     # fp16 runs no faster on a CPU: the reference itself is often the pick for latency
     run = add_run(store, [Cell("rpi4", "mobilenetv2", "fp32"), Cell("rpi4", "mobilenetv2", "fp16", slowdown=3.0)],

@@ -78,11 +78,12 @@ def test_a_suite_sets_the_runtime_and_its_providers(suite_dir):
           provider_options: {CPU: {INFERENCE_PRECISION_HINT: f32}}
           strict: true
           cpu_arena: false
+          repeats: 5
         """))
     settings = suite.bench_settings()
     assert settings.runtime == "openvino" and settings.providers == ("GPU", "CPU")
     assert json.loads(settings.provider_options) == {"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
-    assert settings.strict is True and settings.cpu_arena is False
+    assert settings.strict is True and settings.cpu_arena is False and settings.repeats == 5
     assert suite.variants == ["fp32", "openvino-ir"]
 
 

@@ -1,0 +1,72 @@
+"""One cell measured in several fresh worker processes (`--repeats N`): merging their results.
+
+Why several processes (pyperf's lesson): a fresh process lands on other memory, caches and
+cores; on a shared machine its median moves 5-15 % from the previous process's, a drift that
+no statistic on one process's samples can see. The runner measures every cell of a board once
+per round, N rounds (A B C A B C ...: drift hits all cells alike), and merges each cell's N
+bench results here into the one result the store keeps. The per-process figures stay in
+`processes`, and comparisons of such runs test the process medians
+(analysis.compare_process_medians).
+"""
+from __future__ import annotations
+
+import statistics
+from typing import Any, Mapping, Sequence
+
+# The export field with each process's median latency (ms), what comparisons test.
+PROCESS_P50_FIELD = "latency_ms_process_p50"
+# Per-process figures kept in the merged result's `processes` list.
+PROCESS_FIELDS = ("load_ms", "first_inference_ms", "peak_rss_bytes", "worker_pid", "truncated")
+
+
+def process_summary(result: dict[str, Any]) -> dict[str, Any]:
+    latency_ms = [float(x) for x in result["latency_ms"]]
+    return {"runs": len(latency_ms), "latency_ms_p50": statistics.median(latency_ms),
+            **{field: result.get(field) for field in PROCESS_FIELDS}}
+
+
+def _largest(values: Sequence[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def merge_process_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The agent's bench results of one cell, one per process, as one bench result.
+
+    Latencies are concatenated in process order; load and first-inference times are the median
+    over processes; peaks (memory, temperature) the largest; flags (truncated, freq_drop,
+    throttled) set when any process set them; CPU % the mean. The time series and phase marks
+    are the first process's (the others' are alike and would only repeat the chart). Runtime
+    facts are the first process's: every process ran the same runtime on the same board.
+    A single result is returned as it is, with its one-entry `processes`.
+    """
+    if not results:
+        raise ValueError("merge_process_results: no results")
+    first = results[0]
+    merged = dict(first)
+    merged["processes"] = [process_summary(r) for r in results]
+    if len(results) == 1:
+        return merged
+    merged["latency_ms"] = [x for r in results for x in r["latency_ms"]]
+    for field in ("load_ms", "first_inference_ms"):
+        merged[field] = statistics.median(float(r[field]) for r in results)
+    for field in ("peak_rss_bytes", "peak_rss_load_bytes", "peak_rss_inference_bytes", "rss_steady_bytes",
+                  "temp_c_max"):
+        merged[field] = _largest([r.get(field) for r in results])
+    for field in ("truncated", "freq_drop", "throttled"):
+        merged[field] = any(bool(r.get(field)) for r in results)
+    cpu = [r["cpu_percent_mean"] for r in results if r.get("cpu_percent_mean") is not None]
+    merged["cpu_percent_mean"] = round(sum(cpu) / len(cpu), 1) if cpu else None
+    merged["measure_s"] = sum(float(r.get("measure_s") or 0.0) for r in results)
+    return merged
+
+
+def process_p50s(record: Mapping[str, Any]) -> list[float]:
+    """The median latency (ms) of each fresh worker process a stored result was measured in: from
+    a flat export record or a result with details. One entry for one process; none for results
+    stored before --repeats existed."""
+    values = record.get(PROCESS_P50_FIELD)
+    if values is None:
+        export = (record.get("details") or {}).get("export") or {}
+        values = export.get(PROCESS_P50_FIELD)
+    return [float(v) for v in values or [] if v is not None]
