@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from measurement_truth import matmul_chain  # noqa: E402
+from results_md import record_section  # noqa: E402
 
 from orchestrator.analysis import compare_latency  # noqa: E402
 from orchestrator.bench import BenchRequest, run_bench  # noqa: E402
@@ -113,21 +113,6 @@ def section(found: dict[int, dict[str, list]], rounds: int, processes: int, dura
     return "\n".join(lines) + "\n"
 
 
-def record(path: Path, text: str) -> None:
-    """Replace (or append) the `## repeats` section of RESULTS.md, keeping every other section."""
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^## {SECTION}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    found = pattern.search(current)
-    if found:
-        tail = current[found.end():]
-        updated = current[:found.start()] + text + ("\n" if tail else "") + tail
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(updated)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
@@ -139,7 +124,7 @@ def main() -> None:
     text = section(found, args.rounds, args.processes, time.monotonic() - started)
     print(text)
     if args.record:
-        record(args.record, text)
+        record_section(args.record, SECTION, text)
         print(f"updated the ## {SECTION} section of {args.record}")
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import platform
 import re
 import shutil
@@ -36,6 +35,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from results_md import record_section  # noqa: E402
 
 from orchestrator.bench import BenchRequest, run_bench  # noqa: E402
 from orchestrator.models import DEMO_DIR  # noqa: E402
@@ -250,25 +252,6 @@ def section(rows: list[dict], prov_times: dict | None, rounds: int, runs: int, m
     return "\n".join(lines) + "\n"
 
 
-def record(path: Path, text: str) -> None:
-    """Replace (or append) the `## runtimes` section of RESULTS.md, keeping every other section."""
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^## {SECTION}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    found = pattern.search(current)
-    if found:
-        # The "### arm64" part comes from tests/slow/test_arm64.py (printed with -s), not from
-        # this script: keep it as it is.
-        old = found.group(0)
-        kept = old[old.index(ARM64_HEADING):].rstrip("\n") + "\n" if ARM64_HEADING in old else ""
-        new = text + ("\n" + kept if kept else "")
-        updated = current[:found.start()] + new + ("\n" if current[found.end():] else "") + current[found.end():]
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(updated)
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -286,7 +269,8 @@ def main() -> None:
     text = section(rows, prov_times, args.rounds, args.runs, args.min_seconds)
     print(text)
     if args.record:
-        record(args.record, text)
+        # The "### arm64" part comes from tests/slow/test_arm64.py (printed with -s): kept as it is.
+        record_section(args.record, SECTION, text, keep_heading=ARM64_HEADING)
         print(f"updated the ## {SECTION} section of {args.record}")
 
 

@@ -280,6 +280,13 @@ def _log_median_se(values: np.ndarray) -> float:
     return (math.log(high) - math.log(low)) / (2.0 * z)
 
 
+def _check_test_settings(caller: str, alpha: float, min_effect_pct: float) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"{caller}: alpha must be in (0, 1), got {alpha!r}")
+    if not (math.isfinite(min_effect_pct) and min_effect_pct > 0.0):
+        raise ValueError(f"{caller}: min_effect_pct must be > 0, got {min_effect_pct!r}")
+
+
 def compare_samples(
     base_ms: Sequence[float],
     new_ms: Sequence[float],
@@ -321,10 +328,7 @@ def compare_samples(
     Raises ValueError on empty or invalid samples, alpha outside (0, 1), or
     min_effect_pct <= 0 (a zero threshold would leave "unchanged" unreachable).
     """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"compare_samples: alpha must be in (0, 1), got {alpha!r}")
-    if not (math.isfinite(min_effect_pct) and min_effect_pct > 0.0):
-        raise ValueError(f"compare_samples: min_effect_pct must be > 0, got {min_effect_pct!r}")
+    _check_test_settings("compare_samples", alpha, min_effect_pct)
     base = _as_latencies(base_ms, "compare_samples(base)")
     new = _as_latencies(new_ms, "compare_samples(new)")
     base_p50 = float(np.median(base))
@@ -407,10 +411,7 @@ def compare_process_medians(
     fewer than MIN_PROCESSES_TO_TEST processes on either side -> "inconclusive".
     `base_runs` / `new_runs` of the result count processes.
     """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"compare_process_medians: alpha must be in (0, 1), got {alpha!r}")
-    if not (math.isfinite(min_effect_pct) and min_effect_pct > 0.0):
-        raise ValueError(f"compare_process_medians: min_effect_pct must be > 0, got {min_effect_pct!r}")
+    _check_test_settings("compare_process_medians", alpha, min_effect_pct)
     base = np.log(_as_latencies(base_p50_ms, "compare_process_medians(base)"))
     new = np.log(_as_latencies(new_p50_ms, "compare_process_medians(new)"))
     m = float(min_effect_pct)
