@@ -126,10 +126,10 @@ def measured_fidelity(
 ) -> dict | None:
     """Fidelity of a variant to the original (onnxruntime) on the synthetic input, or None.
 
-    `open_variant()` loads the variant in `runtime` (the one that reads its format) and returns feeds -> outputs
-    by name. A variant that cannot load, or fails where the original runs, is a VariantBuildError;
-    an original that does not run on the synthetic input only adds a reason to `actions`. A cosine
-    below 0.99 adds a warning to `actions`.
+    `open_variant()` loads the variant in `runtime` (the one that reads its format) and returns
+    feeds -> outputs by name. A variant that cannot load, or fails where the original runs, is a
+    VariantBuildError; an original that does not run on the synthetic input only adds a reason to
+    `actions`. A cosine below 0.99 adds a warning to `actions`.
     """
     # onnxruntime's and OpenVINO's errors are plain Exception subclasses (Fail, InvalidGraph,
     # RuntimeError...), hence the broad catches; each becomes a recorded reason or a VariantBuildError.
