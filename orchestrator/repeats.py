@@ -1,7 +1,7 @@
 """One cell measured in several fresh worker processes (`--repeats N`): merging their results.
 
 Why several processes (pyperf's lesson): a fresh process lands on other memory, caches and
-cores; on a shared machine its median moves 5-15 % from the previous process's, a drift that
+cores; on a shared machine its median moved up to 35 % from the previous process's, a drift that
 no statistic on one process's samples can see. The runner measures every cell of a board once
 per round, N rounds (A B C A B C ...: drift hits all cells alike), and merges each cell's N
 bench results here into the one result the store keeps. The per-process figures stay in

@@ -23,7 +23,7 @@ from orchestrator.boards import Board
 from orchestrator.errors import AgentError, FarmError, TransportError
 from orchestrator.lease import BoardLease, LeaseHolder, describe_lease
 from orchestrator.plan import Job, ModelFiles
-from orchestrator.repeats import merge_process_results, process_summary
+from orchestrator.repeats import PROCESS_P50_FIELD, merge_process_results, process_summary
 from orchestrator.store import Store
 from orchestrator.transport import Transport, open_transport
 
@@ -584,8 +584,8 @@ def result_row(
         noisy=stats["noisy"],
         truncated=bool(result.get("truncated")),
         processes=len(processes),
-        latency_ms_process_p50=[p["latency_ms_p50"] for p in processes],
     )
+    export[PROCESS_P50_FIELD] = [p["latency_ms_p50"] for p in processes]
     details = {
         "export": export,
         "variant": job.variant_details,
