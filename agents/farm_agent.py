@@ -38,7 +38,16 @@ import threading
 import time
 import traceback
 
-PROTOCOL_VERSION = 1
+# farm:common-begin -- the controller replaces this block with agents/farm_common.py itself when
+# it uploads the agent (orchestrator.agent_bundle), so a board receives one file.
+try:
+    from farm_common import (LEASE_FILE, PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, first_line,
+                             openvino_reason, ort_provider_name)
+except ImportError:  # imported as agents.farm_agent (tests, bench scripts)
+    from agents.farm_common import (LEASE_FILE, PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, first_line,
+                                    openvino_reason, ort_provider_name)
+# farm:common-end
+
 AGENT_VERSION = "0.2.0"
 
 # Tests point these at a fake sysfs/procfs tree to simulate a hot, throttling board.
@@ -334,7 +343,7 @@ def runtime_facts(quick=False):
             "openvino_version": installed_version("openvino"),
             "openvino_devices": None,
             "openvino_precision": None,
-            "runtimes": [name for name in ("onnxruntime", "openvino") if installed_version(name)],
+            "runtimes": [name for name in RUNTIME_NAMES if installed_version(name)],
         }
     facts = {"numpy_version": None, "onnxruntime_version": None, "onnxruntime_providers": [],
              "openvino_version": None, "openvino_devices": [], "openvino_precision": {}, "runtimes": []}
@@ -441,19 +450,6 @@ class Runtime(object):
     def describe(self):
         """runtime, runtime_version, provider (what really ran), providers_requested, fallback."""
         raise NotImplementedError
-
-
-# Short provider names users type, and onnxruntime's full names.
-ORT_PROVIDER_ALIASES = {
-    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
-    "openvino": "OpenVINOExecutionProvider", "qnn": "QNNExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
-    "acl": "ACLExecutionProvider", "armnn": "ArmNNExecutionProvider", "rocm": "ROCMExecutionProvider",
-    "coreml": "CoreMLExecutionProvider", "nnapi": "NnapiExecutionProvider", "dml": "DmlExecutionProvider",
-}
-
-
-def ort_provider_name(name):
-    return ORT_PROVIDER_ALIASES.get(name.lower(), name)
 
 
 class OnnxRuntime(Runtime):
@@ -606,14 +602,8 @@ class OpenVINORuntime(Runtime):
         }
 
 
-def openvino_reason(exc):
-    """OpenVINO's message without its C++ source-location lines ("Exception from src/...:84:")."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    meaningful = [line for line in lines if not re.match(r"^(Exception from |Check '.*' failed at )\S+:\d+:?$", line)]
-    return first_line(" ".join(meaningful or lines) or type(exc).__name__)
-
-
 RUNTIMES = {"onnxruntime": OnnxRuntime, "openvino": OpenVINORuntime}
+assert tuple(RUNTIMES) == RUNTIME_NAMES
 
 
 def make_runtime(config):
@@ -747,12 +737,6 @@ def make_inputs(np, specs, shapes):
         else:
             feeds[name] = np.zeros(shape, dtype=dtype)
     return feeds
-
-
-def first_line(exc):
-    """A one-line reason: the message's lines joined (runtimes put the cause on later lines)."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    return (" ".join(lines) if lines else type(exc).__name__)[:500]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1041,9 +1025,6 @@ def outputs_main(args):
 # ---------------------------------------------------------------------------------------------
 # leases: who is using this board, recorded on the board so every controller sees it
 
-LEASE_FILE = "lease.json"
-
-
 def read_lease(workdir):
     """The current lease, or None when there is none or it has expired (board clock)."""
     try:
@@ -1092,9 +1073,6 @@ def lease_main(args):
 # ---------------------------------------------------------------------------------------------
 # the work dir: staged models, datasets and agents accumulate; a size/age policy keeps it small
 
-STAGED_NAME = re.compile(r"^([0-9a-f]{16}\.(onnx|npz)|agent-[0-9a-f]{12}\.py|outputs-[0-9a-f]+\.npz)$")
-
-
 def clean_main(args):
     """Remove interrupted uploads, then staged files not in --keep that are older than the age
     limit, then the oldest others until the staged files fit in --max-bytes.
@@ -1114,7 +1092,7 @@ def clean_main(args):
             continue
         if ".part-" in name or name.endswith(".tmp"):
             staged.append((0.0, name, stat.st_size))  # interrupted uploads go first, whatever their age
-        elif STAGED_NAME.match(name) and name not in keep:
+        elif STAGED_NAME_RE.match(name) and name not in keep:
             staged.append((stat.st_mtime, name, stat.st_size))
     total = sum(size for _, _, size in staged)
     for mtime, name, size in sorted(staged):
@@ -1132,8 +1110,8 @@ def clean_main(args):
 
 
 def add_runtime_options(parser):
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--runtime", default="onnxruntime", help="onnxruntime or openvino")
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--runtime", required=True, choices=RUNTIME_NAMES)
     parser.add_argument("--provider", action="append", help="execution provider / device, in order (repeatable)")
     parser.add_argument("--provider-options", help="JSON {provider: {option: value}}")
     parser.add_argument("--strict", action="store_true", help="fail instead of falling back to another provider")
@@ -1149,17 +1127,19 @@ def build_parser():
     bench = verbs.add_parser("bench")
     bench.add_argument("--model", required=True)
     bench.add_argument("--weights", help="the weights file of a two-file model (OpenVINO IR .bin)")
-    bench.add_argument("--runs", type=int, default=100)
-    bench.add_argument("--min-seconds", type=float, default=1.0)
-    bench.add_argument("--max-seconds", type=float, default=600.0)
-    bench.add_argument("--warmup", type=int, default=10)
+    # No defaults: the controller sends every setting (orchestrator.settings.BenchSettings.bench_args),
+    # so the one definition of each default is the controller's.
+    bench.add_argument("--runs", type=int, required=True)
+    bench.add_argument("--min-seconds", type=float, required=True)
+    bench.add_argument("--max-seconds", type=float, required=True)
+    bench.add_argument("--warmup", type=int, required=True)
     add_runtime_options(bench)
     bench.add_argument("--shape", action="append")
     bench.add_argument("--no-cpu-arena", action="store_true", help="disable onnxruntime's CPU memory arena")
-    bench.add_argument("--sample-interval", type=float, default=1.0)
-    bench.add_argument("--cooldown-s", type=float, default=0.0)
+    bench.add_argument("--sample-interval", type=float, required=True)
+    bench.add_argument("--cooldown-s", type=float, required=True)
     bench.add_argument("--cooldown-below-c", type=float, default=None)
-    bench.add_argument("--cooldown-max-s", type=float, default=60.0)
+    bench.add_argument("--cooldown-max-s", type=float, required=True)
     lease = verbs.add_parser("lease")
     lease.add_argument("action", choices=["acquire", "renew", "release"])
     lease.add_argument("--workdir", default=".")

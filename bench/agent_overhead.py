@@ -26,9 +26,9 @@ from onnx import TensorProto, helper, numpy_helper
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.bench import BenchRequest, run_bench  # noqa: E402
+from orchestrator.request import BenchRequest, run_bench  # noqa: E402
 from orchestrator.models import DEMO_DIR, DEMO_MODELS  # noqa: E402
-from orchestrator.runner import BenchSettings  # noqa: E402
+from orchestrator.settings import BenchSettings  # noqa: E402
 from orchestrator.store import open_store  # noqa: E402
 
 BARE_LOOP = r"""

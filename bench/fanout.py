@@ -71,9 +71,9 @@ sys.path.insert(0, str(REPO))
 
 from orchestrator import lab as lab_mod  # noqa: E402
 from orchestrator.agent_client import file_sha256  # noqa: E402
-from orchestrator.bench import BenchRequest, resolve_boards, run_bench  # noqa: E402
+from orchestrator.request import BenchRequest, resolve_boards, run_bench  # noqa: E402
 from orchestrator.models import DEMO_DIR  # noqa: E402
-from orchestrator.runner import BenchSettings  # noqa: E402
+from orchestrator.settings import BenchSettings  # noqa: E402
 from orchestrator.store import Store, open_store  # noqa: E402
 from orchestrator.transport.ssh import SSHTransport  # noqa: E402
 
@@ -214,9 +214,9 @@ def phases(events: list[tuple[float, str, dict[str, Any]]]) -> dict[str, dict[st
         board = info.get("board")
         if board is None:
             continue
-        name = {"board_connecting": "connecting", "board_ready": "ready", "job_started": "job",
-                "job_staged": "staged", "job_finished": "finished"}.get(kind)
-        if kind == "job_phase" and info.get("phase") == "accuracy":
+        name = {"board_connecting": "connecting", "board_ready": "ready", "cell_started": "job",
+                "cell_staged": "staged", "cell_finished": "finished"}.get(kind)
+        if kind == "cell_phase" and info.get("phase") == "accuracy":
             name = "accuracy"
         if name:
             marks.setdefault(board, {})[name] = t
@@ -313,7 +313,7 @@ def run(state: lab_mod.LabState, store: Store, groups: BoardCpuGroups, rounds: i
     names = [b.name for b in state.boards]
     inventory = state.inventory_path
     print(f"# fan-out: {len(names)} lab boards, {BOARD_CPU_QUOTA_CORES:g} core each ({groups.mode} cpu cgroups), "
-          f"{os.cpu_count()} host cores; {MODEL.name} --runs {SETTINGS.runs} --min-seconds 0 "
+          f"{os.cpu_count()} host cores; {MODEL.name} --runs {SETTINGS.min_runs} --min-seconds 0 "
           f"--warmup {SETTINGS.warmup} --threads 1")
 
     # First run on fresh boards: uploads the agent, the model and the dataset.

@@ -25,8 +25,9 @@ sys.path.insert(0, str(REPO))
 from orchestrator import lab as lab_mod  # noqa: E402
 from orchestrator.boards import Board  # noqa: E402
 from orchestrator.models import DEMO_DIR, load_model_file  # noqa: E402
-from orchestrator.plan import ModelTask, plan_jobs  # noqa: E402
-from orchestrator.runner import BenchRunner, BenchSettings  # noqa: E402
+from orchestrator.plan import ModelTask, plan_cells  # noqa: E402
+from orchestrator.runner import BenchRunner  # noqa: E402
+from orchestrator.settings import BenchSettings  # noqa: E402
 from orchestrator.store import open_store  # noqa: E402
 from tests.integration.tcp_proxy import TcpProxy  # noqa: E402
 
@@ -141,10 +142,10 @@ def run_scenario(lab, scenario: Scenario, tmp: Path, proxies: list[TcpProxy]) ->
         return model_name == bad_model.stem if scenario.faulty_model else board_name == boards[0].name
 
     def on_event(kind, info):
-        if kind in ("job_failed", "job_finished") and is_fault(info.get("board"), info.get("model")):
+        if kind in ("cell_failed", "cell_finished") and is_fault(info.get("board"), info.get("model")):
             detected.setdefault("t", time.monotonic() - started)
 
-    jobs = plan_jobs([ModelTask(load_model_file(m)) for m in models], ["fp32"])
+    jobs = plan_cells([ModelTask(load_model_file(m)) for m in models], ["fp32"])
     outcome = BenchRunner(store, boards, jobs, scenario.settings, on_event=on_event).run()
     faulty = [o for o in outcome.outcomes if is_fault(o.board, o.model)]
     others = [o for o in outcome.outcomes if not is_fault(o.board, o.model)]

@@ -62,9 +62,9 @@ sys.path.insert(0, str(REPO))
 
 from agents.farm_agent import Sampler
 from orchestrator.analysis import compare_samples
-from orchestrator.bench import BenchRequest, run_bench
+from orchestrator.request import BenchRequest, run_bench
 from orchestrator.models import DEMO_DIR, DEMO_MODELS
-from orchestrator.runner import BenchSettings
+from orchestrator.settings import BenchSettings
 from orchestrator.store import Store, open_store
 
 MiB = 1024 * 1024
@@ -217,7 +217,7 @@ def big_weights_model(path: Path, layers: int, size: int = 2048) -> Path:
 def bare_p50_ms(model: Path, settings: BenchSettings) -> float:
     """Median latency (ms) of the independent bare loop, in a fresh process."""
     out = subprocess.run(
-        [sys.executable, "-c", BARE_LOOP, str(model), str(settings.runs), repr(settings.min_seconds), str(settings.warmup)],
+        [sys.executable, "-c", BARE_LOOP, str(model), str(settings.min_runs), repr(settings.min_seconds), str(settings.warmup)],
         capture_output=True, text=True, check=True, timeout=SUBPROCESS_TIMEOUT_S,
     )
     return float(json.loads(out.stdout)["p50_ms"])
@@ -259,7 +259,7 @@ def memory_probe(model: Path, runs: int, warmup: int, threads: int, with_agent_m
 
 def worker_probe(model: Path, settings: BenchSettings) -> dict[str, int]:
     """farm's worker run directly (no agent parent): its own per-phase peaks and the kernel's ru_maxrss."""
-    config = {"model": str(model), "runs": settings.runs, "min_seconds": settings.min_seconds,
+    config = {"model": str(model), "runs": settings.min_runs, "min_seconds": settings.min_seconds,
               "max_seconds": settings.max_seconds, "warmup": settings.warmup, "threads": settings.threads,
               "shapes": {}, "cpu_arena": settings.cpu_arena}
     out = subprocess.run([sys.executable, "-c", WORKER_LAUNCHER, sys.executable, str(AGENT_FILE), "_worker",

@@ -31,9 +31,9 @@ from measurement_truth import matmul_chain  # noqa: E402
 from results_md import record_section  # noqa: E402
 
 from orchestrator.analysis import compare_latency  # noqa: E402
-from orchestrator.bench import BenchRequest, run_bench  # noqa: E402
-from orchestrator.repeats import process_p50s  # noqa: E402
-from orchestrator.runner import BenchSettings  # noqa: E402
+from orchestrator.request import BenchRequest, run_bench  # noqa: E402
+from orchestrator.record import process_p50s  # noqa: E402
+from orchestrator.settings import BenchSettings  # noqa: E402
 from orchestrator.store import open_store  # noqa: E402
 
 SECTION = "repeats"

@@ -39,9 +39,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from results_md import record_section  # noqa: E402
 
-from orchestrator.bench import BenchRequest, run_bench  # noqa: E402
+from orchestrator.request import BenchRequest, run_bench  # noqa: E402
 from orchestrator.models import DEMO_DIR  # noqa: E402
-from orchestrator.runner import BenchSettings  # noqa: E402
+from orchestrator.settings import BenchSettings  # noqa: E402
 
 MODELS = ("digits_mlp", "yolo_timing")
 LAB_DIR = Path("/var/lib/farm-lab-bench-runtimes")

@@ -33,7 +33,8 @@ sys.path.insert(0, str(REPO))
 from orchestrator import results  # noqa: E402
 from orchestrator.compare import compare_runs  # noqa: E402
 from orchestrator.export import export_run, export_run_bytes, parquet_available  # noqa: E402
-from orchestrator.store import NewResult, Store, open_store  # noqa: E402
+from orchestrator.record import ResultRecord
+from orchestrator.store import Store, open_store  # noqa: E402
 
 BOARDS = [f"board-{i:02d}" for i in range(10)]
 VARIANTS = ["fp32", "fp16", "int8-dynamic", "prune-l1:0.5"]
@@ -45,7 +46,7 @@ FACTS = {
 }
 
 
-def make_rows(run_index: int, cells: list[tuple[str, str, str]], n_samples: int, rng) -> list[NewResult]:
+def make_rows(run_index: int, cells: list[tuple[str, str, str]], n_samples: int, rng) -> list[ResultRecord]:
     """Results as the runner writes them (summary row, facts, details, samples, time series)."""
     medians = np.array([5.0 + (sum(map(ord, "".join(cell))) % 100) for cell in cells])
     latencies = np.round(medians[:, None] * rng.lognormal(0.0, 0.03, (len(cells), n_samples)), 6)
@@ -68,7 +69,7 @@ def make_rows(run_index: int, cells: list[tuple[str, str, str]], n_samples: int,
                                    "latency_ms_cv": 0.03}, "provider": "CPUExecutionProvider"},
         }
         row = {k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()}
-        items.append(NewResult(row, latencies[i].tolist(), series))
+        items.append(ResultRecord(row, latencies[i].tolist(), series))
     return items
 
 

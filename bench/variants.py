@@ -20,9 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.bench import BenchRequest, run_bench  # noqa: E402
+from orchestrator.request import BenchRequest, run_bench  # noqa: E402
 from orchestrator.models import DEMO_DIR  # noqa: E402
-from orchestrator.runner import BenchSettings  # noqa: E402
+from orchestrator.settings import BenchSettings  # noqa: E402
 from orchestrator.store import open_store  # noqa: E402
 
 VARIANTS = ["fp32", "optimized", "fp16", "int8-dynamic", "int8-static", "prune-l1:0.5", "prune-l1-layerwise:0.5"]

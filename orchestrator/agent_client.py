@@ -27,16 +27,20 @@ import json
 import os
 import posixpath
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from orchestrator.hashing import file_sha256
+from agents.farm_common import (
+    FAILURE_KINDS,
+    MESSAGE_TYPES,
+    PROTOCOL_VERSION,
+    PYTHON_MARKER_NAME,
+    VENV_DIR_NAME,
+    staged_name,
+)
+from orchestrator.agent_bundle import agent_bundle_path, agent_bundle_sha256
 from orchestrator.errors import AgentError, TransportError
+from orchestrator.hashing import file_sha256
 from orchestrator.transport.base import MAX_LINE_BYTES, LineSplitter, Transport
-
-PROTOCOL_VERSION = 1
-MESSAGE_TYPES = {"facts", "phase", "result", "error", "outputs", "lease", "cleaned"}
-VENV_DIR_NAME = "venv"  # orchestrator.provision.VENV_DIR_NAME
-PYTHON_MARKER_NAME = "farm-python"  # orchestrator.provision.PYTHON_MARKER_NAME
 # $1 venv folder, $2 the board's python, then the agent's argv. Runs the venv's python when
 # the marker names $2 (see the module docstring), else $2; `exec` keeps the exit status.
 _PICK_PYTHON = (
@@ -45,13 +49,6 @@ _PICK_PYTHON = (
     'if [ "$m" = "$p" ] && [ -x "$v/bin/python" ]; then p=$v/bin/python; fi; '
     'exec "$p" "$@"'
 )
-
-
-def agent_source_path() -> Path:
-    """The agent file shipped with farm (agents/farm_agent.py, installed as a package too)."""
-    import agents
-
-    return Path(agents.__file__).parent / "farm_agent.py"
 
 
 @dataclasses.dataclass
@@ -64,6 +61,11 @@ class AgentReply:
 
     def first(self, message_type: str) -> dict[str, Any] | None:
         return next((m for m in self.messages if m["type"] == message_type), None)
+
+
+def staged_file_name(local_path: Path | str, suffix: str) -> str:
+    """The name `AgentClient.stage` gives a file on the board: its content hash and `suffix`."""
+    return staged_name(file_sha256(Path(local_path).resolve()), suffix)
 
 
 def parse_message(line: str) -> dict[str, Any]:
@@ -108,15 +110,25 @@ class AgentClient:
 
     def agent_path(self) -> str:
         if self._agent_path is None:
-            source = agent_source_path()
-            digest = file_sha256(source)
-            self._agent_path, _ = self.transport.stage_file(source, f"agent-{digest[:12]}.py", digest)
+            bundle = agent_bundle_path()
+            self._agent_path, _ = self.transport.stage_file(bundle, bundle.name, agent_bundle_sha256())
         return self._agent_path
 
     def stage(self, local_path: Path, suffix: str = "") -> tuple[str, int]:
         """Put a file on the board named by its content hash; returns (board path, bytes sent)."""
-        digest = file_sha256(Path(local_path).resolve())
-        return self.transport.stage_file(Path(local_path), f"{digest[:16]}{suffix}", digest)
+        return self.transport.stage_file(Path(local_path), staged_file_name(local_path, suffix),
+                                         file_sha256(Path(local_path).resolve()))
+
+    def stage_files(self, uploads: Iterable[tuple[str, Path, str]]) -> tuple[list[str], int]:
+        """Stage each (agent option, local file, suffix) of a model (orchestrator.plan.ModelFiles
+        .uploads()); returns the agent's `--model X [--weights Y]` and the bytes sent."""
+        args: list[str] = []
+        bytes_sent = 0
+        for option, path, suffix in uploads:
+            board_path, sent = self.stage(path, suffix=suffix)
+            args += [option, board_path]
+            bytes_sent += sent
+        return args, bytes_sent
 
     def call(
         self,
@@ -147,7 +159,7 @@ class AgentClient:
         reply = AgentReply(messages=messages, exit_code=result.exit_code, stderr=result.stderr)
         error = reply.first("error")
         if error is not None:
-            kind = str(error.get("kind") or "agent-error")
+            kind = error.get("kind") if error.get("kind") in FAILURE_KINDS else "agent-error"
             message = f"{self.transport.name}: {error.get('message')}"
             if kind == "missing-runtime":
                 message += self.provision_hint(args)

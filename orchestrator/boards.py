@@ -5,17 +5,17 @@ The inventory produces `Board` objects; the built-in `local` board needs none.
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Mapping
+
+from orchestrator.paths import farm_cache_dir
 
 LOCAL_BOARD_NAME = "local"
 
 
 def default_local_workdir() -> Path:
     """Where the local board keeps the agent and staged files (per user, like a real board's ~/.farm)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "farm" / "local-board"
+    return farm_cache_dir() / "local-board"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,14 @@
-"""Compare two stored runs cell by cell: did latency or peak memory change? (`farm compare`)
+"""THE comparison engine: two sets of results, cell by cell: did latency or peak memory change?
 
-Cells are matched by (board, model, variant), the model by its *name*: when the weights under a
-name change between runs (a different `model_sha256`), the cells still match and
-`model_changed` says so — catching what new weights do to a board is what comparing runs is for.
+`farm compare`, gating (orchestrator.gating), the report's colours and verdict columns
+(orchestrator.report) and `farm history` all call `compare_records` / `compare_runs`, so they
+give the same verdict for the same pair by construction.
+
+Cells match by (board, model, variant), the model by its *name*: when the weights under a name
+change between runs (a different `model_sha256`), the cells still match and `model_changed`
+says so — catching what new weights do to a board is what comparing runs is for. When a run
+holds a cell under several settings, each new result is paired with the base result of the same
+settings hash, else with the base's ok and newest result for the cell.
 
 Per cell, both figures are tested with orchestrator.analysis:
 * latency: `compare_samples` on the raw per-inference samples (a Mann-Whitney test AND a
@@ -24,16 +30,18 @@ Memory missing in both runs (a board that cannot report it) leaves memory out of
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
-from orchestrator.analysis import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT, Comparison, compare_latency, compare_values
-from orchestrator.repeats import process_p50s
-from orchestrator.store import Store
+from orchestrator.analysis import VERDICTS, Comparison, compare_latency, compare_values
+from orchestrator.record import process_p50s
+from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
+from orchestrator.units import mib_text
 
-__all__ = ["CELL_VERDICTS", "CellComparison", "CellVerdict", "RunComparison", "compare_runs"]
+__all__ = ["CELL_VERDICTS", "CellComparison", "CellVerdict", "RunComparison", "compare_records", "compare_runs"]
 
 CellVerdict = Literal["improved", "unchanged", "regressed", "inconclusive", "failed", "only-base", "only-new"]
 CELL_VERDICTS: tuple[str, ...] = ("regressed", "failed", "inconclusive", "improved", "unchanged", "only-base", "only-new")
+CellKey = tuple[str, str, str]  # board, model, variant
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,10 +65,17 @@ class CellComparison:
     base_model_sha256: str | None = None
     new_model_sha256: str | None = None
     settings_changed: bool = False
+    base_result_id: int | None = None
+    new_result_id: int | None = None
 
     @property
-    def key(self) -> tuple[str, str, str]:
+    def key(self) -> CellKey:
         return (self.board, self.model, self.variant)
+
+    @property
+    def compared(self) -> bool:
+        """Both runs measured the cell (ok on both sides), so it has figure verdicts."""
+        return self.base_status == "ok" and self.new_status == "ok"
 
     @property
     def model_changed(self) -> bool:
@@ -97,12 +112,38 @@ class RunComparison:
             found[cell.verdict] += 1
         return found
 
+    def metric_counts(self, metric: str) -> dict[str, int]:
+        """Compared cells per verdict of one figure: "latency" or "memory"."""
+        found = dict.fromkeys(VERDICTS, 0)
+        for cell in self.compared:
+            verdict = cell.latency_verdict if metric == "latency" else cell.memory_verdict
+            found[verdict or "inconclusive"] += 1
+        return found
+
     def with_verdict(self, *verdicts: str) -> list[CellComparison]:
         return [cell for cell in self.cells if cell.verdict in verdicts]
 
     @property
+    def compared(self) -> list[CellComparison]:
+        return [cell for cell in self.cells if cell.compared]
+
+    @property
     def regressed(self) -> list[CellComparison]:
         return self.with_verdict("regressed")
+
+    def summary(self) -> str:
+        """One line for the terminal and the report's header."""
+        if not self.compared:
+            text = f"no cell in common with {self.base_run_id}"
+        else:
+            latency, memory = self.metric_counts("latency"), self.metric_counts("memory")
+            text = (f"{len(self.compared)} cell(s) compared with {self.base_run_id}: latency "
+                    + ", ".join(f"{n} {v}" for v, n in latency.items() if n)
+                    + "; peak memory " + ", ".join(f"{n} {v}" for v, n in memory.items() if n))
+        unmatched = len(self.cells) - len(self.compared)
+        if unmatched:
+            text += f"; {unmatched} not comparable (missing or failed on one side)"
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -117,7 +158,7 @@ class RunComparison:
 
 
 def compare_runs(
-    store: Store,
+    store: Any,
     base_run_id: str,
     new_run_id: str,
     min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
@@ -125,53 +166,78 @@ def compare_runs(
     *,
     memory_min_effect_pct: float | None = None,
 ) -> RunComparison:
-    """Compare every (board, model, variant) cell of `new_run_id` with `base_run_id`.
+    """Compare every cell of `new_run_id` with `base_run_id`, reading both from a Store.
 
     Run ids may be full ids, unique prefixes, `latest` or `tag:NAME`. `min_effect_pct` is the
     smallest latency change (%) that counts, `memory_min_effect_pct` the smallest peak-memory
     change (default: the same); `alpha` is the rank test's significance level.
     """
-    memory_pct = min_effect_pct if memory_min_effect_pct is None else memory_min_effect_pct
     base_id = store.resolve_run_id(base_run_id)
     new_id = store.resolve_run_id(new_run_id)
-    base = _cells(store.query_results(base_id, with_result_id=True))
-    new = _cells(store.query_results(new_id, with_result_id=True))
-    wanted = [r["result_id"] for r in (*base.values(), *new.values()) if r["status"] == "ok"]
-    samples = store.latency_samples(wanted)
-    cells = [
-        _compare_cell(key, base.get(key), new.get(key), samples, min_effect_pct, memory_pct, alpha)
-        for key in sorted(set(base) | set(new))
-    ]
-    return RunComparison(base_id, new_id, float(min_effect_pct), float(memory_pct), float(alpha), tuple(cells))
+    base = store.query_results(base_id, with_result_id=True)
+    new = store.query_results(new_id, with_result_id=True)
+    samples = store.latency_samples([r["result_id"] for r in (*base, *new) if r["status"] == "ok"])
+    return compare_records(base, new, lambda rid: samples.get(rid) or [], base_run_id=base_id, new_run_id=new_id,
+                           min_effect_pct=min_effect_pct, alpha=alpha, memory_min_effect_pct=memory_min_effect_pct)
 
 
-def _cells(records: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
-    """(board, model, variant) → its record; with several (other settings), the ok and newest."""
-    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+def compare_records(
+    base_records: Sequence[Mapping[str, Any]],
+    new_records: Sequence[Mapping[str, Any]],
+    latencies_ms: Callable[[int], Sequence[float]],
+    *,
+    base_run_id: str,
+    new_run_id: str,
+    min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
+    alpha: float = DEFAULT_ALPHA,
+    memory_min_effect_pct: float | None = None,
+) -> RunComparison:
+    """Compare two runs' result records (flat export records or stored results, each with its
+    `result_id`); `latencies_ms(result_id)` gives a result's raw samples."""
+    memory_pct = min_effect_pct if memory_min_effect_pct is None else memory_min_effect_pct
+    base_by_key, new_by_key = _by_key(base_records), _by_key(new_records)
+    cells = []
+    for key in sorted(set(base_by_key) | set(new_by_key)):
+        bases, news = base_by_key.get(key, []), new_by_key.get(key, [])
+        if not news:
+            cells.append(_compare_cell(key, _preferred(bases), None, latencies_ms, min_effect_pct, memory_pct, alpha))
+        for new in news:
+            base = next((b for b in bases if b.get("settings_hash") == new.get("settings_hash")), None)
+            cells.append(_compare_cell(key, base or _preferred(bases), new, latencies_ms, min_effect_pct,
+                                       memory_pct, alpha))
+    return RunComparison(base_run_id, new_run_id, float(min_effect_pct), float(memory_pct), float(alpha), tuple(cells))
+
+
+def _by_key(records: Sequence[Mapping[str, Any]]) -> dict[CellKey, list[Mapping[str, Any]]]:
+    found: dict[CellKey, list[Mapping[str, Any]]] = {}
     for record in records:
-        key = (record["board"], record["model"], record["variant"])
-        held = found.get(key)
-        if held is None or (record["status"] == "ok", record["created_at"]) >= (held["status"] == "ok", held["created_at"]):
-            found[key] = record
+        found.setdefault((str(record["board"]), str(record["model"]), str(record["variant"])), []).append(record)
     return found
 
 
-def _error(record: dict[str, Any] | None) -> str | None:
+def _preferred(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """A cell's result that stands for its run: an ok one before a failed one, then the newest."""
+    if not records:
+        return None
+    return max(records, key=lambda r: (r["status"] == "ok", str(r.get("created_at") or "")))
+
+
+def _error(record: Mapping[str, Any] | None) -> str | None:
     if record is None or record["status"] == "ok":
         return None
     return f"{record.get('error_kind') or 'failed'}: {record.get('error_message') or ''}".strip()
 
 
 def _compare_cell(
-    key: tuple[str, str, str],
-    base: dict[str, Any] | None,
-    new: dict[str, Any] | None,
-    samples: dict[int, list[float]],
+    key: CellKey,
+    base: Mapping[str, Any] | None,
+    new: Mapping[str, Any] | None,
+    latencies_ms: Callable[[int], Sequence[float]],
     min_effect_pct: float,
     memory_pct: float,
     alpha: float,
 ) -> CellComparison:
-    common = dict(
+    common: dict[str, Any] = dict(
         board=key[0], model=key[1], variant=key[2],
         base_status=None if base is None else base["status"],
         new_status=None if new is None else new["status"],
@@ -180,7 +246,9 @@ def _compare_cell(
         new_model_sha256=None if new is None else new.get("model_sha256"),
         base_peak_rss_bytes=None if base is None else base.get("peak_rss_bytes"),
         new_peak_rss_bytes=None if new is None else new.get("peak_rss_bytes"),
-        settings_changed=bool(base and new and base["settings_hash"] != new["settings_hash"]),
+        settings_changed=bool(base and new and base.get("settings_hash") != new.get("settings_hash")),
+        base_result_id=None if base is None else base.get("result_id"),
+        new_result_id=None if new is None else new.get("result_id"),
     )
     if base is None:
         return CellComparison(verdict="only-new", reason="not measured in the base run", **common)
@@ -191,13 +259,16 @@ def _compare_cell(
         return CellComparison(verdict="failed", reason=f"failed in the {which} run: {_error(new if which == 'new' else base)}",
                               **common)
 
-    base_samples = samples.get(base["result_id"]) or []
-    new_samples = samples.get(new["result_id"]) or []
+    base_samples = list(latencies_ms(int(base["result_id"])))
+    new_samples = list(latencies_ms(int(new["result_id"])))
     latency: Comparison | None = None
     if base_samples and new_samples:
-        latency = compare_latency(base_samples, new_samples, process_p50s(base), process_p50s(new),
-                                  min_effect_pct=min_effect_pct, alpha=alpha)
-        latency_verdict, latency_reason = latency.verdict, f"latency {latency.reason}"
+        try:
+            latency = compare_latency(base_samples, new_samples, process_p50s(base), process_p50s(new),
+                                      min_effect_pct=min_effect_pct, alpha=alpha)
+            latency_verdict, latency_reason = latency.verdict, f"latency {latency.reason}"
+        except ValueError as exc:  # samples a test cannot use (not finite, not positive)
+            latency_verdict, latency_reason = "inconclusive", f"latency: no verdict: {exc}"
     else:
         latency_verdict = "inconclusive"
         latency_reason = "latency: no raw samples stored in the " + ("base" if not base_samples else "new") + " run"
@@ -207,28 +278,16 @@ def _compare_cell(
     reasons = [latency_reason]
     if base_rss is not None or new_rss is not None:
         memory_change, memory_verdict = compare_values(base_rss, new_rss, min_effect_pct=memory_pct)
-        if memory_change is None:
-            reasons.append(f"peak memory {_bytes(base_rss)} -> {_bytes(new_rss)}: {memory_verdict}")
-        else:
-            reasons.append(f"peak memory {_bytes(base_rss)} -> {_bytes(new_rss)} ({memory_change:+.1f}%, "
-                           f"threshold {memory_pct:g}%): {memory_verdict}")
+        change = "" if memory_change is None else f" ({memory_change:+.1f}%, threshold {memory_pct:g}%)"
+        reasons.append(f"peak memory {mib_text(base_rss)} -> {mib_text(new_rss)}{change}: {memory_verdict}")
     verdicts = {latency_verdict} | ({memory_verdict} if memory_verdict else set())
-    for verdict in ("regressed", "inconclusive", "improved"):
-        if verdict in verdicts:
-            break
-    else:
-        verdict = "unchanged"
+    verdict = next((v for v in ("regressed", "inconclusive", "improved") if v in verdicts), "unchanged")
     if common["settings_changed"]:
         reasons.append("measured with different settings")
-    if base.get("model_sha256") and new.get("model_sha256") and base["model_sha256"] != new["model_sha256"]:
-        reasons.append(f"weights changed ({base['model_sha256'][:12]} -> {new['model_sha256'][:12]})")
+    if common["base_model_sha256"] and common["new_model_sha256"] and \
+            common["base_model_sha256"] != common["new_model_sha256"]:
+        reasons.append(f"weights changed ({common['base_model_sha256'][:12]} -> {common['new_model_sha256'][:12]})")
     return CellComparison(
         verdict=verdict, reason="; ".join(reasons), latency=latency,
         memory_change_pct=memory_change, memory_verdict=memory_verdict, **common,
     )
-
-
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value / 1048576:.1f} MiB"

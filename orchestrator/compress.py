@@ -8,7 +8,7 @@ from typing import Sequence
 
 from orchestrator.errors import BadInputError
 from orchestrator.models import load_model_file
-from orchestrator.plan import farm_cache_dir
+from orchestrator.paths import farm_cache_dir
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,20 +61,4 @@ class AgentError(FarmError):
         self.kind = kind
 
 
-# Every failed job is stored with exactly one of these kinds.
-FAILURE_KINDS = (
-    "unreachable",
-    "auth",
-    "host-key",
-    "timeout",
-    "disconnected",
-    "oom-killed",
-    "disk-full",
-    "missing-runtime",
-    "model-error",
-    "input-error",
-    "variant-error",
-    "agent-error",
-    "interrupted",
-    "busy",
-)
+# Every failed job is stored with exactly one of the kinds in agents.farm_common.FAILURE_KINDS.

@@ -11,7 +11,8 @@ import io
 import json
 
 from orchestrator.errors import UsageError
-from orchestrator.store import EXPORT_FIELDS, Store
+from orchestrator.record import EXPORT_FIELDS
+from orchestrator.store import Store
 
 FORMATS = ("json", "csv", "parquet")
 TEXT_FORMATS = ("json", "csv")

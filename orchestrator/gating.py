@@ -29,6 +29,7 @@ from orchestrator.analysis import DEFAULT_ALPHA
 from orchestrator.compare import CellComparison, RunComparison, compare_runs
 from orchestrator.errors import BadInputError, ExitStatus
 from orchestrator.store import Store
+from orchestrator.units import mib_text
 
 __all__ = [
     "GITHUB_STEP_SUMMARY",
@@ -44,9 +45,6 @@ __all__ = [
 ]
 
 GITHUB_STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
-
-GateOutcome = str  # passed | regressed | failed | skipped
-
 
 @dataclasses.dataclass(frozen=True)
 class GateCell:
@@ -201,15 +199,11 @@ def _numbers(cell: CellComparison) -> str:
         parts.append("latency: no raw samples")
     if cell.memory_verdict is not None:
         change = "" if cell.memory_change_pct is None else f" ({cell.memory_change_pct:+.1f}%)"
-        parts.append(f"peak memory {_mib(cell.base_peak_rss_bytes)} -> {_mib(cell.new_peak_rss_bytes)} MiB{change}: "
+        parts.append(f"peak memory {mib_text(cell.base_peak_rss_bytes, False)} -> {mib_text(cell.new_peak_rss_bytes, False)} MiB{change}: "
                      f"{cell.memory_verdict}")
     if cell.model_changed:
         parts.append(f"weights changed ({(cell.base_model_sha256 or '')[:12]} -> {(cell.new_model_sha256 or '')[:12]})")
     return "; ".join(parts) or cell.reason
-
-
-def _mib(value: int | None) -> str:
-    return "n/a" if value is None else f"{value / 1048576:.1f}"
 
 
 # --------------------------------------------------------------------------- JUnit
@@ -315,7 +309,7 @@ def markdown_summary(gate_result: GateResult) -> str:
         lat = cmp.latency if cmp else None
         p50 = f"{lat.base_p50_ms:.3f} → {lat.new_p50_ms:.3f}" if lat else "—"
         d50 = f"{lat.change_pct:+.1f}%" if lat else "—"
-        mem = (f"{_mib(cmp.base_peak_rss_bytes)} → {_mib(cmp.new_peak_rss_bytes)}"
+        mem = (f"{mib_text(cmp.base_peak_rss_bytes, False)} → {mib_text(cmp.new_peak_rss_bytes, False)}"
                if cmp and cmp.memory_verdict is not None else "—")
         dmem = f"{cmp.memory_change_pct:+.1f}%" if cmp and cmp.memory_change_pct is not None else "—"
         result = _OUTCOME_MARK[cell.outcome]

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.boards import LOCAL_BOARD_NAME, Board
 from orchestrator.errors import BadInputError
+from orchestrator.runtimes import KNOWN_ORT_PROVIDERS, resolve_runtime
 from orchestrator.ssh_config import JumpHop, ResolvedSSH, parse_proxy_jump, resolve_ssh_settings
 
 __all__ = [
@@ -80,28 +81,6 @@ _ANSIBLE_NAMES = {
     "ansible_python_interpreter": "python",
     "ansible_connection": "transport",
 }
-# Execution providers that onnxruntime ships, for "did you mean" hints only.
-_KNOWN_PROVIDERS = (
-    "CPUExecutionProvider",
-    "CUDAExecutionProvider",
-    "TensorrtExecutionProvider",
-    "QNNExecutionProvider",
-    "OpenVINOExecutionProvider",
-    "CoreMLExecutionProvider",
-    "NnapiExecutionProvider",
-    "ROCMExecutionProvider",
-    "MIGraphXExecutionProvider",
-    "DmlExecutionProvider",
-    "ACLExecutionProvider",
-    "ArmNNExecutionProvider",
-    "XnnpackExecutionProvider",
-    "RknpuExecutionProvider",
-    "SNPEExecutionProvider",
-    "VitisAIExecutionProvider",
-    "DnnlExecutionProvider",
-    "CANNExecutionProvider",
-    "WebGpuExecutionProvider",
-)
 
 
 # --------------------------------------------------------------------------- settings
@@ -180,7 +159,14 @@ class HostSettings(BaseModel):
                 raise ValueError(
                     f"has a bad key {key!r}: tag keys are letters, digits, '_', '.', '-' (no '=' or ',')"
                 )
+        if "runtime" in value:  # the board's runtime, as `runtime:` sets it
+            value = {**value, "runtime": resolve_runtime(value["runtime"])}
         return value
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        return resolve_runtime(value)
 
     @field_validator("env")
     @classmethod
@@ -195,7 +181,7 @@ class HostSettings(BaseModel):
     def _provider_names(cls, value: list[str]) -> list[str]:
         for name in value:
             if not name.endswith("ExecutionProvider"):
-                hint = _did_you_mean(name, _KNOWN_PROVIDERS) or " (onnxruntime names end in 'ExecutionProvider')"
+                hint = _did_you_mean(name, KNOWN_ORT_PROVIDERS) or " (onnxruntime names end in 'ExecutionProvider')"
                 raise ValueError(f"has {name!r}, not an onnxruntime provider name{hint}")
         if len(set(value)) != len(value):
             raise ValueError("lists a provider twice")

@@ -1,27 +1,22 @@
 """The matrix of one `farm bench`: which model variants (with which data) each board measures.
 
 Variants are built on the controller before any board is touched (cached by content, so a
-second run builds nothing); a variant that fails to build becomes a job that is recorded as
+second run builds nothing); a variant that fails to build becomes a cell that is recorded as
 failed ("variant-error") while the rest of the matrix runs.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from orchestrator.errors import BadInputError, FarmError
+from orchestrator.errors import BadInputError
 from orchestrator.models import DEMO_DIR, ModelFile
-from orchestrator.task_dataset import DetectionOptions, TaskDataset, load_task_dataset, parse_detection_options
+from orchestrator.paths import farm_cache_dir
+from orchestrator.accuracy.task import DetectionOptions, TaskDataset, load_task_dataset, parse_detection_options
 
 # The demo models' own labelled data (shipped beside them).
 DEMO_DATASETS = {"digits_mlp": DEMO_DIR / "digits_test.npz"}
-
-
-def farm_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "farm"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,8 +29,9 @@ class ModelTask:
 
 
 @dataclasses.dataclass(frozen=True)
-class Job:
-    """One cell of the matrix: a model variant file to measure on a board."""
+class Cell:
+    """One cell of the matrix: a model variant to measure on each board (a board × a Cell is
+    one stored result, see orchestrator.record)."""
 
     model: ModelFile
     variant: str
@@ -130,27 +126,27 @@ def _image_input_size(model_path: Path) -> tuple[int, int] | None:
     return None
 
 
-def plan_jobs(
+def plan_cells(
     tasks: Sequence[ModelTask],
     variant_specs: Sequence[str],
     calibration: Path | None = None,
     cache_dir: Path | None = None,
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, info: None,
-) -> list[Job]:
+) -> list[Cell]:
     """Build every variant of every model (cached); fp32 first so fidelity has its reference."""
     from orchestrator.variants import VariantBuildError, build_variant, parse_variant_list
 
     specs = parse_variant_list(",".join(variant_specs))
     specs.sort(key=lambda s: s.name != "fp32")  # stable: fp32 first, the rest as given
     cache_dir = cache_dir or farm_cache_dir() / "variants"
-    jobs: list[Job] = []
+    cells: list[Cell] = []
     for task in tasks:
         model = task.model
         calibration_data = None
         for spec in specs:
             base = {"dataset": task.dataset, "reference_path": model.path, "shapes": task.shapes}
             if spec.name == "fp32":
-                jobs.append(Job(model, spec.text, model.path, {"size_bytes": model.size_bytes, "variant": "fp32"}, **base))
+                cells.append(Cell(model, spec.text, model.path, {"size_bytes": model.size_bytes, "variant": "fp32"}, **base))
                 continue
             on_event("variant_building", {"model": model.name, "variant": spec.text})
             try:
@@ -158,12 +154,12 @@ def plan_jobs(
                     calibration_data = _calibration_for(task, calibration)
                 record = build_variant(model.path, spec, cache_dir, calibration_data if spec.needs_calibration else None)
             except (VariantBuildError, BadInputError) as exc:
-                jobs.append(Job(model, spec.text, model.path, {"variant": spec.text}, build_error=str(exc), **base))
+                cells.append(Cell(model, spec.text, model.path, {"variant": spec.text}, build_error=str(exc), **base))
                 continue
             details = record.to_dict()
-            jobs.append(Job(model, spec.text, record.file, details, weights_path=record.weights_file,
+            cells.append(Cell(model, spec.text, record.file, details, weights_path=record.weights_file,
                             runtime=spec.kind.runtime, **base))
-    return jobs
+    return cells
 
 
 def _calibration_for(task: ModelTask, calibration: Path | None):
@@ -177,4 +173,4 @@ def _calibration_for(task: ModelTask, calibration: Path | None):
     raise CalibrationRequiredError("int8-static")
 
 
-__all__ = ["Job", "ModelFiles", "ModelTask", "attach_datasets", "plan_jobs", "farm_cache_dir", "FarmError"]
+__all__ = ["Cell", "ModelFiles", "ModelTask", "attach_datasets", "plan_cells"]

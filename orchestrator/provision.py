@@ -76,6 +76,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from agents.farm_common import PYTHON_MARKER_NAME, VENV_DIR_NAME
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError, ExitStatus, FarmError, TransportError
 from orchestrator.transport import Transport, open_transport
@@ -85,10 +86,8 @@ DEFAULT_RUNTIME = "onnxruntime"
 # The Python module each runtime's distribution provides.
 RUNTIME_MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 MIN_PYTHON = (3, 8)
-VENV_DIR_NAME = "venv"
 WHEELS_DIR_NAME = "wheels"
 RECORD_NAME = "farm-provision.json"
-PYTHON_MARKER_NAME = "farm-python"  # read by orchestrator.agent_client
 RECORD_VERSION = 1
 WHEEL_CACHE_ENV = "FARM_WHEEL_CACHE"
 SETS_DIR_NAME = "sets"
@@ -367,8 +366,9 @@ def wheel_cache_root() -> Path:
     value = os.environ.get(WHEEL_CACHE_ENV, "").strip()
     if value:
         return Path(value).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
-    return Path(base) / "farm" / "wheels"
+    from orchestrator.paths import farm_cache_dir
+
+    return farm_cache_dir() / "wheels"
 
 
 def provision_boards(

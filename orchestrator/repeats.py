@@ -6,15 +6,13 @@ no statistic on one process's samples can see. The runner measures every cell of
 per round, N rounds (A B C A B C ...: drift hits all cells alike), and merges each cell's N
 bench results here into the one result the store keeps. The per-process figures stay in
 `processes`, and comparisons of such runs test the process medians
-(analysis.compare_process_medians).
+(analysis.compare_process_medians; record.process_p50s reads them back).
 """
 from __future__ import annotations
 
 import statistics
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-# The export field with each process's median latency (ms), what comparisons test.
-PROCESS_P50_FIELD = "latency_ms_process_p50"
 # Per-process figures kept in the merged result's `processes` list.
 PROCESS_FIELDS = ("load_ms", "first_inference_ms", "peak_rss_bytes", "worker_pid", "truncated")
 
@@ -59,14 +57,3 @@ def merge_process_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     merged["cpu_percent_mean"] = round(sum(cpu) / len(cpu), 1) if cpu else None
     merged["measure_s"] = sum(float(r.get("measure_s") or 0.0) for r in results)
     return merged
-
-
-def process_p50s(record: Mapping[str, Any]) -> list[float]:
-    """The median latency (ms) of each fresh worker process a stored result was measured in: from
-    a flat export record or a result with details. One entry for one process; none for results
-    stored before --repeats existed."""
-    values = record.get(PROCESS_P50_FIELD)
-    if values is None:
-        export = (record.get("details") or {}).get("export") or {}
-        values = export.get(PROCESS_P50_FIELD)
-    return [float(v) for v in values or [] if v is not None]

@@ -21,7 +21,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from orchestrator.store import EXPORT_FIELDS, Store, open_store
+from orchestrator.record import EXPORT_FIELDS
+from orchestrator.store import Store, open_store
 
 __all__ = ["load", "load_samples", "SAMPLE_COLUMNS"]
 

@@ -33,7 +33,6 @@ already has an ok result cannot be written again (StoreError).
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import math
@@ -49,6 +48,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from orchestrator.errors import BadInputError, StoreError
+from orchestrator.paths import farm_data_dir
+from orchestrator.record import EXPORT_FIELDS, ResultRecord
 
 # --------------------------------------------------------------------------- current schema
 
@@ -104,7 +105,7 @@ results = sa.Table(
     sa.Column("model_size_bytes", sa.BigInteger),
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("facts_json", sa.Text),  # the board's environment record at the time of the job
-    sa.Column("details_json", sa.Text),  # everything else the job measured (see runner.JobResult)
+    sa.Column("details_json", sa.Text),  # everything else the job measured (see orchestrator.record)
     sa.UniqueConstraint("run_id", "board", "model", "variant", "settings_hash", name="uq_result_cell"),
 )
 
@@ -200,20 +201,15 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 # PostgreSQL advisory lock key held by the transaction that applies a migration step.
 _PG_MIGRATION_LOCK = 7316001
 
-EXPORT_FIELDS = (
-    "run_id", "board", "model", "variant", "status", "error_kind", "error_message", "runs",
-    "latency_ms_min", "latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99",
-    "latency_ms_max", "latency_ms_stdev", "fps", "load_ms", "first_inference_ms",
-    "peak_rss_bytes", "model_size_bytes", "model_sha256", "settings_hash", "created_at",
-)
 
 # Names a user may give a run with `farm runs tag`: they appear after `tag:` on command lines.
 _TAG_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 _RELATIVE_SINCE_RE = re.compile(r"^(\d+)\s*([dhw])$")
 
 
-class Cell(NamedTuple):
-    """One measured cell of a run's matrix, as `done_cells` returns it."""
+class CellKey(NamedTuple):
+    """What identifies a result within a run: its board × model × variant, measured with the
+    settings whose hash this is. As `done_cells` returns it."""
 
     board: str
     model: str
@@ -221,21 +217,11 @@ class Cell(NamedTuple):
     settings_hash: str
 
 
-@dataclasses.dataclass(frozen=True)
-class NewResult:
-    """One result to write with `Store.add_results`: the row, its raw latencies (ms), its samples."""
-
-    row: Mapping[str, Any]
-    latency_ms: Sequence[float] = ()
-    timeseries: Sequence[Mapping[str, Any]] = ()
-
-
 def default_db_url() -> str:
     """`FARM_DB`, else a SQLite file in the user's data dir (~/.local/share/farm/farm.db)."""
     if os.environ.get("FARM_DB"):
         return os.environ["FARM_DB"]
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return "sqlite:///" + str(Path(base) / "farm" / "farm.db")
+    return "sqlite:///" + str(farm_data_dir() / "farm.db")
 
 
 def normalize_db_url(url_or_path: str) -> str:
@@ -397,7 +383,7 @@ class Store:
             )
         return run_id
 
-    def done_cells(self, run_id: str) -> set[Cell]:
+    def done_cells(self, run_id: str) -> set[CellKey]:
         """The cells of a run that have an ok result: what `--resume` skips.
 
         Failed cells are not in the set, so a resumed run measures them again (`add_result`
@@ -407,7 +393,7 @@ class Store:
             results.c.run_id == run_id, results.c.status == "ok"
         )
         with self._connect() as conn:
-            return {Cell(*row) for row in conn.execute(query)}
+            return {CellKey(*row) for row in conn.execute(query)}
 
     def list_runs(
         self,
@@ -618,7 +604,7 @@ class Store:
             conn.execute(result_series.insert().values(_series_values(result_id, latency_ms, timeseries)))
         return int(result_id)
 
-    def add_results(self, run_id: str, items: Sequence[NewResult]) -> list[int]:
+    def add_results(self, run_id: str, items: Sequence[ResultRecord]) -> list[int]:
         """Write many results in ONE transaction (imports, benchmarks); returns their ids in order.
 
         Plain inserts: a cell that is already stored fails the whole batch (StoreError), nothing

@@ -11,7 +11,7 @@
       inventory: ../inventory/lab.yaml
       limit: "rpi4-*,jetson"
       forks: 4
-    settings:                              # any BenchSettings field; unset = farm's default
+    settings:                              # any orchestrator.settings.SuiteSettings field; unset = farm's default
       runs: 200
       min_seconds: 5
       warmup: 20
@@ -35,18 +35,17 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from orchestrator.errors import BadInputError
 from orchestrator.inventory import _describe, _did_you_mean, _error_line, _Map, read_yaml_with_lines
+from orchestrator.settings import DIMS_RE, SHAPE_RE, BenchSettings, SuiteSettings, Thresholds
 
 __all__ = ["Suite", "SuiteBoards", "SuiteModel", "SuiteSettings", "Thresholds", "load_suite"]
 
 _VARIANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(?::(?P<amount>[^\s:]+))?$")
-_SHAPE_RE = re.compile(r"^[^=\s]+=\d+(x\d+)*$")
-_DIMS_RE = re.compile(r"^\d+(x\d+)*$")
 _MAX_PROBLEMS = 20
 
 
@@ -96,13 +95,13 @@ class SuiteModel(_Strict):
             for name, dims in value.items():
                 if isinstance(dims, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
                     dims = "x".join(str(d) for d in dims)
-                if not isinstance(dims, str) or not _DIMS_RE.match(dims):
+                if not isinstance(dims, str) or not DIMS_RE.match(dims):
                     raise ValueError(f"has {name!r}: {_describe(dims)}; write dims as 1x3x224x224")
                 shapes.append(f"{name}={dims}")
             return shapes
         if isinstance(value, list):
             for item in value:
-                if not isinstance(item, str) or not _SHAPE_RE.match(item):
+                if not isinstance(item, str) or not SHAPE_RE.match(item):
                     raise ValueError(f"has {_describe(item)}; write NAME=1x3x224x224")
             return list(value)
         return value
@@ -129,56 +128,6 @@ class SuiteBoards(_Strict):
         if value is not None and not value.is_file():
             raise ValueError(f"file not found: {value}")
         return value
-
-
-class SuiteSettings(_Strict):
-    """How each job measures; the names and units of orchestrator.runner.BenchSettings."""
-
-    runs: int | None = Field(default=None, ge=1)
-    min_seconds: float | None = Field(default=None, ge=0)
-    max_seconds: float | None = Field(default=None, gt=0)
-    warmup: int | None = Field(default=None, ge=0)
-    repeats: int | None = Field(default=None, ge=1)
-    threads: int | None = Field(default=None, ge=0)
-    sample_interval_s: float | None = Field(default=None, ge=0)
-    cooldown_s: float | None = Field(default=None, ge=0)
-    cooldown_below_c: float | None = None
-    cooldown_max_s: float | None = Field(default=None, ge=0)
-    load_timeout_s: float | None = Field(default=None, gt=0)
-    cpu_arena: bool | None = None
-    runtime: Literal["onnxruntime", "openvino"] | None = None
-    providers: list[str] | None = Field(default=None, min_length=1)  # in order, as --providers
-    provider_options: dict[str, dict[str, str | int | float | bool]] | None = None  # {provider: {key: value}}
-    strict: bool | None = None
-
-    @field_validator("sample_interval_s")
-    @classmethod
-    def _interval(cls, value: float | None) -> float | None:
-        if value is not None and 0 < value < 0.01:
-            raise ValueError("must be 0 (sampling off) or at least 0.01 s")
-        return value
-
-    @model_validator(mode="after")
-    def _min_below_max(self) -> "SuiteSettings":
-        if self.min_seconds is not None and self.max_seconds is not None and self.min_seconds > self.max_seconds:
-            raise ValueError("min_seconds must not exceed max_seconds")
-        return self
-
-    def given(self) -> dict[str, Any]:
-        """The settings the suite sets (the others keep farm's defaults), as BenchSettings holds them."""
-        given = {k: v for k, v in self.model_dump().items() if v is not None}
-        if "providers" in given:
-            given["providers"] = tuple(given["providers"])
-        if "provider_options" in given:
-            given["provider_options"] = json.dumps(given["provider_options"], sort_keys=True)
-        return given
-
-
-class Thresholds(_Strict):
-    """Smallest changes (%) that fail the gate; see orchestrator.gating."""
-
-    latency_pct: float = Field(default=5.0, gt=0)
-    memory_pct: float = Field(default=5.0, gt=0)
 
 
 class Suite(_Strict):
@@ -225,17 +174,21 @@ class Suite(_Strict):
     def model_paths(self) -> list[Path]:
         return [m.path for m in self.models]
 
-    def bench_settings(self, base: Any = None, model: SuiteModel | None = None) -> Any:
-        """A runner.BenchSettings: `base` (default: BenchSettings()) with the suite's settings over
-        it, and `model`'s shapes (if given) as its `shapes`."""
-        import dataclasses
+    def bench_settings(self, base: BenchSettings | None = None, model: SuiteModel | None = None) -> BenchSettings:
+        """`base` (default: farm's defaults) with the suite's settings over it, and `model`'s
+        shapes (if given) as its `shapes`."""
+        from pydantic import ValidationError
 
-        from orchestrator.runner import BenchSettings
-
-        settings = dataclasses.replace(base or BenchSettings(), **self.settings.given())
+        base = base or BenchSettings()
+        changes = self.settings.given()
         if model is not None and model.shapes:
-            settings = dataclasses.replace(settings, shapes=tuple(model.shapes))
-        return settings
+            changes["shapes"] = tuple(model.shapes)
+        try:
+            return BenchSettings.model_validate({**base.model_dump(by_alias=True), **changes})
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            raise BadInputError(f"{self.path}: settings {problem['msg'].removeprefix('Value error, ')} "
+                                "(with the command line's settings)") from None
 
 
 _MODELS_BY_FIELD: dict[str, type[BaseModel]] = {

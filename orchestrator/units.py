@@ -21,3 +21,10 @@ def fps_text(value: float | None) -> str:
     if value is None:
         return NONE_TEXT
     return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def mib_text(value: float | None, unit: bool = True) -> str:
+    """Bytes as MiB with one decimal (`51.2 MiB`), or `n/a`: the figure verdicts quote."""
+    if value is None:
+        return "n/a"
+    return f"{value / 1048576:.1f}" + (" MiB" if unit else "")

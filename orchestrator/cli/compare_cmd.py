@@ -10,6 +10,7 @@ from rich.table import Table
 
 from orchestrator.cli import render, state
 from orchestrator.errors import ExitStatus
+from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
 
 _VERDICT_STYLE = {
     "regressed": "[bold red]regressed[/bold red]",
@@ -25,9 +26,9 @@ _VERDICT_STYLE = {
 def compare(
     run_a: str = typer.Argument(..., help="The base run: an id, a unique prefix, `latest` or `tag:NAME`."),
     run_b: str = typer.Argument("latest", help="The run compared with it (default: the newest run)."),
-    min_effect: float = typer.Option(5.0, "--min-effect", min=0.01, help="Smallest latency change (%) that counts."),
+    min_effect: float = typer.Option(DEFAULT_MIN_EFFECT_PCT, "--min-effect", min=0.01, help="Smallest latency change (%) that counts."),
     memory_min_effect: Optional[float] = typer.Option(None, "--memory-min-effect", min=0.01, help="Smallest peak-memory change (%) that counts (default: --min-effect)."),
-    alpha: float = typer.Option(0.01, "--alpha", min=1e-9, max=0.5, help="Significance level of the rank test."),
+    alpha: float = typer.Option(DEFAULT_ALPHA, "--alpha", min=1e-9, max=0.5, help="Significance level of the rank test."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON instead of a table."),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 5 when a cell regressed (otherwise compare always exits 0)."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),

@@ -22,7 +22,7 @@ LIMIT_OPTION = typer.Option(None, "--limit", "-l", help="Boards to use: names, g
 @inventory_app.command("ls")
 def inventory_ls(inventory: Optional[str] = INVENTORY_OPTION, limit: Optional[str] = LIMIT_OPTION) -> None:
     """List boards with their address, groups and tags."""
-    from orchestrator.bench import resolve_boards
+    from orchestrator.request import resolve_boards
 
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for column in ("board", "address", "groups", "tags"):
@@ -46,7 +46,7 @@ def inventory_check(
     as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
 ) -> int:
     """Connect to every selected board in parallel and show its facts, or why it failed."""
-    from orchestrator.bench import resolve_boards
+    from orchestrator.request import resolve_boards
     from orchestrator.board_check import check_boards
 
     checks = check_boards(resolve_boards(inventory, limit, accept_new_host_keys), forks=forks)
@@ -122,7 +122,7 @@ def inventory_provision(
     """Make boards ready: a venv in <workdir>/venv with numpy + the runtime, from wheels this
     machine downloads for each board's architecture and Python and pushes over SSH (the board
     needs no internet; its pip runs with --no-index). A second run changes nothing."""
-    from orchestrator.bench import resolve_boards
+    from orchestrator.request import resolve_boards
     from orchestrator.errors import BadInputError
     from orchestrator.provision import RUNTIMES, provision_boards
 

@@ -98,7 +98,7 @@ def runs_table(runs: Iterable[Mapping[str, Any]]) -> Table:
 
 
 class BenchProgress:
-    """A progress bar over all jobs, with the current phase per board. Writes to stderr."""
+    """A progress bar over all cells, with the current phase per board. Writes to stderr."""
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
@@ -121,17 +121,17 @@ class BenchProgress:
         with self._lock:
             if kind == "run_started":
                 self.run_id = info["run_id"]
-                self._task = self._progress.add_task(f"run {info['run_id']}", total=info["jobs"])
+                self._task = self._progress.add_task(f"run {info['run_id']}", total=info["cells"])
                 return
             if self._task is None:
                 return
             board = info.get("board")
-            if kind == "job_phase":
+            if kind == "cell_phase":
                 self._boards[board] = f"{info['model']}/{info['variant']}: {info['phase']}"
-            elif kind in ("job_finished", "job_failed"):
+            elif kind in ("cell_finished", "cell_failed"):
                 self._progress.advance(self._task)
                 self._boards.pop(board, None)
-                if kind == "job_failed":
+                if kind == "cell_failed":
                     self._progress.console.print(
                         f"[red]✗[/red] {escape(board)} {escape(info['model'])}/{escape(info['variant'])}: "
                         f"{escape(info['kind'])}", highlight=False)

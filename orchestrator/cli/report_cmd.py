@@ -20,7 +20,7 @@ def report(
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
 ) -> None:
     """Write the HTML report of a stored run, optionally compared with a baseline run."""
-    from orchestrator.bench import DEFAULT_REPORTS_DIR
+    from orchestrator.request import DEFAULT_REPORTS_DIR
     from orchestrator.report import build_context, render_html, write_html
     from orchestrator.store import open_store
 

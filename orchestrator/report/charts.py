@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
-from orchestrator.report.comparison import RunComparison
+from orchestrator.compare import RunComparison
 from orchestrator.report.figures import (
     VERDICT_COLOURS,
     Figure,

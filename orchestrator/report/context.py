@@ -12,7 +12,8 @@ from typing import Any, Mapping, Sequence
 
 from orchestrator.report import charts, timeseries
 from orchestrator.report.charts import ResultSeries
-from orchestrator.report.comparison import RunComparison, attach_to_rows, compare_runs
+from orchestrator.compare import RunComparison, compare_records
+from orchestrator.report.comparison import attach_to_rows, settings_changes
 from orchestrator.report.figures import Figure
 from orchestrator.report.history import DEFAULT_HISTORY_RUNS, latency_history
 from orchestrator.report.overview import (
@@ -83,10 +84,13 @@ def build_context(
     run_id: str,
     compare_run_id: str | None = None,
     history: int = DEFAULT_HISTORY_RUNS,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """Everything the template needs for one run (and its comparison with `compare_run_id`).
 
     `history` is how many runs (this one included) the history charts go back; 0 turns them off.
+    `thresholds` are orchestrator.compare.compare_records' min_effect_pct / memory_min_effect_pct
+    / alpha (default: farm's), so a report shows the verdicts its gate used.
     """
     run = store.get_run(run_id)
     results = store.results(run["run_id"])
@@ -98,10 +102,9 @@ def build_context(
     if compare_run_id is not None:
         base_run = store.get_run(compare_run_id)
         base_results = store.results(base_run["run_id"])
-        comparison = compare_runs(
-            results, base_results,
-            lambda rid: series[rid].latency_ms if rid in series else store.series(rid)[0],
-            base_run=base_run, new_settings=run["settings"],
+        comparison = compare_records(
+            base_results, results, lambda rid: series[rid].latency_ms if rid in series else store.series(rid)[0],
+            base_run_id=base_run["run_id"], new_run_id=run["run_id"], **(thresholds or {}),
         )
         attach_to_rows(rows, comparison)
 
@@ -130,6 +133,7 @@ def build_context(
         "accuracy_measured": any(r.values["accuracy"] is not None for r in ok_rows),
         "comparison": comparison,
         "base_run": base_run,
+        "settings_changes": settings_changes(base_run["settings"], run["settings"]) if base_run else [],
         "figures": figures,
         "figure_specs": [f.spec() for section in figures.values() for f in section],
         "thermal_reported": thermal,

@@ -20,6 +20,7 @@ from orchestrator.units import fps_text, human_bytes
 from markupsafe import Markup
 
 from orchestrator.errors import BadInputError
+from orchestrator.report.comparison import not_compared_text
 from orchestrator.report.history import DEFAULT_HISTORY_RUNS
 from orchestrator.store import Store
 
@@ -133,6 +134,7 @@ def _fmt_value(value: Any, key: str = "") -> str:
 
 _ENV.filters.update(ms=_ms, mib=_mib, bytes=human_bytes, fps=fps_text, num=_num, percent=_percent,
                     sortable=_sortable, fact=_fact, value=_fmt_value, script_json=script_json)
+_ENV.globals.update(not_compared_text=not_compared_text)
 
 
 def render_html(context: dict[str, Any]) -> str:
@@ -144,7 +146,7 @@ def render_html(context: dict[str, Any]) -> str:
         "plotly": plotly_js() if specs else None,
     }
     context = {
-        "figures": {}, "figure_specs": [], "rows": [], "comparison": None, "base_run": None,
+        "figures": {}, "figure_specs": [], "rows": [], "comparison": None, "base_run": None, "settings_changes": [],
         "accuracy_measured": False, "thermal_reported": False, "thermal_flags": [], "environments": [],
         "failures": [], "variants": [], "board_fact_columns": (), "highlights": [], "history_runs": 0, "metrics": (),
         "counts": None, "generated_at": "", **context, "assets": assets,
@@ -158,12 +160,14 @@ def write_report(
     path: Path,
     compare_run_id: str | None = None,
     history: int = DEFAULT_HISTORY_RUNS,
+    thresholds: dict[str, float] | None = None,
 ) -> Path:
-    """Render the report of `run_id` (vs `compare_run_id` when given) to `path` atomically;
-    BadInputError when it cannot be written."""
+    """Render the report of `run_id` (vs `compare_run_id` when given, judged with `thresholds`,
+    see build_context) to `path` atomically; BadInputError when it cannot be written."""
     from orchestrator.report.context import build_context
 
-    html = render_html(build_context(store, run_id, compare_run_id=compare_run_id, history=history))
+    html = render_html(build_context(store, run_id, compare_run_id=compare_run_id, history=history,
+                                     thresholds=thresholds))
     return write_html(html, path)
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import onnx
 
-from agents.farm_agent import openvino_reason  # the agent's reading of OpenVINO errors, shared
+from agents.farm_common import openvino_reason  # the agent's reading of OpenVINO errors, shared
 from orchestrator.hashing import file_sha256
 
 from .calibration import CalibrationData

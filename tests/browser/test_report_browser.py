@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.bench import BenchRequest, run_bench
+from orchestrator.request import BenchRequest, run_bench
 from orchestrator.report import write_report
-from orchestrator.runner import BenchSettings
+from orchestrator.settings import BenchSettings
 from orchestrator.store import open_store
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.synthetic import HOSTILE, Cell, add_run, matrix

@@ -13,7 +13,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
-from orchestrator.store import EXPORT_FIELDS, open_store
+from orchestrator.record import EXPORT_FIELDS
+from orchestrator.store import open_store
 
 FAST = ["--runs", "5", "--min-seconds", "0", "--warmup", "1", "--threads", "1", "--sample-interval", "0.05"]
 

@@ -23,7 +23,7 @@ def agent_processes(marker: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "farm_agent.py" in cmdline and marker in cmdline:
+        if "/agent-" in cmdline and marker in cmdline:
             pids.append(int(entry.name))
     return pids
 

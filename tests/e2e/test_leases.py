@@ -9,8 +9,9 @@ from orchestrator.board_check import check_board
 from orchestrator.boards import Board
 from orchestrator.lease import BoardLease, LeaseHolder
 from orchestrator.models import load_model_file
-from orchestrator.plan import ModelTask, plan_jobs
-from orchestrator.runner import BenchRunner, BenchSettings
+from orchestrator.plan import ModelTask, plan_cells
+from orchestrator.runner import BenchRunner
+from orchestrator.settings import BenchSettings
 from orchestrator.store import open_store
 from orchestrator.transport import open_transport
 
@@ -36,7 +37,7 @@ def bench(db_url: str, model, on_connect=None, **settings) -> dict:
         if kind == "board_connecting" and on_connect is not None:
             on_connect()
 
-    runner = BenchRunner(store, [BOARD], plan_jobs([ModelTask(load_model_file(model))], ["fp32"]),
+    runner = BenchRunner(store, [BOARD], plan_cells([ModelTask(load_model_file(model))], ["fp32"]),
                          BenchSettings(runs=2, min_seconds=0, warmup=0, threads=1, **settings), on_event=on_event)
     [job] = runner.run().outcomes
     return {"row": job.row, "events": events}
@@ -89,7 +90,7 @@ def test_a_lease_taken_over_mid_run_stops_further_jobs_on_that_board(db_url, dig
     from orchestrator.agent_client import AgentClient
 
     def take_over(kind, info):
-        if kind == "job_started" and info["model"] == "digits_mlp":
+        if kind == "cell_started" and info["model"] == "digits_mlp":
             # as if our renewals had failed for a whole ttl and someone else took the board
             workdir = AgentClient(open_transport(BOARD)).transport.workdir
             lease_file = __import__("pathlib").Path(workdir) / "lease.json"
@@ -98,7 +99,7 @@ def test_a_lease_taken_over_mid_run_stops_further_jobs_on_that_board(db_url, dig
             lease_file.write_text(json.dumps(lease))
 
     store = open_store(db_url)
-    runner = BenchRunner(store, [BOARD], plan_jobs([ModelTask(load_model_file(m)) for m in (digits_model, yolo_model)],
+    runner = BenchRunner(store, [BOARD], plan_cells([ModelTask(load_model_file(m)) for m in (digits_model, yolo_model)],
                                                    ["fp32"]),
                          BenchSettings(runs=2, min_seconds=2.5, warmup=0, threads=1, lease_ttl_s=5.0),
                          on_event=take_over)

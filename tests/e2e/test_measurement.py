@@ -12,8 +12,9 @@ import pytest
 
 from orchestrator.boards import Board
 from orchestrator.models import load_model_file
-from orchestrator.plan import ModelTask, plan_jobs
-from orchestrator.runner import BenchRunner, BenchSettings
+from orchestrator.plan import ModelTask, plan_cells
+from orchestrator.runner import BenchRunner
+from orchestrator.settings import BenchSettings
 from orchestrator.store import open_store
 from tests import model_factory
 
@@ -22,7 +23,7 @@ MiB = 1024 * 1024
 
 def run_one(db_url: str, model: Path, settings: BenchSettings, board: Board | None = None, on_event=None) -> dict:
     store = open_store(db_url)
-    jobs = plan_jobs([ModelTask(load_model_file(model))], ["fp32"])
+    jobs = plan_cells([ModelTask(load_model_file(model))], ["fp32"])
     runner = BenchRunner(store, [board or Board(name="local")], jobs, settings,
                          on_event=on_event or (lambda kind, info: None))
     outcome = runner.run()
@@ -73,7 +74,7 @@ def test_a_frequency_drop_mid_run_flags_the_result(db_url, tmp_path, yolo_model,
     board = Board(name="hot-pi", env={"FARM_SYSFS_ROOT": str(sysfs)})
 
     def heat_up(kind: str, info: dict) -> None:
-        if kind == "job_phase" and info.get("phase") == "measure":
+        if kind == "cell_phase" and info.get("phase") == "measure":
             make_fake_sysfs(sysfs, freq_khz=600000, temp_milli_c=85000)
             if throttle:
                 (sysfs / "farm").mkdir(exist_ok=True)

@@ -6,10 +6,10 @@ import json
 import subprocess
 import sys
 
-from orchestrator.bench import BenchRequest, run_bench
+from orchestrator.request import BenchRequest, run_bench
 from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
-from orchestrator.runner import BenchSettings
+from orchestrator.settings import BenchSettings
 from orchestrator.store import open_store
 
 FAST = ["--runs", "3", "--min-seconds", "0", "--warmup", "0", "--threads", "1", "--sample-interval", "0", "--no-report"]
@@ -22,7 +22,7 @@ def test_each_cell_runs_in_fresh_processes_interleaved_with_the_others(db_url, d
                            write_report=False)
     outcome = run_bench(request, on_event=lambda kind, info: events.append((kind, info.get("model", ""))))
     assert [o.ok for o in outcome.run.outcomes] == [True, True]
-    started = [model for kind, model in events if kind == "job_started"]
+    started = [model for kind, model in events if kind == "cell_started"]
     assert started == ["digits_mlp", "yolo_timing"] * 3  # rounds: A B A B A B
     for result in open_store(db_url).results(outcome.run.run_id):
         processes = result["details"]["processes"]
@@ -42,8 +42,10 @@ def test_compare_of_two_repeated_runs_tests_the_process_medians(db_url, yolo_mod
     assert main(args) == ExitStatus.OK and main(args) == ExitStatus.OK
     runs = open_store(db_url).list_runs()
     capsys.readouterr()
-    assert main(["compare", runs[1]["run_id"], runs[0]["run_id"], "--db", db_url]) == ExitStatus.OK
-    assert "geometric mean of 3 vs 3 process medians" in capsys.readouterr().out
+    assert main(["compare", runs[1]["run_id"], runs[0]["run_id"], "--db", db_url, "--json"]) == ExitStatus.OK
+    [cell] = json.loads(capsys.readouterr().out)["cells"]  # the reason is there whatever the verdict
+    assert "geometric mean of 3 vs 3 process medians" in cell["reason"]
+    assert (cell["latency"]["base_runs"], cell["latency"]["new_runs"]) == (3, 3)
     out = subprocess.run([sys.executable, "-m", "orchestrator.cli", "runs", "export", "latest", "--db", db_url],
                          capture_output=True, text=True, check=True).stdout
     [record] = json.loads(out)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.agent_client import agent_source_path
+from orchestrator.agent_bundle import agent_bundle_path
 from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
 from orchestrator.store import open_store
@@ -26,7 +26,7 @@ F32 = json.dumps({"CPU": {"INFERENCE_PRECISION_HINT": "f32"}})
 
 def agent_outputs(model, dataset, out, runtime: str, *extra: str) -> list[np.ndarray]:
     proc = subprocess.run(
-        [sys.executable, str(agent_source_path()), "outputs", "--model", str(model), "--dataset", str(dataset),
+        [sys.executable, str(agent_bundle_path()), "outputs", "--model", str(model), "--dataset", str(dataset),
          "--out", str(out), "--runtime", runtime, "--threads", "1", *extra],
         capture_output=True, text=True, timeout=300,
     )

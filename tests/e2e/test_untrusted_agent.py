@@ -9,8 +9,9 @@ import pytest
 
 from orchestrator.boards import Board
 from orchestrator.models import load_model_file
-from orchestrator.plan import ModelTask, plan_jobs
-from orchestrator.runner import BenchRunner, BenchSettings
+from orchestrator.plan import ModelTask, plan_cells
+from orchestrator.runner import BenchRunner
+from orchestrator.settings import BenchSettings
 from orchestrator.store import open_store
 
 MiB = 1024 * 1024
@@ -36,7 +37,7 @@ def liar(tmp_path: Path, body: str) -> str:
 )
 def test_untrusted_output_is_an_agent_error_and_memory_stays_bounded(tmp_path, db_url, digits_model, body, fragment):
     store = open_store(db_url)
-    jobs = plan_jobs([ModelTask(load_model_file(digits_model))], ["fp32"])
+    jobs = plan_cells([ModelTask(load_model_file(digits_model))], ["fp32"])
     before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     runner = BenchRunner(store, [Board(name="liar", python=liar(tmp_path, body))], jobs,
                          BenchSettings(runs=1, min_seconds=0, warmup=0))

@@ -6,8 +6,10 @@ import time
 
 from orchestrator.boards import Board, default_local_workdir
 from orchestrator.models import load_model_file
-from orchestrator.plan import ModelTask, plan_jobs
-from orchestrator.runner import BenchRunner, BenchSettings, staged_name
+from orchestrator.plan import ModelTask, plan_cells
+from orchestrator.agent_client import staged_file_name
+from orchestrator.runner import BenchRunner
+from orchestrator.settings import BenchSettings
 from orchestrator.store import open_store
 
 
@@ -22,12 +24,12 @@ def test_clean_removes_partial_old_and_excess_files_but_keeps_this_runs(db_url, 
         path.write_bytes(b"x" * 1000)
     month_ago = time.time() - 30 * 86400
     os.utime(old, (month_ago, month_ago))
-    kept = workdir / staged_name(digits_model, ".onnx")  # this run's model, old but in use
+    kept = workdir / staged_file_name(digits_model, ".onnx")  # this run's model, old but in use
     kept.write_bytes(digits_model.read_bytes())
     os.utime(kept, (month_ago, month_ago))
 
     store = open_store(db_url)
-    jobs = plan_jobs([ModelTask(load_model_file(digits_model))], ["fp32"])
+    jobs = plan_cells([ModelTask(load_model_file(digits_model))], ["fp32"])
     settings = BenchSettings(runs=2, min_seconds=0, warmup=0, threads=1, workdir_max_age_days=14)
     [job] = BenchRunner(store, [Board(name="local")], jobs, settings).run().outcomes
     assert job.ok

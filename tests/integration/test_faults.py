@@ -18,8 +18,9 @@ import pytest
 from orchestrator import lab as lab_mod
 from orchestrator.boards import Board
 from orchestrator.models import load_model_file
-from orchestrator.plan import ModelTask, plan_jobs
-from orchestrator.runner import BenchRunner, BenchSettings
+from orchestrator.plan import ModelTask, plan_cells
+from orchestrator.runner import BenchRunner
+from orchestrator.settings import BenchSettings
 from orchestrator.store import open_store
 from orchestrator.transport import open_transport
 from tests import model_factory
@@ -41,7 +42,7 @@ def board_of(lab, which: str, **overrides) -> Board:
 
 def run(db_url: str, boards: list[Board], models: list[Path], settings: BenchSettings = SETTINGS, on_event=None):
     store = open_store(db_url)
-    jobs = plan_jobs([ModelTask(load_model_file(m)) for m in models], ["fp32"])
+    jobs = plan_cells([ModelTask(load_model_file(m)) for m in models], ["fp32"])
     runner = BenchRunner(store, boards, jobs, settings, on_event=on_event or (lambda kind, info: None))
     outcome = runner.run()
     rows = {(o.board, o.model): o.row for o in outcome.outcomes}
@@ -96,7 +97,7 @@ def test_connection_cut_mid_bench_reruns_the_job_and_leaves_no_orphans(lab, tcp_
     cuts = []
 
     def cut_when_measuring(kind, info):
-        if kind == "job_phase" and info.get("phase") == "measure" and not cuts:
+        if kind == "cell_phase" and info.get("phase") == "measure" and not cuts:
             cuts.append(time.monotonic())
             proxy.cut_all()
 
@@ -187,7 +188,7 @@ def test_a_board_rebooted_mid_run_is_reconnected_and_the_job_rerun(lab, tmp_path
     rebooted = []
 
     def reboot(kind, info):
-        if kind == "job_phase" and info.get("phase") == "measure" and not rebooted:
+        if kind == "cell_phase" and info.get("phase") == "measure" and not rebooted:
             rebooted.append(True)
             os.kill(target.pid, signal.SIGKILL)  # the sshd dies: every session drops, like a power cut
             subprocess.run(["pkill", "-KILL", "-u", lab_mod.BOARD_USER, "-f", "reboot.onnx"], check=False)

@@ -11,7 +11,8 @@ import pytest
 from orchestrator import results
 from orchestrator.errors import UsageError
 from orchestrator.export import export_run, export_run_bytes
-from orchestrator.store import EXPORT_FIELDS, open_store
+from orchestrator.record import EXPORT_FIELDS
+from orchestrator.store import open_store
 from tests.store._support import failed_row, ok_row
 
 

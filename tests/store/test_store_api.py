@@ -9,7 +9,8 @@ import sqlalchemy as sa
 
 from orchestrator import store as store_mod
 from orchestrator.errors import BadInputError, StoreError
-from orchestrator.store import EXPORT_FIELDS, Cell, NewResult, open_store
+from orchestrator.record import EXPORT_FIELDS, ResultRecord
+from orchestrator.store import CellKey, open_store
 from tests.store._support import failed_row, ok_row
 
 
@@ -57,7 +58,7 @@ def test_resume_reruns_failed_cells_and_keeps_their_history(store):
     store.finish_run(run_id, "interrupted")
     assert store.get_run(run_id)["status"] == "interrupted"
 
-    assert store.done_cells(run_id) == {Cell("a", "m", "fp32", "s")}
+    assert store.done_cells(run_id) == {CellKey("a", "m", "fp32", "s")}
     assert store.reopen_run(run_id[:10]) == run_id
     run = store.get_run(run_id)
     assert run["status"] == "running" and run["finished_at"] is None and run["resumed_at"]
@@ -66,7 +67,7 @@ def test_resume_reruns_failed_cells_and_keeps_their_history(store):
     new_id = store.add_result(run_id, ok_row(board="b"), latency_ms=[3.0, 4.0])  # then works
     store.finish_run(run_id, "finished")
 
-    assert store.done_cells(run_id) == {Cell("a", "m", "fp32", "s"), Cell("b", "m", "fp32", "s")}
+    assert store.done_cells(run_id) == {CellKey("a", "m", "fp32", "s"), CellKey("b", "m", "fp32", "s")}
     assert store.count_results(run_id) == 2
     [b] = [r for r in store.results(run_id) if r["board"] == "b"]
     assert b["result_id"] == new_id and b["status"] == "ok"
@@ -80,7 +81,7 @@ def test_resume_reruns_failed_cells_and_keeps_their_history(store):
 def test_done_cells_distinguish_settings(store):
     run_id = store.create_run({}, {}, "0.1.0")
     store.add_result(run_id, ok_row(settings_hash="s1"))
-    assert store.done_cells(run_id) == {Cell("local", "m", "fp32", "s1")}
+    assert store.done_cells(run_id) == {CellKey("local", "m", "fp32", "s1")}
     store.add_result(run_id, ok_row(settings_hash="s2"))  # another settings hash is another cell
     assert len(store.done_cells(run_id)) == 2
 
@@ -190,10 +191,10 @@ def test_query_results_filters(store):
 
 def test_batch_write_is_one_transaction(store):
     run_id = store.create_run({}, {}, "0.1.0")
-    ids = store.add_results(run_id, [NewResult(ok_row(board=f"b{i}"), [float(i + 1)] * 3) for i in range(5)])
+    ids = store.add_results(run_id, [ResultRecord(ok_row(board=f"b{i}"), [float(i + 1)] * 3) for i in range(5)])
     assert len(ids) == 5 and store.latency_samples(ids) == {rid: [float(i + 1)] * 3 for i, rid in enumerate(ids)}
     with pytest.raises(StoreError):
-        store.add_results(run_id, [NewResult(ok_row(board="new")), NewResult(ok_row(board="b0"))])
+        store.add_results(run_id, [ResultRecord(ok_row(board="new")), ResultRecord(ok_row(board="b0"))])
     assert store.count_results(run_id) == 5  # the batch with a duplicate left nothing
 
 

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.agent_client import PROTOCOL_VERSION, agent_source_path
+from orchestrator.agent_bundle import agent_bundle_path
+from orchestrator.agent_client import PROTOCOL_VERSION
+from orchestrator.boards import Board
+from orchestrator.settings import BenchSettings
 from tests import model_factory
 
-AGENT = str(agent_source_path())
+AGENT = str(agent_bundle_path())
 
 
 def run_agent(*args: str, python: str = sys.executable, timeout_s: float = 120) -> tuple[list[dict], int, str]:
@@ -21,8 +24,15 @@ def run_agent(*args: str, python: str = sys.executable, timeout_s: float = 120) 
     return messages, proc.returncode, proc.stderr
 
 
+def bench_args(model: Path, *extra: str) -> list[str]:
+    """The bench verb's arguments as the controller sends them (every setting, farm's defaults,
+    one thread), then `extra`, which overrides them (argparse keeps the last value)."""
+    defaults = BenchSettings(threads=1).bench_args(["--model", str(model)], Board(name="local"))
+    return ["bench", *defaults, *extra]
+
+
 def bench(model: Path, *extra: str) -> dict:
-    messages, code, stderr = run_agent("bench", "--model", str(model), "--threads", "1", *extra)
+    messages, code, stderr = run_agent(*bench_args(model, *extra))
     assert code == 0, (messages, stderr)
     for message in messages:
         assert message["v"] == PROTOCOL_VERSION  # every line carries the protocol version
@@ -92,30 +102,34 @@ def test_dynamic_dims_become_one_or_the_given_shape(tmp_path):
 def test_bad_models_answer_with_a_typed_error(tmp_path, make, kind, fragment):
     path = tmp_path / "bad.onnx"
     make(path)
-    messages, code, _ = run_agent("bench", "--model", str(path), "--runs", "1", "--min-seconds", "0")
+    messages, code, _ = run_agent(*bench_args(path, "--runs", "1", "--min-seconds", "0"))
     assert code == 1
     [error] = [m for m in messages if m["type"] == "error"]
     assert error["kind"] == kind and fragment in error["message"]
 
 
 def test_missing_model_file_is_a_model_error(tmp_path):
-    messages, code, _ = run_agent("bench", "--model", str(tmp_path / "absent.onnx"))
+    messages, code, _ = run_agent(*bench_args(tmp_path / "absent.onnx"))
     assert code == 1 and messages[-1]["kind"] == "model-error"
 
 
 @pytest.mark.parametrize("verb", ["bench", "outputs"])
 def test_a_missing_weights_file_is_a_model_error_naming_it(tmp_path, yolo_model, verb):
     absent = tmp_path / "absent.bin"
-    extra = ["--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "o.npz")] if verb == "outputs" else []
-    messages, code, _ = run_agent(verb, "--model", str(yolo_model), "--weights", str(absent), *extra)
+    if verb == "outputs":
+        args = ["outputs", "--model", str(yolo_model), "--dataset", str(tmp_path / "d.npz"), "--out",
+                str(tmp_path / "o.npz"), "--runtime", "onnxruntime", "--threads", "1"]
+    else:
+        args = bench_args(yolo_model)
+    messages, code, _ = run_agent(*args, "--weights", str(absent))
     assert code == 1 and messages[-1]["kind"] == "model-error" and str(absent) in messages[-1]["message"]
 
 
 def test_onnxruntime_refuses_a_separate_weights_file(tmp_path, yolo_model):
     weights = tmp_path / "w.bin"
     weights.write_bytes(b"\0" * 16)
-    messages, code, _ = run_agent("bench", "--model", str(yolo_model), "--weights", str(weights), "--runs", "1",
-                                  "--min-seconds", "0", "--runtime", "onnxruntime")
+    messages, code, _ = run_agent(*bench_args(yolo_model, "--weights", str(weights), "--runs", "1", "--min-seconds",
+                                              "0", "--runtime", "onnxruntime"))
     assert code == 1 and messages[-1]["kind"] == "input-error" and "OpenVINO IR" in messages[-1]["message"]
 
 
@@ -125,7 +139,7 @@ def test_python_without_onnxruntime_is_missing_runtime(digits_model):
     probe = subprocess.run([bare, "-c", "import onnxruntime"], capture_output=True)
     if probe.returncode == 0:
         pytest.skip("/usr/bin/python3 has onnxruntime")
-    messages, code, _ = run_agent("bench", "--model", str(digits_model), python=bare)
+    messages, code, _ = run_agent(*bench_args(digits_model), python=bare)
     assert code == 1
     assert messages[-1]["kind"] == "missing-runtime"
     assert "is not installed" in messages[-1]["message"]

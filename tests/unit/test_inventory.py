@@ -164,7 +164,7 @@ def test_tags_and_env_merge_across_levels_providers_replace(tmp_path):
               hosts:
                 orin-01:
                   tags: {ram: 8GB}
-                  runtime: onnxruntime-gpu 1.18
+                  runtime: openvino
                   providers: [CUDAExecutionProvider]
                 orin-02:
         """,
@@ -175,7 +175,7 @@ def test_tags_and_env_merge_across_levels_providers_replace(tmp_path):
         "site": "lab2",
         "soc": "tegra234",
         "ram": "8GB",
-        "runtime": "onnxruntime-gpu 1.18",
+        "runtime": "openvino",
     }
     assert dict(boards["orin-02"].tags) == {"arch": "aarch64", "site": "lab2", "soc": "tegra234"}
     assert dict(boards["orin-02"].env) == {"OMP_NUM_THREADS": "4", "A": "jetson"}
@@ -570,8 +570,16 @@ def test_every_problem_is_reported_at_once_in_line_order(tmp_path):
 
 
 def test_runtime_conflicting_with_tags_runtime(tmp_path):
-    message, path = load_error(tmp_path, "all:\n  hosts:\n    b1:\n      tags: {runtime: a}\n      runtime: b\n")
-    assert message.startswith(f"{path}:{line_of(path, 'runtime: b')}: host 'b1': 'runtime' is 'b'")
+    message, path = load_error(tmp_path, "all:\n  hosts:\n    b1:\n      tags: {runtime: openvino}\n      runtime: onnxruntime\n")
+    assert message.startswith(f"{path}:{line_of(path, 'runtime: onnxruntime')}: host 'b1': 'runtime' is 'onnxruntime'")
+
+
+def test_an_unknown_runtime_is_an_error_with_file_and_line(tmp_path):
+    message, path = load_error(tmp_path, "all:\n  hosts:\n    b1:\n      runtime: tflite\n")
+    assert message.startswith(f"{path}:{line_of(path, 'runtime: tflite')}: host 'b1': 'runtime' 'tflite' is not a "
+                              "runtime farm knows: use onnxruntime or openvino")
+    message, path = load_error(tmp_path, "all:\n  hosts:\n    b1:\n      tags: {runtime: openvno}\n")
+    assert "is not a runtime farm knows" in message and "did you mean openvino?" in message
 
 
 # --------------------------------------------------------------------------- --limit
@@ -887,7 +895,7 @@ def test_example_inventory_loads():
     assert rpi.providers == ("CPUExecutionProvider",)
     assert rpi.tags["soc"] == "bcm2711" and rpi.tags["ram"] == "4GB"
     assert "TensorrtExecutionProvider" in jetson.providers and "CUDAExecutionProvider" in jetson.providers
-    assert jetson.tags["runtime"].startswith("onnxruntime-gpu")
+    assert jetson.tags["runtime"] == "onnxruntime" and jetson.tags["runtime_build"].startswith("onnxruntime-gpu")
     assert rb5.providers[0] == "QNNExecutionProvider"
     assert parse_proxy_jump(rb5.proxy_jump) == [JumpHop("farm", "bastion.lab.example", 2222)]
     assert rb5.user == "ubuntu"

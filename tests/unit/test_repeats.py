@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.repeats import merge_process_results, process_p50s
+from orchestrator.record import process_p50s
+from orchestrator.repeats import merge_process_results
 
 
 def result(latency_ms, load_ms, peak, pid, **extra):

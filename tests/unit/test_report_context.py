@@ -63,7 +63,7 @@ def test_comparison_flags_the_slowed_cell_and_leaves_the_others_clean(store, two
     regressed = comparison.regressed[0]
     assert regressed.latency.change_pct == pytest.approx(30.0, abs=4.0) and regressed.latency.p_value < 0.01
     assert all(c.memory_verdict == "unchanged" for c in comparison.cells)
-    assert comparison.counts("latency")["regressed"] == 1
+    assert comparison.metric_counts("latency")["regressed"] == 1
     assert "1 regressed" in comparison.summary()
 
 
@@ -72,8 +72,9 @@ def test_comparison_reports_cells_missing_or_failed_on_one_side(store):
     new = add_run(store, [Cell("rpi4", "m", "fp32", fail_kind="timeout", fail_message="job timed out"),
                           Cell("rpi4", "m", "int8-dynamic")], samples_per_result=50)
     context = build_context(store, new, compare_run_id=base)
-    status = {c.variant: c.status for c in context["comparison"].cells}
-    assert status == {"fp32": "failed-new", "fp16": "only-base", "int8-dynamic": "only-new"}
+    status = {c.variant: (c.verdict, c.base_status, c.new_status) for c in context["comparison"].cells}
+    assert status == {"fp32": ("failed", "ok", "failed"), "fp16": ("only-base", "ok", None),
+                      "int8-dynamic": ("only-new", None, "ok")}
     assert context["figures"]["comparison"] == []  # nothing could be compared
     html = render_html(context)
     assert "failed in this run" in html and "only in the baseline run" in html

@@ -8,7 +8,7 @@ import pytest
 from orchestrator.boards import Board
 from orchestrator.errors import UsageError
 from orchestrator.plan import ModelFiles
-from orchestrator.runner import BenchSettings, parse_provider_options
+from orchestrator.settings import BenchSettings, parse_provider_options
 from orchestrator.runtimes import mixes_runtimes, runtime_label
 from orchestrator.variants import parse_variant_spec
 
@@ -48,7 +48,7 @@ def test_a_run_on_openvino_keeps_its_devices_for_the_ir_variant():
 
 def test_agent_args_carry_the_models_files_as_given():
     settings = BenchSettings()
-    args = settings.agent_args(["--model", "/w/a.xml", "--weights", "/w/b.bin"], Board(name="b"), (), "openvino")
+    args = settings.bench_args(["--model", "/w/a.xml", "--weights", "/w/b.bin"], Board(name="b"), (), "openvino")
     assert args[:4] == ["--model", "/w/a.xml", "--weights", "/w/b.bin"]
     assert option_values(args, "--runtime") == ["openvino"]
 

@@ -6,7 +6,8 @@ import pytest
 
 from orchestrator import store as store_mod
 from orchestrator.errors import BadInputError, StoreError
-from orchestrator.store import EXPORT_FIELDS, SCHEMA_VERSION, open_store
+from orchestrator.record import EXPORT_FIELDS
+from orchestrator.store import SCHEMA_VERSION, open_store
 
 
 def ok_row(board="local", model="m", variant="fp32", **extra):

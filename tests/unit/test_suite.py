@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.errors import BadInputError
 from orchestrator.models import DEMO_DIR
-from orchestrator.runner import BenchSettings
+from orchestrator.settings import BenchSettings
 from orchestrator.suite import load_suite
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "store" / "fixtures" / "nightly.yaml"
@@ -54,7 +54,7 @@ def test_the_example_suite_loads_with_paths_resolved(suite_dir):
     assert (suite.thresholds.latency_pct, suite.thresholds.memory_pct) == (5.0, 10.0)
     settings = suite.bench_settings()
     assert isinstance(settings, BenchSettings)
-    assert (settings.runs, settings.min_seconds, settings.warmup, settings.threads) == (200, 5.0, 20, 4)
+    assert (settings.min_runs, settings.min_seconds, settings.warmup, settings.threads) == (200, 5.0, 20, 4)
     assert (settings.sample_interval_s, settings.cooldown_s) == (0.1, 10.0)
     assert settings.max_seconds == BenchSettings().max_seconds  # unset: farm's default
     assert suite.bench_settings(model=suite.models[0]).shapes == ("images=1x3x320x320",)
@@ -129,9 +129,9 @@ def test_every_problem_with_its_line_and_a_hint(suite_dir):
     ("models:\n  - path: models/digits_mlp.onnx\nbaseline: 'tag:'\n", ":3: baseline must be latest, tag:NAME or a run id"),
     ("models:\n  - path: models/digits_mlp.onnx\nmodels: []\n", ":3: invalid YAML: duplicate key 'models'"),
     ("models:\n  - path: [unclosed\n", ":3: invalid YAML"),
-    ("models:\n  - path: models/digits_mlp.onnx\nsettings:\n  runtime: tflite\n", ":4: settings.runtime must be 'onnxruntime' or 'openvino', got the text 'tflite'"),
+    ("models:\n  - path: models/digits_mlp.onnx\nsettings:\n  runtime: tflite\n", ":4: settings.runtime 'tflite' is not a runtime farm knows: use onnxruntime or openvino"),
     ("models:\n  - path: models/digits_mlp.onnx\nsettings:\n  provider_options: {CPU: f32}\n",
-     ":4: settings.provider_options.CPU must be a mapping"),
+     ":4: settings.provider_options must map each provider to {option: value} with plain values"),
 ])
 def test_precise_errors(suite_dir, text, expected):
     path = write(suite_dir, text)

@@ -1,4 +1,6 @@
-"""`farm bench` as a function tests call directly: request in, stored run (and report) out."""
+"""A `farm bench` request, validated and carried out: `run_bench(request)` -> stored run, gate, report.
+
+The CLI is a thin shell over this; tests call it directly."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,8 +10,9 @@ from typing import Sequence
 from orchestrator.boards import Board, local_board
 from orchestrator.errors import ExitStatus
 from orchestrator.models import ModelFile, demo_models, load_model_file
-from orchestrator.plan import attach_datasets, plan_jobs
-from orchestrator.runner import BenchRunner, BenchSettings, Event, RunOutcome, _no_event
+from orchestrator.plan import attach_datasets, plan_cells
+from orchestrator.runner import BenchRunner, Event, RunOutcome, _no_event
+from orchestrator.settings import BenchSettings
 from orchestrator.store import Store, open_store
 
 DEFAULT_REPORTS_DIR = Path("reports")
@@ -156,8 +159,8 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
         if request.resume is not None:
             resume_run_id = store.reopen_run(request.resume)
             done = store.done_cells(resume_run_id)
-        jobs = plan_jobs(tasks, request.variants, request.calibration, on_event=on_event)
-        runner = BenchRunner(store, boards, jobs, request.settings, forks=request.forks, on_event=on_event,
+        cells = plan_cells(tasks, request.variants, request.calibration, on_event=on_event)
+        runner = BenchRunner(store, boards, cells, request.settings, forks=request.forks, on_event=on_event,
                              resume_run_id=resume_run_id, done_cells=done, inventory=request.inventory)
         run = runner.run()
         gate = None

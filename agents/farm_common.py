@@ -1,0 +1,89 @@
+"""What both ends of the agent protocol share: its version, message types, failure kinds, the
+names of files the agent keeps on a board, and the reading of runtime errors.
+
+Both sides import this one module instead of reaching into each other: the controller as
+`agents.farm_common`, the agent (agents/farm_agent.py) beside it. A board still receives ONE
+file: the controller inlines this module into the agent it uploads (orchestrator.agent_bundle),
+so keep it stdlib-only, Python >= 3.8, free of `from __future__` imports and side effects.
+"""
+import re
+
+PROTOCOL_VERSION = 1
+
+# Every message the agent may send (the controller refuses any other type).
+MESSAGE_TYPES = ("facts", "phase", "result", "error", "outputs", "lease", "cleaned")
+
+# Every failed job is stored with exactly one of these kinds; an agent error naming another kind
+# is recorded as "agent-error".
+FAILURE_KINDS = (
+    "unreachable",
+    "auth",
+    "host-key",
+    "timeout",
+    "disconnected",
+    "oom-killed",
+    "disk-full",
+    "missing-runtime",
+    "model-error",
+    "input-error",
+    "variant-error",
+    "agent-error",
+    "interrupted",
+    "busy",
+)
+
+# The runtimes the agent can load a model with (orchestrator.runtimes describes each one).
+RUNTIME_NAMES = ("onnxruntime", "openvino")
+
+# Short onnxruntime execution-provider names users type (--providers CUDA,CPU), and the full
+# names onnxruntime knows them by.
+ORT_PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider", "qnn": "QNNExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
+    "acl": "ACLExecutionProvider", "armnn": "ArmNNExecutionProvider", "rocm": "ROCMExecutionProvider",
+    "coreml": "CoreMLExecutionProvider", "nnapi": "NnapiExecutionProvider", "dml": "DmlExecutionProvider",
+}
+
+
+def ort_provider_name(name):
+    """`cuda` -> `CUDAExecutionProvider`; a full or unknown name as it is."""
+    return ORT_PROVIDER_ALIASES.get(name.lower(), name)
+
+
+# `farm inventory provision` makes <workdir>/venv from the board's `python` and writes that
+# python's name to <workdir>/venv/farm-python; the agent runs in the venv when the two agree.
+VENV_DIR_NAME = "venv"
+PYTHON_MARKER_NAME = "farm-python"
+
+# The board's lease (who is measuring on it), in its work dir.
+LEASE_FILE = "lease.json"
+
+# Files the controller stages in a board's work dir are named by their content: the first 16 hex
+# digits of their sha256 and a suffix (an agent: agent-<12 hex digits>.py); dataset outputs the
+# agent writes are outputs-<hex>.npz. The work-dir cleaner only ever removes names of this shape.
+STAGED_NAME_RE = re.compile(
+    r"^([0-9a-f]{16}\.(onnx|npz|xml|bin)|agent-[0-9a-f]{12}\.py|outputs-[0-9a-f]+\.npz)$"
+)
+
+
+def staged_name(sha256_hex, suffix):
+    """The work-dir name of a staged file whose sha256 is `sha256_hex`."""
+    return "%s%s" % (sha256_hex[:16], suffix)
+
+
+def agent_file_name(sha256_hex):
+    """The work-dir name of an agent file whose sha256 is `sha256_hex`."""
+    return "agent-%s.py" % sha256_hex[:12]
+
+
+def first_line(exc):
+    """A one-line reason: the message's lines joined (runtimes put the cause on later lines)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return (" ".join(lines) if lines else type(exc).__name__)[:500]
+
+
+def openvino_reason(exc):
+    """OpenVINO's message without its C++ source-location lines ("Exception from src/...:84:")."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    meaningful = [line for line in lines if not re.match(r"^(Exception from |Check '.*' failed at )\S+:\d+:?$", line)]
+    return first_line(" ".join(meaningful or lines) or type(exc).__name__)

@@ -1,0 +1,194 @@
+"""The result record: what one measured (or failed) cell is, declared once.
+
+The runner produces records (`measured_record`, `failed_record`); the store keeps them (its
+`results` columns are `COLUMN_FIELDS`); the export, `orchestrator.results`, the report and
+gating read them back as flat export records (`EXPORT_FIELDS` then `MEASURED_EXPORT_FIELDS`,
+names that are a stable contract, see the README's "Exported fields").
+
+A record has three parts:
+* columns: identity (run, board, model, variant, settings hash), status, and the latency
+  summary — what queries filter and sort on;
+* `details`: everything else the job measured or knew (`export` below, the variant's manifest,
+  the inputs fed, providers, phase marks, per-process figures), as JSON;
+* `details["export"]`: the measured fields exported next to the columns.
+
+`RECORD_FORMAT_VERSION` is written into every record's details (like pyperf's format version),
+so a reader can tell which fields a stored record can have.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, Sequence
+
+from orchestrator.analysis import summarize_latency
+
+RECORD_FORMAT_VERSION = 1
+
+# --- the columns (orchestrator.store's `results` table) -------------------------------------------
+
+#: Exported columns, in export order. A contract: never rename, only append.
+EXPORT_FIELDS = (
+    "run_id", "board", "model", "variant", "status", "error_kind", "error_message", "runs",
+    "latency_ms_min", "latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99",
+    "latency_ms_max", "latency_ms_stdev", "fps", "load_ms", "first_inference_ms",
+    "peak_rss_bytes", "model_size_bytes", "model_sha256", "settings_hash", "created_at",
+)
+#: The latency summary columns a measured record fills from its samples.
+SUMMARY_FIELDS = (
+    "latency_ms_min", "latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99",
+    "latency_ms_max", "latency_ms_stdev", "fps",
+)
+#: The columns a record sets (the store adds run_id, result_id and created_at).
+COLUMN_FIELDS = (
+    "board", "model", "model_sha256", "variant", "settings_hash", "status", "error_kind", "error_message",
+    "runs", *SUMMARY_FIELDS, "load_ms", "first_inference_ms", "peak_rss_bytes", "model_size_bytes",
+)
+
+# --- details["export"]: measured fields exported beside the columns -----------------------------
+
+#: Memory, CPU and heat of the measured phase (sampled by the agent).
+MEASUREMENT_EXPORT_FIELDS = (
+    "peak_rss_load_bytes", "peak_rss_inference_bytes", "rss_steady_bytes", "cpu_percent_mean", "temp_c_max",
+    "freq_drop", "throttled", "sample_interval_s",
+)
+#: What the variant's manifest adds (None: not measured).
+VARIANT_EXPORT_FIELDS = ("model_gzip_bytes", "sparsity", "variant_fidelity_cosine")
+#: Accuracy on the model's dataset, scored on the controller (None: no dataset).
+ACCURACY_EXPORT_FIELDS = ("accuracy_metric", "accuracy", "accuracy_delta", "fidelity_cosine")
+#: Which runtime and provider really ran the model, and at what precision.
+RUNTIME_EXPORT_FIELDS = ("runtime", "runtime_version", "provider", "provider_fallback", "inference_precision")
+#: The export field with each process's median latency (ms), what comparisons test.
+PROCESS_P50_FIELD = "latency_ms_process_p50"
+#: Statistics of the latency samples beyond the summary columns.
+STATISTICS_EXPORT_FIELDS = (
+    "latency_ms_cv", "latency_ms_median_ci_low", "latency_ms_median_ci_high", "noisy", "truncated", "processes",
+    PROCESS_P50_FIELD,
+)
+#: Every export field a record always carries (None when not measured), after EXPORT_FIELDS.
+MEASURED_EXPORT_FIELDS = (
+    MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS + RUNTIME_EXPORT_FIELDS
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ResultRecord:
+    """One cell's result to store: its `row` (columns, `facts`, `details`), its raw latencies (ms)
+    and the sampler's time series."""
+
+    row: Mapping[str, Any]
+    latency_ms: Sequence[float] = ()
+    timeseries: Sequence[Mapping[str, Any]] = ()
+
+
+def empty_export() -> dict[str, Any]:
+    """Every optional export field present, so CSV columns and JSON keys never depend on luck."""
+    return {field: None for field in MEASURED_EXPORT_FIELDS}
+
+
+def variant_export_fields(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What the variant's manifest adds to the export (sizes, sparsity, build fidelity)."""
+    return {
+        "model_gzip_bytes": manifest.get("gzip_bytes"),
+        "sparsity": manifest.get("sparsity"),
+        "variant_fidelity_cosine": (manifest.get("fidelity") or {}).get("cosine"),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class CellIdentity:
+    """Who a record belongs to: board, model (name and weights), variant, settings hash, and the
+    variant's manifest (its size is the record's model size)."""
+
+    board: str
+    model: str
+    model_sha256: str
+    variant: str
+    settings_hash: str
+    manifest: Mapping[str, Any]
+    model_size_bytes: int | None
+
+    def columns(self) -> dict[str, Any]:
+        return {"board": self.board, "model": self.model, "model_sha256": self.model_sha256,
+                "variant": self.variant, "settings_hash": self.settings_hash,
+                "model_size_bytes": self.manifest.get("size_bytes", self.model_size_bytes)}
+
+
+def failed_record(cell: CellIdentity, kind: str, message: str, facts: Mapping[str, Any]) -> ResultRecord:
+    """The record of a cell that could not be measured: its failure kind and reason."""
+    return ResultRecord({
+        **cell.columns(),
+        "status": "failed",
+        "error_kind": kind,
+        "error_message": message[:2000],
+        "facts": dict(facts),
+        "details": {"format_version": RECORD_FORMAT_VERSION, "variant": dict(cell.manifest),
+                    "export": {**empty_export(), **variant_export_fields(cell.manifest)}},
+    })
+
+
+def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mapping[str, Any], bytes_sent: int,
+                    model_path: str) -> ResultRecord:
+    """The record of a measured cell, from the agent's bench result (processes merged).
+
+    Raises KeyError/TypeError/ValueError when the result lacks what a record needs.
+    """
+    from orchestrator.repeats import process_summary
+
+    latency_ms = [float(x) for x in result["latency_ms"]]
+    processes = result.get("processes") or [process_summary(result)]
+    summary = summarize_latency(latency_ms)
+    stats = summary.as_dict()
+    export = empty_export()
+    export.update({field: result.get(field) for field in MEASUREMENT_EXPORT_FIELDS})
+    export.update(variant_export_fields(cell.manifest))
+    export.update({field: result.get(field) for field in RUNTIME_EXPORT_FIELDS})
+    export.update(
+        latency_ms_cv=stats["cv"],
+        latency_ms_median_ci_low=stats["median_ci_low_ms"],
+        latency_ms_median_ci_high=stats["median_ci_high_ms"],
+        noisy=stats["noisy"],
+        truncated=bool(result.get("truncated")),
+        processes=len(processes),
+    )
+    export[PROCESS_P50_FIELD] = [p["latency_ms_p50"] for p in processes]
+    details = {
+        "format_version": RECORD_FORMAT_VERSION,
+        "export": export,
+        "variant": dict(cell.manifest),
+        **{key: result.get(key) for key in (
+            "inputs", "provider", "providers_requested", "providers_active", "available_providers", "phase_marks",
+            "measure_s", "cooldown_s", "peak_rss_reset_supported")},
+        "bytes_sent": bytes_sent,
+        "model_path": model_path,
+        "processes": processes,
+    }
+    row = {
+        **cell.columns(),
+        "status": "ok",
+        "runs": summary.runs,
+        **{field: stats[field] for field in SUMMARY_FIELDS},
+        "load_ms": float(result["load_ms"]),
+        "first_inference_ms": float(result["first_inference_ms"]),
+        "peak_rss_bytes": result.get("peak_rss_bytes"),
+        "facts": dict(facts),
+        "details": details,
+    }
+    return ResultRecord(row, latency_ms, list(result.get("samples") or []))
+
+
+def export_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The measured export fields of a stored result (with details) or a flat export record."""
+    details = record.get("details")
+    if isinstance(details, Mapping):
+        return details.get("export") or {}
+    return record
+
+
+def process_p50s(record: Mapping[str, Any]) -> list[float]:
+    """The median latency (ms) of each fresh worker process a stored result was measured in: from
+    a flat export record or a result with details. One entry for one process; none for results
+    stored before --repeats existed."""
+    values = record.get(PROCESS_P50_FIELD)
+    if values is None:
+        values = export_of(record).get(PROCESS_P50_FIELD)
+    return [float(v) for v in values or [] if v is not None]

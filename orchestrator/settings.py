@@ -1,0 +1,278 @@
+"""How farm measures and judges: ONE validated definition of every setting, its default, bounds,
+unit and help text.
+
+Everything else derives from these models instead of restating them:
+* the command line: `farm bench`'s options take their defaults and help from the fields
+  (orchestrator.cli.options), and a value out of bounds is refused by the same validation;
+* suite files: `settings:` accepts the fields marked `suite=True`, each optional, with the same
+  checks (`SuiteSettings`), and `thresholds:` is `Thresholds`;
+* the agent: the controller always sends every measurement argument (`bench_args`), so the
+  agent has no defaults of its own to drift apart.
+
+A field marked `identity=True` changes what is measured: it is part of the settings hash that
+identifies a result cell (timeouts and retries are not).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Optional, Sequence
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
+from pydantic.fields import FieldInfo
+
+from orchestrator.analysis import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
+from orchestrator.boards import Board
+from orchestrator.runtimes import DEFAULT_RUNTIME, board_runtime, resolve_runtime
+
+SHAPE_RE = re.compile(r"^[^=\s]+=\d+(x\d+)*$")  # NAME=1x3x224x224
+DIMS_RE = re.compile(r"^\d+(x\d+)*$")
+MIN_SAMPLE_INTERVAL_S = 0.01
+
+
+def setting(default: Any, description: str, *, cli: str | None = None, suite: bool = True, identity: bool = True,
+            alias: str | None = None, **constraints: Any) -> Any:
+    """A settings field: its default, help text, command-line flag, whether suite files may set
+    it, and whether it is part of the cell identity (the settings hash)."""
+    return Field(default, description=description, alias=alias,
+                 json_schema_extra={"cli": cli, "suite": suite, "identity": identity}, **constraints)
+
+
+def field_meta(info: FieldInfo) -> dict[str, Any]:
+    return dict(info.json_schema_extra or {})  # type: ignore[arg-type]
+
+
+# --- value checks shared by the command line and suite files --------------------------------------
+
+
+def _sample_interval(value: float) -> float:
+    if 0 < value < MIN_SAMPLE_INTERVAL_S:
+        raise ValueError(f"must be 0 (sampling off) or at least {MIN_SAMPLE_INTERVAL_S:g} s")
+    return value
+
+
+def _shape(value: str) -> str:
+    if not isinstance(value, str) or not SHAPE_RE.match(value):
+        raise ValueError(f"has {value!r}; write NAME=1x3x224x224")
+    return value
+
+
+def _runtime(value: str | None) -> str | None:
+    return None if value is None else resolve_runtime(value)
+
+
+def _provider_list(value: Any) -> Any:
+    """`CUDA,CPU` (the command line) or a list (suite files) -> a tuple of names."""
+    if isinstance(value, str):
+        value = [p.strip() for p in value.split(",") if p.strip()]
+    return tuple(value) if isinstance(value, list) else value
+
+
+def parse_provider_options(text: str) -> dict[str, dict[str, Any]]:
+    """`{"CUDA": {"device_id": "0"}}` -> the dict; ValueError saying what is wrong otherwise.
+
+    Keys are onnxruntime provider names (CUDA, CUDAExecutionProvider, ...) or OpenVINO devices
+    (CPU, GPU, NPU); values are that provider's options or that device's properties.
+    """
+    example = "e.g. '{\"CUDA\": {\"device_id\": \"0\"}}' or '{\"CPU\": {\"INFERENCE_PRECISION_HINT\": \"f32\"}}'"
+    try:
+        options = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"is not JSON ({exc}); {example}") from None
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError(f"must be a JSON object of objects, {{provider: {{option: value}}}}; {example}")
+    return options
+
+
+def _provider_options(value: Any) -> Any:
+    """A JSON text (command line) or a mapping (suite files) -> canonical JSON text."""
+    if isinstance(value, dict):
+        for options in value.values():
+            if not isinstance(options, dict) or not all(
+                    isinstance(v, (str, int, float, bool)) for v in options.values()):
+                raise ValueError("must map each provider to {option: value} with plain values")
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, str):
+        parse_provider_options(value)
+    return value
+
+
+SampleInterval = Annotated[float, Field(ge=0), AfterValidator(_sample_interval)]
+Shapes = Annotated[tuple[Annotated[str, AfterValidator(_shape)], ...], BeforeValidator(
+    lambda v: tuple(v) if isinstance(v, list) else v)]
+RuntimeName = Annotated[Optional[str], AfterValidator(_runtime)]
+Providers = Annotated[tuple[str, ...], BeforeValidator(_provider_list)]
+ProviderOptions = Annotated[Optional[str], BeforeValidator(_provider_options)]
+
+
+class BenchSettings(BaseModel):
+    """How each job measures. Units in the names; `threads=0` means the runtime's default."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    min_runs: int = setting(100, "Measure at least this many runs...", cli="--runs", alias="runs", ge=1)
+    min_seconds: float = setting(1.0, "...and at least this many seconds.", cli="--min-seconds", ge=0)
+    max_seconds: float = setting(
+        300.0, "Stop measuring after this long even if --runs is not reached (marked truncated).",
+        cli="--max-seconds", identity=False, gt=0)
+    warmup: int = setting(10, "Unmeasured runs after the first inference.", cli="--warmup", ge=0)
+    repeats: int = setting(
+        1, "Measure each cell in this many fresh worker processes, in rounds across a board's cells; "
+        "comparisons then test the process medians (use 3 or more for gating on a noisy machine).",
+        cli="--repeats", ge=1)
+    threads: int = setting(0, "Intra-op threads on the board (0: the runtime's default).", cli="--threads", ge=0)
+    sample_interval_s: SampleInterval = setting(
+        1.0, "Memory/CPU/thermal sampling interval in seconds (0.01–; 0 turns sampling off).",
+        cli="--sample-interval")
+    cooldown_s: float = setting(0.0, "Seconds to rest the board before each job.", cli="--cooldown", ge=0)
+    cooldown_below_c: Optional[float] = setting(
+        None, "Also wait (capped) until the hottest thermal zone is below this °C.", cli="--cooldown-below")
+    cooldown_max_s: float = setting(60.0, "Longest wait for --cooldown-below, seconds.", identity=False, ge=0)
+    shapes: Shapes = setting((), "Input shape for dynamic dims, NAME=1x3x224x224 (repeatable).", cli="--shape",
+                             suite=False)
+    cpu_arena: bool = setting(
+        True, "onnxruntime's CPU memory arena (off: buffers return to the OS after each run).", cli="--cpu-arena")
+    runtime: RuntimeName = setting(
+        None, "onnxruntime or openvino (default: the board's inventory runtime, else onnxruntime).", cli="--runtime")
+    providers: Providers = setting(
+        (), "Ordered execution providers (onnxruntime: CUDA,TensorRT,OpenVINO,QNN,XNNPACK,ACL,CPU…) or OpenVINO "
+        "devices (CPU,GPU,NPU).", cli="--providers")
+    provider_options: ProviderOptions = setting(
+        None, 'JSON per provider, e.g. \'{"CUDA": {"device_id": "0"}}\'.', cli="--provider-options")
+    strict: bool = setting(
+        False, "Fail a job whose requested provider is not what ran (onnxruntime falls back to CPU silently).",
+        cli="--strict")
+    lease_ttl_s: float = setting(
+        120.0, "Our lease on a board expires this long after our last renewal (renewed every third of it).",
+        cli="--lease-ttl", suite=False, identity=False, ge=5)
+    lease_wait_s: float = setting(
+        60.0, "Seconds to wait for a board another controller holds (0: skip it at once).", cli="--lease-wait",
+        suite=False, identity=False, ge=0)
+    workdir_max_bytes: int = setting(2 << 30, "Staged files kept on a board (LRU beyond this).", suite=False,
+                                     identity=False, ge=0)
+    workdir_max_age_days: float = setting(
+        14.0, "Staged files not used by this run and older than this go.", suite=False, identity=False, ge=0)
+    retries: int = setting(2, "Retries of connection-level failures (never of a failed measurement).",
+                           suite=False, identity=False, ge=0)
+    retry_backoff_s: float = setting(1.0, "Pause before the first retry, doubled after each.", suite=False,
+                                     identity=False, ge=0)
+    load_timeout_s: float = setting(300.0, "Longest model load and first inference, seconds.", identity=False, gt=0)
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> "BenchSettings":
+        if self.min_seconds > self.max_seconds:
+            raise ValueError("min_seconds must not exceed max_seconds")
+        return self
+
+    def replace(self, **changes: Any) -> "BenchSettings":
+        """A copy with `changes` (field names), validated like any new settings."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+    def record(self) -> dict[str, Any]:
+        """The settings as stored with a run (the names suite files use)."""
+        return self.model_dump(by_alias=True, mode="json")
+
+    def settings_hash(self) -> str:
+        """Identifies settings that change what is measured (not timeouts)."""
+        measured = {
+            (info.alias or name): value for name, info in type(self).model_fields.items()
+            if field_meta(info).get("identity") for value in [getattr(self, name)]
+        }
+        if measured["repeats"] == 1:
+            measured.pop("repeats")  # one process, as before --repeats existed: stored hashes stay valid
+        text = json.dumps(measured, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def job_timeout_s(self) -> float:
+        return self.max_seconds + self.load_timeout_s + self.cooldown_s + self.cooldown_max_s
+
+    def runtime_args(self, board: Board, variant_runtime: str | None = None) -> list[str]:
+        """--runtime/--provider/--strict for a board: run settings first, then the inventory's.
+
+        A variant whose format only one runtime reads (`variant_runtime`, an OpenVINO IR) runs on
+        that runtime; the run's providers and provider options name another runtime's devices
+        then, so that variant gets its runtime's default device.
+        """
+        run_runtime = self.runtime or board_runtime(board.tags)
+        runtime = variant_runtime or run_runtime
+        args = ["--runtime", runtime, "--threads", str(self.threads)]
+        if runtime == run_runtime:
+            for provider in self.providers or board.providers:
+                args += ["--provider", provider]
+            if self.provider_options:
+                args += ["--provider-options", self.provider_options]
+        if self.strict:
+            args.append("--strict")
+        return args
+
+    def bench_args(self, model_args: Sequence[str], board: Board, shapes: Sequence[str] = (),
+                   variant_runtime: str | None = None) -> list[str]:
+        """The agent's bench arguments: every measurement setting, always sent (the agent has no
+        defaults). `model_args` are `--model PATH [--weights PATH]` on the board."""
+        args = [
+            *model_args,
+            "--runs", str(self.min_runs),
+            "--min-seconds", repr(self.min_seconds),
+            "--max-seconds", repr(self.max_seconds),
+            "--warmup", str(self.warmup),
+            *self.runtime_args(board, variant_runtime),
+            "--sample-interval", repr(self.sample_interval_s),
+            "--cooldown-s", repr(self.cooldown_s),
+            "--cooldown-max-s", repr(self.cooldown_max_s),
+        ]
+        if self.cooldown_below_c is not None:
+            args += ["--cooldown-below-c", repr(self.cooldown_below_c)]
+        for shape in shapes or self.shapes:
+            args += ["--shape", shape]
+        if not self.cpu_arena:
+            args.append("--no-cpu-arena")
+        return args
+
+
+def _suite_settings_model() -> type[BaseModel]:
+    """BenchSettings' suite fields, each optional (unset = the command line's value or farm's
+    default), with the same types and checks."""
+    fields: dict[str, Any] = {}
+    for name, info in BenchSettings.model_fields.items():
+        if not field_meta(info).get("suite"):
+            continue
+        inner = Annotated.__class_getitem__((info.annotation, *info.metadata)) if info.metadata else info.annotation
+        fields[info.alias or name] = (Optional[inner], Field(None, description=info.description))
+    return create_model("SuiteSettings", __config__=ConfigDict(extra="forbid", strict=True, frozen=True), **fields)
+
+
+SuiteSettingsBase = _suite_settings_model()
+
+
+class SuiteSettings(SuiteSettingsBase):  # type: ignore[valid-type, misc]
+    """A suite file's `settings:`: any BenchSettings field a suite may set, by the name suites use."""
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> "SuiteSettings":
+        defaults = BenchSettings.model_fields
+        min_s = self.min_seconds if self.min_seconds is not None else defaults["min_seconds"].default
+        max_s = self.max_seconds if self.max_seconds is not None else defaults["max_seconds"].default
+        if min_s > max_s:
+            raise ValueError("min_seconds must not exceed max_seconds")
+        return self
+
+    def given(self) -> dict[str, Any]:
+        """The settings the suite sets (the others keep the command line's), by field alias."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class Thresholds(BaseModel):
+    """Smallest changes (%) that count as a regression; see orchestrator.gating."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    latency_pct: float = Field(DEFAULT_MIN_EFFECT_PCT, gt=0, description="Smallest median-latency change (%) that counts.")
+    memory_pct: float = Field(DEFAULT_MIN_EFFECT_PCT, gt=0, description="Smallest peak-memory change (%) that counts.")
+
+
+__all__ = [
+    "BenchSettings", "DEFAULT_ALPHA", "DEFAULT_MIN_EFFECT_PCT", "DEFAULT_RUNTIME", "SuiteSettings", "Thresholds",
+    "parse_provider_options",
+]
