@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from orchestrator.boards import LOCAL_BOARD_NAME, Board
 from orchestrator.errors import BadInputError
-from orchestrator.ssh_config import JumpHop, ResolvedSSH, parse_proxy_jump, resolve_ssh_settings
+from orchestrator.transport.ssh.config import JumpHop, ResolvedSSH, parse_proxy_jump, resolve_ssh_settings
 
 __all__ = [
     "INVENTORY_ENV_VAR",
