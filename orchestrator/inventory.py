@@ -23,7 +23,7 @@ merged in file order and belongs to every group it is listed in, and to their pa
 Every problem is reported as `FILE:LINE: host 'NAME': ...` or
 `FILE:LINE: group 'NAME': ...`, all problems of a file at once, so a user fixes
 the inventory in one go. The loader never connects to anything; ssh config aliases
-are completed later by `resolve_ssh_settings` (see orchestrator.ssh_config).
+are completed later by `resolve_ssh_settings` (see orchestrator.transport.ssh.config).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from orchestrator.boards import LOCAL_BOARD_NAME, Board
 from orchestrator.errors import BadInputError
 from orchestrator.runtimes import KNOWN_ORT_PROVIDERS, resolve_runtime
-from orchestrator.ssh_config import JumpHop, ResolvedSSH, parse_proxy_jump, resolve_ssh_settings
+from orchestrator.transport.ssh.config import JumpHop, ResolvedSSH, parse_proxy_jump, resolve_ssh_settings
 
 __all__ = [
     "INVENTORY_ENV_VAR",

@@ -18,7 +18,7 @@ from orchestrator.inventory import (
     resolve_inventory_path,
     select_boards,
 )
-from orchestrator.ssh_config import JumpHop, ResolvedSSH, parse_proxy_jump, resolve_ssh_settings
+from orchestrator.transport.ssh.config import JumpHop, ResolvedSSH, parse_proxy_jump, resolve_ssh_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "inventory" / "boards.example.yaml"
