@@ -168,4 +168,4 @@ def test_the_arm64_root_must_suit_sshd_chroot(tmp_path):
     """sshd's ChrootDirectory refuses a path with a folder writable by others (/tmp): say so before starting."""
     problems = lab_mod.missing_emulation_prerequisites(Path("/tmp/farm-arm64-root"))
     assert any("must not be under /tmp" in p for p in problems)
-    assert not any("/tmp" in p for p in lab_mod._chroot_path_problems(Path("/var/lib/farm-lab-arm64/root")))
+    assert not any("/tmp" in p for p in lab_mod.arm64.chroot_path_problems(Path("/var/lib/farm-lab-arm64/root")))
