@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from orchestrator.agent_client import AgentClient
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError, TransportError
+from orchestrator.fanout import fan_out
 from orchestrator.transport import Transport, open_transport
 
 
@@ -32,8 +32,10 @@ def check_boards(
     transport_factory: Callable[[Board], Transport] = open_transport,
 ) -> list[BoardCheck]:
     """Facts of every board, in the order given; a failing board never stalls the others."""
-    with ThreadPoolExecutor(max_workers=max(1, min(forks, len(boards))), thread_name_prefix="farm-check") as pool:
-        return list(pool.map(lambda b: check_board(b, transport_factory), boards))
+    by_board = fan_out(boards, lambda b: check_board(b, transport_factory), forks, thread_name="farm-check")
+    for failure in by_board.failed.values():
+        raise failure  # check_board turns every board failure into a BoardCheck: this is a bug
+    return list(by_board.values())
 
 
 def check_board(board: Board, transport_factory: Callable[[Board], Transport] = open_transport) -> BoardCheck:

@@ -1,4 +1,4 @@
-"""A throw-away PostgreSQL server for tests and bench/store.py: initdb, pg_ctl start, stop.
+"""A throw-away PostgreSQL server for tests and bench/store_speed.py: initdb, pg_ctl start, stop.
 
 The cluster lives in a fresh temp folder. As root, it is owned by and runs as the `postgres`
 system user (PostgreSQL refuses to run as root), through `runuser -u postgres --`. It listens

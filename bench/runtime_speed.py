@@ -14,7 +14,7 @@
    directory with the now-warm cache (push + venv + offline pip install on the board), then
    the idempotent second run on that directory (one probe command, nothing sent).
 
-Run: python bench/runtimes.py [--rounds 3] [--skip-provision] [--record bench/RESULTS.md]
+Run: python bench/runtime_speed.py [--rounds 3] [--skip-provision] [--record bench/RESULTS.md]
 `--record` replaces this script's `## runtimes` section of RESULTS.md (read-modify-write: the
 other sections are kept as they are).
 """
@@ -200,7 +200,7 @@ def section(rows: list[dict], prov_times: dict | None, rounds: int, runs: int, m
     lines = [
         f"## {SECTION}",
         "",
-        f"`python bench/runtimes.py --rounds {rounds}` — (1) per demo model, four ways to run it on the local",
+        f"`python bench/runtime_speed.py --rounds {rounds}` — (1) per demo model, four ways to run it on the local",
         "board through `farm bench`: onnxruntime; OpenVINO on the same ONNX file at its default precision;",
         "OpenVINO pinned to f32 (`--provider-options '{\"CPU\": {\"INFERENCE_PRECISION_HINT\": \"f32\"}}'`);",
         "OpenVINO on the `openvino-ir` variant (default precision). The arms' order rotates every round",

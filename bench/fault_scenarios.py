@@ -5,7 +5,7 @@ scenario it prints the failure kind farm recorded for the faulty board, the time
 of the run until that board's failure was recorded, how many of the other boards finished
 unaffected, and how many stored rows are missing (must be 0).
 
-Run (root, openssh-server installed): python bench/faults.py
+Run (root, openssh-server installed): python bench/fault_scenarios.py
 The lab lives in /var/lib/farm-lab-faults-<pid> on 127.79.N.x and is always taken down.
 """
 from __future__ import annotations

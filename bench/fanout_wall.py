@@ -47,7 +47,7 @@ Other processes may load the machine while this runs (the 1-minute load average 
 printed); the ratios compare runs measured in the same round, and the per-phase table
 shows where the time goes.
 
-Run: python bench/fanout.py [--quick] [--cgroups own|lab]
+Run: python bench/fanout_wall.py [--quick] [--cgroups own|lab]
      (root, openssh-server, cgroup v1; full ~4 min, --quick ~1 min: 1 round, 1 and 4 boards)
 """
 from __future__ import annotations

@@ -12,7 +12,7 @@ then times what people and CI do with it:
   `farm runs ls --board`.
 
 PostgreSQL: a throw-away local server (tests/store/pgserver.py, fsync on), or --pg-url.
-Bounded: ~2-4 min on a 2-core VM with the defaults. Run: python bench/store.py [--rows N]
+Bounded: ~2-4 min on a 2-core VM with the defaults. Run: python bench/store_speed.py [--rows N]
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ rows each, written through the real store into a temporary SQLite file; then
 `write_report` (read the store, build the context, render, write) is timed.
 Targets: < 5 s and < 8 MB.
 
-Run: python bench/report.py [--rounds 3] [--samples 1000] [--keep PATH]
+Run: python bench/report_size.py [--rounds 3] [--samples 1000] [--keep PATH]
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ median latency of each variant relative to fp32. Latency comes from `--rounds` r
 runs every variant once, in a rotated order (A B C, B C A, ...), so drift hits all alike; the
 ratio is the median over rounds of variant p50 / fp32 p50 of the same round.
 
-Run: python bench/variants.py [--rounds 5] [--runs 100]
+Run: python bench/variant_table.py [--rounds 5] [--runs 100]
 """
 from __future__ import annotations
 

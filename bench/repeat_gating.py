@@ -9,7 +9,7 @@ medians with `compare_process_medians` (`analysis.compare_latency` picks it). Bo
 gating defaults: min effect 5 %, alpha 0.01. An A/A pair that comes out regressed or improved
 is a false alarm; B vs the adjacent A should come out regressed.
 
-Run: python bench/repeats.py [--rounds 10] [--processes 5] [--record bench/RESULTS.md]
+Run: python bench/repeat_gating.py [--rounds 10] [--processes 5] [--record bench/RESULTS.md]
 `--record` replaces the `## repeats` section of RESULTS.md (the others are kept).
 """
 from __future__ import annotations
@@ -92,7 +92,7 @@ def section(found: dict[int, dict[str, list]], rounds: int, processes: int, dura
     lines = [
         f"## {SECTION}",
         "",
-        f"`python bench/repeats.py --rounds {rounds} --processes {processes}` ({duration_s:.0f} s) — A = "
+        f"`python bench/repeat_gating.py --rounds {rounds} --processes {processes}` ({duration_s:.0f} s) — A = "
         f"{LAYERS_A}-layer MatMul chain, B = {LAYERS_B} layers (+{100 * (LAYERS_B / LAYERS_A - 1):.0f} % FLOPs); per",
         "round A, A, B (rotated) in each mode, the modes alternating; 100 runs and ≥ 0.3 s per process,",
         "1 thread, gating defaults (min effect 5 %, α 0.01). One process: `compare_samples` on the",
