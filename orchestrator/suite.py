@@ -40,8 +40,8 @@ from typing import Any, NoReturn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from orchestrator.errors import BadInputError
-from orchestrator.inventory import _describe, _did_you_mean, _error_line, _Map, read_yaml_with_lines
 from orchestrator.settings import DIMS_RE, SHAPE_RE, BenchSettings, SuiteSettings, Thresholds
+from orchestrator.yaml_lines import LineMap, describe_value, did_you_mean, error_line, read_yaml_with_lines
 
 __all__ = ["Suite", "SuiteBoards", "SuiteModel", "SuiteSettings", "Thresholds", "load_suite"]
 
@@ -96,13 +96,13 @@ class SuiteModel(_Strict):
                 if isinstance(dims, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
                     dims = "x".join(str(d) for d in dims)
                 if not isinstance(dims, str) or not DIMS_RE.match(dims):
-                    raise ValueError(f"has {name!r}: {_describe(dims)}; write dims as 1x3x224x224")
+                    raise ValueError(f"has {name!r}: {describe_value(dims)}; write dims as 1x3x224x224")
                 shapes.append(f"{name}={dims}")
             return shapes
         if isinstance(value, list):
             for item in value:
                 if not isinstance(item, str) or not SHAPE_RE.match(item):
-                    raise ValueError(f"has {_describe(item)}; write NAME=1x3x224x224")
+                    raise ValueError(f"has {describe_value(item)}; write NAME=1x3x224x224")
             return list(value)
         return value
 
@@ -147,7 +147,7 @@ class Suite(_Strict):
         seen: set[str] = set()
         for item in value:
             if not isinstance(item, str) or not _VARIANT_RE.match(item.strip()):
-                raise ValueError(f"has {_describe(item)}: a variant is a name with an optional ':AMOUNT', "
+                raise ValueError(f"has {describe_value(item)}: a variant is a name with an optional ':AMOUNT', "
                                  "e.g. fp16 or prune-l1:0.5")
             amount = _VARIANT_RE.match(item.strip()).group("amount")
             if amount is not None:
@@ -200,21 +200,21 @@ def load_suite(path: Path | str) -> Suite:
     """Read and validate a suite file; BadInputError listing every problem as FILE:LINE: ..."""
     path = Path(path).expanduser()
     data = read_yaml_with_lines(path, "suite")
-    if not isinstance(data, _Map):
+    if not isinstance(data, LineMap):
         raise BadInputError(f"{path}:1: a suite must be a mapping with 'models:' (and 'variants:', 'boards:', "
-                            f"'settings:', 'baseline:', 'thresholds:'), got {_describe(data)}")
+                            f"'settings:', 'baseline:', 'thresholds:'), got {describe_value(data)}")
     if "path" in data:
         raise BadInputError(f"{path}:{data.key_lines['path']}: unknown key 'path' (models go under 'models:')")
     try:
         suite = Suite.model_validate({**data, "path": path.resolve()}, context={"base": path.resolve().parent})
     except ValidationError as exc:
-        problems = sorted({(_error_line(data, _loc(e), data.line), _message(e)) for e in exc.errors()})
+        problems = sorted({(error_line(data, _loc(e), data.line), _message(e)) for e in exc.errors()})
         _fail(path, problems)
     problems = []
     seen: dict[str, Path] = {}
     for index, model in enumerate(suite.models):
         if model.model_name in seen:
-            line = _error_line(data, ("models", index), data.line)
+            line = error_line(data, ("models", index), data.line)
             problems.append((line, f"models[{index}]: two models are named {model.model_name!r} "
                                    f"({seen[model.model_name]} and {model.path}): give one a different 'name'"))
         seen.setdefault(model.model_name, model.path)
@@ -250,7 +250,7 @@ def _message(error: Any) -> str:
         model = Suite if not parent else _MODELS_BY_FIELD.get(str(parent[0]), Suite)
         allowed = [name for name in model.model_fields if name != "path" or model is not Suite]
         where = f" in {_field(parent)}" if parent else ""
-        hint = _did_you_mean(str(loc[-1]), allowed) or f" (known keys: {', '.join(allowed)})"
+        hint = did_you_mean(str(loc[-1]), allowed) or f" (known keys: {', '.join(allowed)})"
         return f"unknown key {loc[-1]!r}{where}{hint}"
     field = _field(loc)
     ctx = error.get("ctx") or {}
@@ -261,11 +261,11 @@ def _message(error: Any) -> str:
     if kind == "too_short":
         return f"{field} must list at least one entry"
     if kind == "literal_error":
-        return f"{field} must be {ctx.get('expected')}, got {_describe(value)}"
+        return f"{field} must be {ctx.get('expected')}, got {describe_value(value)}"
     if kind in ("greater_than", "greater_than_equal"):
         bound = ctx.get("gt", ctx.get("ge", 0))
         word = "greater than" if kind == "greater_than" else "at least"
-        return f"{field} must be {word} {bound}, got {_describe(value)}"
+        return f"{field} must be {word} {bound}, got {describe_value(value)}"
     words = {
         "int_type": "must be a whole number", "float_type": "must be a number", "string_type": "must be text",
         "bool_type": "must be true or false", "model_type": "must be a mapping", "model_attributes_type":
@@ -273,8 +273,8 @@ def _message(error: Any) -> str:
         "list_type": "must be a list", "path_type": "must be a file path",
     }.get(kind)
     if words is None:
-        return f"{field}: {error['msg']} (got {_describe(value)})"
+        return f"{field}: {error['msg']} (got {describe_value(value)})"
     hint = " (remove the quotes)" if kind in ("int_type", "float_type") and isinstance(value, str) else ""
     if kind in ("tuple_type", "list_type") and isinstance(value, str):
         hint = f" (write [{value}])"
-    return f"{field} {words}, got {_describe(value)}{hint}"
+    return f"{field} {words}, got {describe_value(value)}{hint}"
