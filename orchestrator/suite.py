@@ -32,7 +32,6 @@ variants module knows the valid names. Model and dataset files must exist.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any, NoReturn
