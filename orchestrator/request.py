@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Sequence
 
 from orchestrator.boards import Board, local_board
-from orchestrator.errors import ExitStatus
+from orchestrator.errors import BadInputError, ExitStatus
 from orchestrator.models import ModelFile, demo_models, load_model_file
 from orchestrator.plan import attach_datasets, plan_cells
 from orchestrator.runner import BenchRunner, Event, RunOutcome, _no_event
-from orchestrator.settings import BenchSettings
+from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT, BenchSettings
 from orchestrator.store import Store, open_store
 
 DEFAULT_REPORTS_DIR = Path("reports")
@@ -37,6 +37,9 @@ class BenchRequest:
     resume: str | None = None  # a run id: measure only its cells that have no result yet
     baseline: str | None = None  # run id | latest | tag:NAME to compare with (and gate on)
     fail_on_regression: float | None = None  # latency change (%) that fails the run; None: don't gate
+    fail_on_memory_regression: float | None = None  # peak-memory change (%) that fails; None: the suite's, else latency's
+    fail_on_inconclusive: bool = False  # an inconclusive cell fails the gate (exit 5) instead of being skipped
+    baseline_optional: bool = False  # no baseline to be found is fine (a first nightly), not an error
     junit: Path | None = None  # JUnit XML: one test case per board × model × variant
     markdown: Path | None = None  # a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)
 
@@ -68,8 +71,6 @@ def resolve_models(paths: Sequence[Path], names: Sequence[str | None] = ()) -> l
     seen: dict[str, Path] = {}
     for m in models:
         if m.name in seen and seen[m.name] != m.path:
-            from orchestrator.errors import BadInputError
-
             raise BadInputError(f"two models are named {m.name!r} ({seen[m.name]} and {m.path}): rename one")
         seen[m.name] = m.path
     return models
@@ -77,8 +78,6 @@ def resolve_models(paths: Sequence[Path], names: Sequence[str | None] = ()) -> l
 
 def resolve_boards(inventory: str | None, limit: str | None, accept_new_host_keys: bool) -> list[Board]:
     """Boards from the inventory (selected by `limit`), or the built-in local board."""
-    from orchestrator.errors import BadInputError
-
     if inventory is None:
         if limit not in (None, "local", "all", "*"):
             raise BadInputError(f"--limit {limit!r} needs an inventory (-i): without one the only board is 'local'")
@@ -93,10 +92,12 @@ def resolve_boards(inventory: str | None, limit: str | None, accept_new_host_key
 
 @dataclasses.dataclass(frozen=True)
 class SuitePlan:
-    """What a suite adds to a request: model names, per-model shapes, the memory threshold."""
+    """What a suite adds to a request: model names, per-model shapes, its thresholds (a suite
+    gates against its baseline, else the latest run when there is one)."""
 
     model_names: list[str]
     shapes: dict[str, tuple[str, ...]]
+    latency_pct: float | None
     memory_pct: float | None
 
 
@@ -120,11 +121,9 @@ def apply_suite(request: BenchRequest) -> tuple[BenchRequest, SuitePlan]:
         forks=suite.boards.forks or request.forks,
         settings=suite.bench_settings(base=request.settings),
         baseline=request.baseline or suite.baseline,
-        fail_on_regression=(request.fail_on_regression if request.fail_on_regression is not None
-                            else suite.thresholds.latency_pct),
     )
     shapes = {name: tuple(m.shapes) for name, m in zip(names, suite.models) if m.shapes}
-    return request, SuitePlan(names, shapes, suite.thresholds.memory_pct)
+    return request, SuitePlan(names, shapes, suite.thresholds.latency_pct, suite.thresholds.memory_pct)
 
 
 def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store | None = None) -> BenchOutcome:
@@ -132,7 +131,7 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
     from orchestrator import gating
     from orchestrator.variants import parse_variant_list
 
-    plan = SuitePlan([], {}, None)
+    plan = SuitePlan([], {}, None, None)
     if request.suite is not None:
         request, plan = apply_suite(request)
     parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
@@ -148,13 +147,22 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
     markdown_targets = gating.markdown_targets(request.markdown)
     for target in markdown_targets:
         gating.check_writable(target)
-    gating_wanted = request.fail_on_regression is not None
+    latency_pct = request.fail_on_regression or plan.latency_pct
+    gating_wanted = latency_pct is not None
     comparing = gating_wanted or request.baseline is not None or request.junit is not None or bool(markdown_targets)
+    # A baseline the user named, or a gate asked for on the command line, must exist. A suite's
+    # thresholds without a suite baseline, or JUnit/Markdown alone, compare when they can.
+    baseline_optional = request.baseline_optional or not (request.fail_on_regression is not None
+                                                          or request.baseline is not None)
     own_store = store is None
     store = store or open_store(request.db_url)
     try:
         if request.baseline not in (None, "latest"):
             store.resolve_run_id(request.baseline)  # a bad run id or tag fails now, not after the run
+        elif comparing and not baseline_optional and not store.has_finished_run():
+            raise BadInputError(  # a mistyped FARM_DB: say so now, not after measuring
+                f"--baseline latest: {store.safe_url} holds no finished run to compare with; check --db / FARM_DB, "
+                "or pass --baseline-optional for a first run")
         resume_run_id, done = None, set()
         if request.resume is not None:
             resume_run_id = store.reopen_run(request.resume)
@@ -165,9 +173,12 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
         run = runner.run()
         gate = None
         if comparing:
-            baseline = gating.resolve_baseline(store, request.baseline or "latest", run.run_id)
-            gate = gating.evaluate_gate(store, run.run_id, baseline, request.fail_on_regression or 5.0,
-                                        memory_pct=plan.memory_pct)
+            baseline = gating.resolve_baseline(store, request.baseline or "latest", run.run_id,
+                                               optional=baseline_optional)
+            memory_pct = request.fail_on_memory_regression or plan.memory_pct
+            gate = gating.evaluate_gate(store, run.run_id, baseline, latency_pct or DEFAULT_MIN_EFFECT_PCT,
+                                        memory_pct=memory_pct, fail_on_inconclusive=request.fail_on_inconclusive,
+                                        baseline_optional=baseline_optional)
             if request.junit is not None:
                 gating.write_junit(request.junit, gate)
             for target in markdown_targets:
@@ -184,8 +195,6 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
 
 def _check_writable(path: Path) -> Path:
     """Fail before measuring when the report cannot be written (not after ten minutes of work)."""
-    from orchestrator.errors import BadInputError
-
     path = path.expanduser()
     if path.is_dir():
         raise BadInputError(f"--report {path} is a directory; give a file name such as {path / 'report.html'}")

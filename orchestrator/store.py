@@ -490,6 +490,11 @@ class Store:
             raise BadInputError(f"no run {run_id!r} in {self.safe_url} (see `farm runs ls`)")
         raise BadInputError(f"run id prefix {run_id!r} is ambiguous: {', '.join(matches)}, ...")
 
+    def has_finished_run(self) -> bool:
+        """Whether any run in the database finished (a baseline `latest` could be found)."""
+        with self._connect() as conn:
+            return conn.execute(sa.select(runs.c.run_id).where(runs.c.status == "finished").limit(1)).first() is not None
+
     def latest_run_sharing_cells(self, run_id: str, statuses: Sequence[str] = ("finished",)) -> str | None:
         """The newest run other than `run_id`, not newer than it, with a status in `statuses`,
         that has an ok result for at least one (board, model, variant) that `run_id` measured.

@@ -26,24 +26,32 @@ _VERDICT_STYLE = {
 def compare(
     run_a: str = typer.Argument(..., help="The base run: an id, a unique prefix, `latest` or `tag:NAME`."),
     run_b: str = typer.Argument("latest", help="The run compared with it (default: the newest run)."),
-    min_effect: float = typer.Option(DEFAULT_MIN_EFFECT_PCT, "--min-effect", min=0.01, help="Smallest latency change (%) that counts."),
-    memory_min_effect: Optional[float] = typer.Option(None, "--memory-min-effect", min=0.01, help="Smallest peak-memory change (%) that counts (default: --min-effect)."),
-    alpha: float = typer.Option(DEFAULT_ALPHA, "--alpha", min=1e-9, max=0.5, help="Significance level of the rank test."),
+    min_effect: Optional[float] = typer.Option(None, "--min-effect", min=0.01, help=f"Smallest latency change (%) that counts (default {DEFAULT_MIN_EFFECT_PCT:g}; --fail-on-regression sets it too)."),
+    memory_min_effect: Optional[float] = typer.Option(None, "--memory-min-effect", "--fail-on-memory-regression", min=0.01, help="Smallest peak-memory change (%) that counts (default: the latency threshold)."),
+    alpha: float = typer.Option(DEFAULT_ALPHA, "--alpha", min=1e-9, max=0.5, help="Significance level of the latency test."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON instead of a table."),
-    fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 5 when a cell regressed (otherwise compare always exits 0)."),
+    fail_on_regression: Optional[float] = typer.Option(None, "--fail-on-regression", min=0.01, help="Exit 5 when a cell regressed by at least this percentage (the same meaning as in farm bench); otherwise compare exits 0."),
+    fail_on_inconclusive: bool = typer.Option(False, "--fail-on-inconclusive", help="With --fail-on-regression: an inconclusive cell fails too."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
 ) -> int:
-    """Compare two runs cell by cell: median latency (rank test + minimum effect) and peak memory."""
+    """Compare two runs cell by cell: median latency (statistical test + minimum effect) and peak memory."""
     from orchestrator.compare import compare_runs
+    from orchestrator.errors import BadInputError
     from orchestrator.store import open_store
 
+    if min_effect is not None and fail_on_regression is not None and min_effect != fail_on_regression:
+        raise typer.BadParameter("give one threshold: --fail-on-regression sets --min-effect", param_hint="--min-effect")
+    threshold = fail_on_regression or min_effect or DEFAULT_MIN_EFFECT_PCT
     with open_store(db) as store:
-        result = compare_runs(store, run_a, run_b, min_effect, alpha, memory_min_effect_pct=memory_min_effect)
+        result = compare_runs(store, run_a, run_b, threshold, alpha, memory_min_effect_pct=memory_min_effect)
+        if not [c for c in result.cells if c.base_status is not None and c.new_status is not None]:
+            raise BadInputError(f"runs {result.base_run_id} and {result.new_run_id} in {store.safe_url} have no cell "
+                                "(board × model × variant) in common: nothing to compare")
     if as_json:
         typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
     else:
         state.out.print(f"A [bold]{result.base_run_id}[/bold] → B [bold]{result.new_run_id}[/bold]")
-        state.out.print(f"counts as a change: latency ≥ {result.min_effect_pct:g}% (rank test α={result.alpha:g}), "
+        state.out.print(f"counts as a change: latency ≥ {result.min_effect_pct:g}% (α={result.alpha:g}), "
                         f"peak memory ≥ {result.memory_min_effect_pct:g}%", style="dim")
         state.out.print(_table(result))
         counts = {k: v for k, v in result.counts().items() if v}
@@ -52,7 +60,7 @@ def compare(
             if cell.verdict in ("regressed", "inconclusive", "failed") or cell.model_changed:
                 state.out.print(f"[dim]{render.escape(cell.board)}/{render.escape(cell.model)}/"
                                 f"{render.escape(cell.variant)}: {render.escape(cell.reason)}[/dim]")
-    if fail_on_regression and result.regressed:
+    if fail_on_regression is not None and (result.regressed or (fail_on_inconclusive and result.with_verdict("inconclusive"))):
         return int(ExitStatus.REGRESSION)
     return int(ExitStatus.OK)
 

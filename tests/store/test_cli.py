@@ -106,11 +106,14 @@ def test_compare_is_informational_unless_asked_to_fail(two_runs, db_url, capsys)
     out = capsys.readouterr().out
     assert "regressed" in out and "unchanged" in out and "only in B" in out
     assert max(len(line) for line in out.splitlines()) <= 80
-    assert farm_with_new_commands("compare", base, new, "--fail-on-regression", "--db", db_url) == ExitStatus.REGRESSION
+    # --fail-on-regression is a percentage, as in farm bench
+    assert farm_with_new_commands("compare", base, new, "--fail-on-regression", "5", "--db", db_url) == ExitStatus.REGRESSION
     capsys.readouterr()
-    # a 20 % slowdown is below a 25 % minimum effect
-    assert farm_with_new_commands("compare", base, new, "--min-effect", "25", "--fail-on-regression",
-                                  "--db", db_url) == ExitStatus.OK
+    # a 20 % slowdown is below a 25 % threshold
+    assert farm_with_new_commands("compare", base, new, "--fail-on-regression", "25", "--db", db_url) == ExitStatus.OK
+    capsys.readouterr()
+    assert farm_with_new_commands("compare", base, new, "--min-effect", "25", "--fail-on-regression", "5",
+                                  "--db", db_url) == ExitStatus.USAGE
     capsys.readouterr()
     assert farm_with_new_commands("compare", base, new, "--json", "--db", db_url) == 0
     data = json.loads(capsys.readouterr().out)
@@ -118,6 +121,21 @@ def test_compare_is_informational_unless_asked_to_fail(two_runs, db_url, capsys)
     assert verdicts == {("rpi4", "fp32"): "regressed", ("rpi4", "fp16"): "unchanged", ("jetson", "fp32"): "only-new"}
     fp32 = next(c for c in data["cells"] if c["verdict"] == "regressed")
     assert fp32["latency"]["change_pct"] == pytest.approx(20.0, abs=2.0)
+
+
+def test_compare_of_runs_with_no_common_cell_is_an_error(db_url, capsys):
+    from orchestrator.store import open_store
+    from tests.store._support import ok_row
+
+    with open_store(db_url) as store:
+        runs = []
+        for board in ("a", "b"):
+            run_id = store.create_run({}, {}, "test")
+            store.add_result(run_id, ok_row(board=board), [1.0] * 10)
+            store.finish_run(run_id, "finished")
+            runs.append(run_id)
+    assert farm_with_new_commands("compare", *runs, "--db", db_url) == ExitStatus.BAD_INPUT
+    assert "no cell" in capsys.readouterr().err
 
 
 def test_history_oldest_first(two_runs, db_url, capsys):

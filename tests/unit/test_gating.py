@@ -60,8 +60,9 @@ def test_latest_is_the_newest_earlier_finished_run_sharing_a_cell(store):
     current = make_run(store, {("rpi4", "fp32"): 10.0}, status=None)
     assert resolve_baseline(store, "latest", current) == newer
     assert resolve_baseline(store, "latest", newer) == older
-    assert resolve_baseline(store, "latest", older) is None  # the first nightly has no baseline
-
+    with pytest.raises(BadInputError, match="no earlier finished run in .* --baseline-optional"):
+        resolve_baseline(store, "latest", older)  # a first run (or a mistyped FARM_DB) is not a silent pass
+    assert resolve_baseline(store, "latest", older, optional=True) is None  # the first nightly, said so
 
 def test_baseline_by_tag_or_id(store):
     base = make_run(store, {("rpi4", "fp32"): 10.0})
@@ -117,17 +118,49 @@ def test_no_baseline_fails_only_on_job_failures(store):
     ok = make_run(store, {("rpi4", "fp32"): 10.0})
     gate = evaluate_gate(store, ok, None, 5.0)
     assert gate.exit_status == ExitStatus.OK and gate.cells[0].message == "no baseline to compare with"
+    assert gate.cells[0].outcome == "skipped"  # not compared is not passed
     bad = make_run(store, {("rpi4", "fp32"): ("failed", "timeout")})
     assert evaluate_gate(store, bad, None, 5.0).exit_status == ExitStatus.BOARD_FAILURE
 
 
-def test_cells_failed_in_the_baseline_or_missing_now_do_not_fail(store):
+def test_cells_failed_in_the_baseline_or_missing_now_are_skipped_not_passed(store):
     base = make_run(store, {("a", "fp32"): ("failed", "timeout"), ("b", "fp32"): 10.0})
     new = make_run(store, {("a", "fp32"): 10.0, ("c", "fp32"): 10.0})
     gate = evaluate_gate(store, new, base, 5.0)
     outcomes = {c.board: c.outcome for c in gate.cells}
-    assert outcomes == {"a": "passed", "b": "skipped", "c": "passed"}
+    assert outcomes == {"a": "skipped", "b": "skipped", "c": "skipped"}
     assert gate.exit_status == ExitStatus.OK
+
+
+def test_a_baseline_with_no_cell_in_common_is_an_error_unless_optional(store):
+    base = make_run(store, {("a", "fp32"): 10.0})
+    new = make_run(store, {("b", "fp32"): 10.0})
+    with pytest.raises(BadInputError, match="no cell .* in common"):
+        evaluate_gate(store, new, base, 5.0)
+    gate = evaluate_gate(store, new, base, 5.0, baseline_optional=True)
+    assert gate.exit_status == ExitStatus.OK and {c.outcome for c in gate.cells} == {"skipped"}
+
+
+def test_inconclusive_is_its_own_outcome_shown_as_skipped_or_failing_when_asked(store, tmp_path):
+    base = make_run(store, {("rpi4", "fp32"): 10.0})
+    new = store.create_run({}, {"hostname": "ci-7"}, "test")  # noisy samples: the CI straddles the threshold
+    store.add_result(new, ok_row(board="rpi4", model="yolo", variant="fp32", peak_rss_bytes=50 * MB),
+                     samples(10.6, n=12, seed=3, spread=0.2))
+    store.finish_run(new, "finished")
+    gate = evaluate_gate(store, new, base, 5.0)
+    [cell] = gate.cells
+    assert cell.outcome == "inconclusive" and gate.exit_status == ExitStatus.OK and "CI" in cell.message
+    suite = ET.parse(write_junit(tmp_path / "j.xml", gate)).getroot().find("testsuite")
+    case = suite.find("testcase")
+    assert case.find("skipped").get("message").startswith("inconclusive: ") and case.find("failure") is None
+    assert suite.get("hostname") == "ci-7" and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$", suite.get("timestamp"))
+    assert float(case.get("time")) >= 0.0 and suite.get("skipped") == "1"
+    from orchestrator.gating import markdown_summary
+    assert "⚠️ inconclusive" in markdown_summary(gate) and "✅ passed" not in markdown_summary(gate)
+    strict = evaluate_gate(store, new, base, 5.0, fail_on_inconclusive=True)
+    assert strict.exit_status == ExitStatus.REGRESSION
+    case = ET.parse(write_junit(tmp_path / "k.xml", strict)).getroot().find("testsuite/testcase")
+    assert case.find("failure").get("type") == "inconclusive"
 
 
 # --------------------------------------------------------------------------- JUnit
@@ -194,7 +227,7 @@ def test_markdown_appends_to_the_step_summary_and_replaces_other_files(store, tm
     table = [line for line in lines if line.startswith("| ")]
     assert table[0].startswith("| board |") and len(table) == 3
     assert "oom-killed" in table[1] and "&lt;no&gt;" in table[1] and "\x1b" not in own.read_text()
-    assert "regressed" in table[2] and re.search(r"\| (9|10)\.\d+ → 1[12]\.\d+ \| \+(19|20)\.\d% \|", table[2])
+    assert "regressed" in table[2] and re.search(r"\| (9|10)\.\d+ → 1[12]\.\d+ \| \+(19|20)\.\d% \(\+1\d…\+2\d%\) \|", table[2])
 
 
 def test_core_modules_do_not_import_the_cli_framework():
