@@ -12,6 +12,7 @@ from rich.table import Table
 from orchestrator.cli import state
 from orchestrator.cli.render import escape
 from orchestrator.errors import ExitStatus
+from orchestrator.runtimes import DEFAULT_RUNTIME, resolve_runtime, runtime_names_text
 
 inventory_app = typer.Typer(help="Show the boards of an inventory, check them, provision them.", no_args_is_help=True)
 
@@ -114,7 +115,7 @@ def facts_table(checks) -> Table:
 def inventory_provision(
     inventory: Optional[str] = INVENTORY_OPTION,
     limit: Optional[str] = LIMIT_OPTION,
-    runtime: str = typer.Option("onnxruntime", "--runtime", help="Runtime to install next to numpy: onnxruntime or openvino."),
+    runtime: str = typer.Option(DEFAULT_RUNTIME, "--runtime", help=f"Runtime to install next to numpy: {runtime_names_text()}."),
     forks: int = typer.Option(8, "--forks", "-f", min=1, help="Boards provisioned in parallel."),
     accept_new_host_keys: bool = typer.Option(False, "--accept-new-host-keys", help="Accept (and record) unknown host keys. Changed keys are always refused."),
     refresh_wheels: bool = typer.Option(False, "--refresh-wheels", help="Ask the package index again instead of reusing the wheels cached for this board kind."),
@@ -124,10 +125,12 @@ def inventory_provision(
     needs no internet; its pip runs with --no-index). A second run changes nothing."""
     from orchestrator.request import resolve_boards
     from orchestrator.errors import BadInputError
-    from orchestrator.provision import RUNTIMES, provision_boards
+    from orchestrator.provision import provision_boards
 
-    if runtime not in RUNTIMES:
-        raise BadInputError(f"--runtime {runtime!r}: choose {' or '.join(RUNTIMES)}")
+    try:
+        runtime = resolve_runtime(runtime)
+    except ValueError as exc:
+        raise BadInputError(f"--runtime: {exc}") from None
     if inventory is None:
         raise BadInputError(
             "farm inventory provision needs an inventory (-i FILE or FARM_INVENTORY): the built-in local "

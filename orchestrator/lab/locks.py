@@ -2,17 +2,11 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-from collections.abc import Iterator
 from pathlib import Path
 
+from orchestrator.locks import file_lock
 
-@contextlib.contextmanager
-def locked(directory: Path, name: str = ".lock") -> Iterator[None]:
+
+def locked(directory: Path, name: str = ".lock") -> contextlib.AbstractContextManager[None]:
     """An exclusive lock on `directory/name`, so two `lab up/down` never interleave."""
-    with open(directory / name, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return file_lock(directory / name)

@@ -22,6 +22,7 @@ from orchestrator import provision as prov
 from orchestrator.agent_client import AgentClient
 from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
+from orchestrator.hashing import file_sha256
 from orchestrator.transport import open_transport
 
 try:
@@ -138,7 +139,7 @@ def test_first_provision_installs_only_the_pushed_wheels_with_no_index(first):
     cache_dir = Path(result.wheel_cache_dir)
     assert set(on_board) == {Path(p).name for p in processed} | {Path(argv[1]).parent.name}
     for filename, digest in on_board.items():
-        assert prov._sha256(cache_dir / filename) == digest
+        assert file_sha256(cache_dir / filename) == digest
 
     # The record on the board says what was installed and how.
     record = json.loads(run_on(board, ["cat", "venv/farm-provision.json"]).stdout)
