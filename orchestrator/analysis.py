@@ -57,16 +57,22 @@ __all__ = [
     "compare_samples",
     "compare_values",
     "median_confidence_interval",
+    "process_spread",
     "summarize_latency",
 ]
 
-#: A run whose coefficient of variation (sample stdev / mean) is above this is
-#: flagged ``noisy``. Why 10 %: single-stream inference with a fixed input on an
-#: otherwise idle board typically scatters by a few percent; a CV above 10 % is
-#: twice the default 5 % regression threshold and in practice means something
-#: else was going on (throttling, frequency scaling, another process, swapping,
-#: a bimodal cache/allocator effect). Such a run is kept but marked, so nobody
-#: uses it as a baseline or reads its mean without looking at the spread.
+#: A run whose *robust* coefficient of variation (1.4826 x the median absolute
+#: deviation / the median: the stdev of the bulk of the samples, blind to the long
+#: tail every inference loop has) is above this is flagged ``noisy``; so is a cell
+#: whose fresh worker processes' medians spread by more than this (the geometric
+#: CV of the process medians, see `process_spread`). Why 10 %: single-stream
+#: inference with a fixed input scatters by a few percent; a spread above 10 % is
+#: twice the default 5 % regression threshold and in practice means something else
+#: was going on (throttling, frequency scaling, another process, swapping, a
+#: bimodal cache/allocator effect). Why robust: the plain CV of a steady run on this
+#: 2-core VM was 0.49 (a few 10x outliers) with a robust CV of 0.067 — the plain CV
+#: flagged every row of a normal run, which says nothing. Such a run is kept but
+#: marked, so nobody reads its median without looking at the spread.
 NOISY_CV = 0.10
 
 #: Confidence level of the median interval and of the median-change interval.
@@ -108,8 +114,9 @@ class LatencySummary:
     higher.
 
     ``median_ci_low_ms`` / ``median_ci_high_ms`` bound the median with 95 %
-    confidence (see :func:`median_confidence_interval`); ``noisy`` is
-    ``cv > NOISY_CV``.
+    confidence (see :func:`median_confidence_interval`); ``cv`` is stdev /
+    mean, ``robust_cv`` 1.4826 x MAD / median, and ``noisy`` is
+    ``robust_cv > NOISY_CV``.
     """
 
     runs: int
@@ -122,6 +129,7 @@ class LatencySummary:
     latency_ms_stdev: float
     fps: float
     cv: float
+    robust_cv: float
     median_ci_low_ms: float
     median_ci_high_ms: float
     noisy: bool
@@ -249,6 +257,7 @@ def summarize_latency(samples_ms: Sequence[float]) -> LatencySummary:
     p50, p90, p99 = (float(v) for v in np.percentile(values, [50.0, 90.0, 99.0]))
     ci_low, ci_high, _ = median_confidence_interval(values)
     cv = stdev / mean
+    robust_cv = 1.4826 * float(np.median(np.abs(values - p50))) / p50
     return LatencySummary(
         runs=n,
         latency_ms_min=float(np.min(values)),
@@ -260,10 +269,20 @@ def summarize_latency(samples_ms: Sequence[float]) -> LatencySummary:
         latency_ms_stdev=stdev,
         fps=1000.0 / mean,
         cv=cv,
+        robust_cv=robust_cv,
         median_ci_low_ms=ci_low,
         median_ci_high_ms=ci_high,
-        noisy=bool(cv > NOISY_CV),
+        noisy=bool(robust_cv > NOISY_CV),
     )
+
+
+def process_spread(process_p50_ms: Sequence[float]) -> float | None:
+    """The geometric coefficient of variation of process medians (the stdev of their logs):
+    how far fresh worker processes of one cell disagree. None for fewer than 3 processes."""
+    values = [float(v) for v in process_p50_ms if v is not None and float(v) > 0]
+    if len(values) < MIN_PROCESSES_TO_TEST:
+        return None
+    return float(np.std(np.log(values), ddof=1))
 
 
 def _log_median_se(values: np.ndarray) -> float:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
-from orchestrator.analysis import summarize_latency
+from orchestrator.analysis import NOISY_CV, process_spread, summarize_latency
 
 RECORD_FORMAT_VERSION = 1
 
@@ -61,8 +61,8 @@ RUNTIME_EXPORT_FIELDS = ("runtime", "runtime_version", "provider", "provider_fal
 PROCESS_P50_FIELD = "latency_ms_process_p50"
 #: Statistics of the latency samples beyond the summary columns.
 STATISTICS_EXPORT_FIELDS = (
-    "latency_ms_cv", "latency_ms_median_ci_low", "latency_ms_median_ci_high", "noisy", "truncated", "processes",
-    PROCESS_P50_FIELD,
+    "latency_ms_cv", "latency_ms_robust_cv", "latency_ms_median_ci_low", "latency_ms_median_ci_high",
+    "latency_ms_process_spread", "noisy", "truncated", "processes", PROCESS_P50_FIELD,
 )
 #: Every export field a record always carries (None when not measured), after EXPORT_FIELDS.
 MEASURED_EXPORT_FIELDS = (
@@ -142,11 +142,14 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
     export.update({field: result.get(field) for field in MEASUREMENT_EXPORT_FIELDS})
     export.update(variant_export_fields(cell.manifest))
     export.update({field: result.get(field) for field in RUNTIME_EXPORT_FIELDS})
+    spread = process_spread([p["latency_ms_p50"] for p in processes])
     export.update(
         latency_ms_cv=stats["cv"],
+        latency_ms_robust_cv=stats["robust_cv"],
         latency_ms_median_ci_low=stats["median_ci_low_ms"],
         latency_ms_median_ci_high=stats["median_ci_high_ms"],
-        noisy=stats["noisy"],
+        latency_ms_process_spread=spread,
+        noisy=stats["noisy"] or (spread is not None and spread > NOISY_CV),
         truncated=bool(result.get("truncated")),
         processes=len(processes),
     )

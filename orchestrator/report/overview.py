@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any, Callable, Literal, Mapping, Sequence
 
-from orchestrator.analysis import DEFAULT_MIN_EFFECT_PCT, compare_values
+from orchestrator.analysis import DEFAULT_MIN_EFFECT_PCT, NOISY_CV, compare_values
 from orchestrator.report.pareto import pareto_front
 from orchestrator.runtimes import mixes_runtimes, runtime_label
 
@@ -196,9 +196,13 @@ def _measurement_flags(export: Mapping[str, Any]) -> list[Flag]:
     if export.get("freq_drop"):
         flags.append(Flag("clock drop", "warn", "a core ran below 90 % of its clock before the measurement"))
     if export.get("noisy"):
-        cv = finite_or_none(export.get("latency_ms_cv"))
-        spread = f" (CV {cv * 100:.0f} %)" if cv is not None else ""
-        flags.append(Flag("noisy", "warn", f"latency spread above 10 % of the mean{spread}: compare with care"))
+        robust = finite_or_none(export.get("latency_ms_robust_cv"))
+        between = finite_or_none(export.get("latency_ms_process_spread"))
+        spread = "; ".join(text for text in (
+            f"samples spread {robust * 100:.0f} % (robust CV)" if robust is not None else "",
+            f"process medians spread {between * 100:.0f} %" if between is not None else "") if text)
+        flags.append(Flag("noisy", "warn", f"latency spread above {NOISY_CV:.0%}{f' ({spread})' if spread else ''}: "
+                                           "compare with care"))
     if export.get("truncated"):
         flags.append(Flag("truncated", "info", "stopped by --max-seconds before --runs was reached"))
     return flags

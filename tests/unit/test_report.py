@@ -133,9 +133,9 @@ def test_pareto_flag_uses_accuracy_when_every_variant_has_it():
 
 def test_measurement_flags_come_from_the_export_fields():
     row = build_rows([result(1, "fp32", 10.0, 40e6, throttled=True, freq_drop=True, noisy=True,
-                             latency_ms_cv=0.14, truncated=True)])[0]
+                             latency_ms_robust_cv=0.14, latency_ms_process_spread=0.12, truncated=True)])[0]
     assert [f.text for f in row.flags] == ["throttled", "clock drop", "noisy", "truncated"]
-    assert "14 %" in row.flags[2].title
+    assert "samples spread 14 %" in row.flags[2].title and "process medians spread 12 %" in row.flags[2].title
 
 
 def test_rows_are_sorted_board_model_then_variant_by_invasiveness():
