@@ -6,9 +6,11 @@ give the same verdict for the same pair by construction.
 
 Cells match by (board, model, variant), the model by its *name*: when the weights under a name
 change between runs (a different `model_sha256`), the cells still match and `model_changed`
-says so — catching what new weights do to a board is what comparing runs is for. When a run
-holds a cell under several settings, each new result is paired with the base result of the same
-settings hash, else with the base's ok and newest result for the cell.
+says so — catching what new weights do to a board is what comparing runs is for. What a result
+ran on is part of its cell (record.IDENTITY_EXPORT_FIELDS: runtime, precision, provider, batch,
+threads): onnxruntime's fp32 and OpenVINO's bf16 on one board are two cells, never a "−67 %".
+When a run holds a cell under several settings, each new result is paired with the base result
+of the same settings hash, else with the base's ok and newest result for the cell.
 
 Per cell, both figures are tested with orchestrator.analysis:
 * latency: `compare_samples` on the raw per-inference samples (a Mann-Whitney test AND a
@@ -33,7 +35,7 @@ import dataclasses
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from orchestrator.analysis import VERDICTS, Comparison, compare_latency, compare_values
-from orchestrator.record import process_p50s
+from orchestrator.record import identity_of, identity_text, process_p50s, same_identity
 from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
 from orchestrator.units import mib_text
 
@@ -67,6 +69,7 @@ class CellComparison:
     settings_changed: bool = False
     base_result_id: int | None = None
     new_result_id: int | None = None
+    identity: str = ""  # what the cell ran on (runtime, precision, batch, threads): record.identity_text
 
     @property
     def key(self) -> CellKey:
@@ -199,13 +202,33 @@ def compare_records(
     cells = []
     for key in sorted(set(base_by_key) | set(new_by_key)):
         bases, news = base_by_key.get(key, []), new_by_key.get(key, [])
-        if not news:
-            cells.append(_compare_cell(key, _preferred(bases), None, latencies_ms, min_effect_pct, memory_pct, alpha))
-        for new in news:
-            base = next((b for b in bases if b.get("settings_hash") == new.get("settings_hash")), None)
-            cells.append(_compare_cell(key, base or _preferred(bases), new, latencies_ms, min_effect_pct,
-                                       memory_pct, alpha))
+        for base, new in _pairs(bases, news):
+            cells.append(_compare_cell(key, base, new, latencies_ms, min_effect_pct, memory_pct, alpha))
     return RunComparison(base_run_id, new_run_id, float(min_effect_pct), float(memory_pct), float(alpha), tuple(cells))
+
+
+def _pairs(bases: Sequence[Mapping[str, Any]], news: Sequence[Mapping[str, Any]]
+           ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]:
+    """Pair one board × model × variant's results of the two runs. Results that ran on something
+    else (another runtime, precision, provider, batch or thread count: record.identity_of) are
+    other cells. Each new result takes the base result of the same settings hash, else the
+    base's ok and newest one; base results no new one matches stand alone, one per identity."""
+    pairs: list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]] = []
+    matched: set[int] = set()
+    for new in news:
+        identity = identity_of(new)
+        compatible = [b for b in bases if same_identity(identity_of(b), identity)]
+        base = next((b for b in compatible if b.get("settings_hash") == new.get("settings_hash")), None)
+        base = base or _preferred(compatible)
+        matched |= {id(b) for b in compatible}
+        pairs.append((base, new))
+    leftovers = [b for b in bases if id(b) not in matched]
+    while leftovers:
+        identity = identity_of(leftovers[0])
+        group = [b for b in leftovers if same_identity(identity_of(b), identity)]
+        pairs.append((_preferred(group), None))
+        leftovers = [b for b in leftovers if b not in group]
+    return pairs
 
 
 def _by_key(records: Sequence[Mapping[str, Any]]) -> dict[CellKey, list[Mapping[str, Any]]]:
@@ -249,6 +272,7 @@ def _compare_cell(
         settings_changed=bool(base and new and base.get("settings_hash") != new.get("settings_hash")),
         base_result_id=None if base is None else base.get("result_id"),
         new_result_id=None if new is None else new.get("result_id"),
+        identity=identity_text(identity_of(new if new is not None else base or {})),
     )
     if base is None:
         return CellComparison(verdict="only-new", reason="not measured in the base run", **common)

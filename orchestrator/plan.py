@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from orchestrator.errors import BadInputError
 from orchestrator.models import DEMO_DIR, ModelFile
 from orchestrator.paths import farm_cache_dir
+from orchestrator.shapes import model_inputs, shapes_for_task, shapes_mapping, split_shape_args
 from orchestrator.accuracy.task import DetectionOptions, TaskDataset, load_task_dataset, parse_detection_options
 
 # The demo models' own labelled data (shipped beside them).
@@ -25,7 +26,8 @@ class ModelTask:
 
     model: ModelFile
     dataset: TaskDataset | None = None
-    shapes: tuple[str, ...] = ()  # NAME=1x3x224x224 for this model's symbolic dims (suite files)
+    shapes: tuple[str, ...] = ()  # NAME=1x3x224x224 for every input with an open dim (orchestrator.shapes)
+    batch: int = 1  # the first input's leading dim: what FPS counts images by
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +42,8 @@ class Cell:
     build_error: str | None = None  # a variant that failed to build is recorded, not run
     dataset: TaskDataset | None = None
     reference_path: Path | None = None  # the fp32 model, for fidelity when fp32 is not in the matrix
-    shapes: tuple[str, ...] = ()  # this model's input shapes; empty: the run's --shape options
+    shapes: tuple[str, ...] = ()  # every input with an open dim, resolved (orchestrator.shapes)
+    batch: int = 1
     weights_path: Path | None = None  # the weights file of a two-file variant (OpenVINO IR .bin)
     runtime: str | None = None  # the one runtime that reads this variant's format; None: the run's
 
@@ -63,12 +66,15 @@ class ModelFiles:
         return [("--model", self.model, ".xml"), ("--weights", self.weights, ".bin")]
 
 
-def attach_datasets(models: Sequence[ModelFile], dataset_args: Sequence[str],
-                    detection_args: Sequence[str] = ()) -> list[ModelTask]:
-    """Pair models with datasets: `--dataset PATH` (one model) or `--dataset MODEL=PATH`, and
-    detection datasets with how their model reads them: `--detection [MODEL=]KEY=VALUE,...`.
+def plan_tasks(models: Sequence[ModelFile], dataset_args: Sequence[str] = (), detection_args: Sequence[str] = (),
+               shape_args: Sequence[str] = (), model_shapes: Mapping[str, Sequence[str]] | None = None) -> list[ModelTask]:
+    """Pair models with datasets and resolve the shapes they are measured at.
 
-    The bundled demo classifier always gets its shipped test set.
+    Datasets: `--dataset PATH` (one model) or `--dataset MODEL=PATH`, detection datasets with how
+    their model reads them: `--detection [MODEL=]KEY=VALUE,...`; the bundled demo classifier
+    always gets its shipped test set. Shapes: `--shape [MODEL:]NAME=dims` (`shape_args`) and a
+    suite's per-model `shapes` (`model_shapes`), else the dataset's, else BadInputError for a
+    symbolic dim other than the batch (orchestrator.shapes).
     """
     detection = _detection_by_model(models, detection_args)
     by_name: dict[str, str] = {}
@@ -81,19 +87,24 @@ def attach_datasets(models: Sequence[ModelFile], dataset_args: Sequence[str],
         if name not in {m.name for m in models}:
             raise BadInputError(f"--dataset {arg!r}: no model named {name!r} (models: {', '.join(m.name for m in models)})")
         by_name[name] = path
+    shared, per_model = split_shape_args(shape_args, [m.name for m in models])
     cache = farm_cache_dir() / "datasets"
     tasks = []
     for model in models:
+        given = [*shared, *per_model.get(model.name, ()), *(model_shapes or {}).get(model.name, ())]
         path = by_name.get(model.name)
         if path is None and model.path.parent == DEMO_DIR.resolve() and model.path.stem in DEMO_DATASETS:
             path = str(DEMO_DATASETS[model.path.stem])
         dataset = None
         if path is not None:
-            dataset = load_task_dataset(path, cache, input_size=_image_input_size(model.path),
+            dataset = load_task_dataset(path, cache, input_size=_image_input_size(model.path, given),
                                         detection=detection.get(model.name))
         elif model.name in detection:
             raise BadInputError(f"--detection for {model.name!r}, which has no --dataset")
-        tasks.append(ModelTask(model, dataset))
+        resolved = shapes_for_task(model.name, model.path, given,
+                                   dataset.inputs_npz if dataset is not None and dataset.kind == "classification"
+                                   else None, several_models=len(models) > 1)
+        tasks.append(ModelTask(model, dataset, resolved.shapes, resolved.batch))
     return tasks
 
 
@@ -111,18 +122,14 @@ def _detection_by_model(models: Sequence[ModelFile], args: Sequence[str]) -> dic
     return options
 
 
-def _image_input_size(model_path: Path) -> tuple[int, int] | None:
-    """(H, W) of an NCHW image input, for detection preprocessing; None when not an image model."""
-    import onnx
-
-    model = onnx.load(str(model_path), load_external_data=False)
-    initializers = {i.name for i in model.graph.initializer}
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        dims = [d.dim_value for d in value.type.tensor_type.shape.dim]
-        if len(dims) == 4 and dims[2] > 0 and dims[3] > 0:
-            return dims[2], dims[3]
+def _image_input_size(model_path: Path, given_shapes: Sequence[str] = ()) -> tuple[int, int] | None:
+    """(H, W) of an NCHW image input (its --shape when given), for detection preprocessing; None
+    when not an image model."""
+    given = shapes_mapping(given_shapes)
+    for spec in model_inputs(model_path):
+        dims = given.get(spec.name, spec.dims)
+        if len(dims) == 4 and all(isinstance(d, int) and d > 0 for d in dims[2:]):
+            return int(dims[2]), int(dims[3])
     return None
 
 
@@ -144,7 +151,7 @@ def plan_cells(
         model = task.model
         calibration_data = None
         for spec in specs:
-            base = {"dataset": task.dataset, "reference_path": model.path, "shapes": task.shapes}
+            base = {"dataset": task.dataset, "reference_path": model.path, "shapes": task.shapes, "batch": task.batch}
             if spec.name == "fp32":
                 cells.append(Cell(model, spec.text, model.path, {"size_bytes": model.size_bytes, "variant": "fp32"}, **base))
                 continue
@@ -173,4 +180,4 @@ def _calibration_for(task: ModelTask, calibration: Path | None):
     raise CalibrationRequiredError("int8-static")
 
 
-__all__ = ["Cell", "ModelFiles", "ModelTask", "attach_datasets", "plan_cells"]
+__all__ = ["Cell", "ModelFiles", "ModelTask", "plan_cells", "plan_tasks"]

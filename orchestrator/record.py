@@ -57,6 +57,12 @@ VARIANT_EXPORT_FIELDS = ("model_gzip_bytes", "sparsity", "variant_fidelity_cosin
 ACCURACY_EXPORT_FIELDS = ("accuracy_metric", "accuracy", "accuracy_delta", "fidelity_cosine")
 #: Which runtime and provider really ran the model, and at what precision.
 RUNTIME_EXPORT_FIELDS = ("runtime", "runtime_version", "provider", "provider_fallback", "inference_precision")
+#: How each call was made: images per call (FPS counts images) and intra-op threads (0: default).
+CALL_EXPORT_FIELDS = ("batch", "threads")
+#: What a cell ran on beyond board × model × variant: results that differ in any of these are
+#: different cells for comparisons and history (None, in records stored before the field
+#: existed, matches anything).
+IDENTITY_EXPORT_FIELDS = ("runtime", "provider", "inference_precision", "batch", "threads")
 #: The export field with each process's median latency (ms), what comparisons test.
 PROCESS_P50_FIELD = "latency_ms_process_p50"
 #: Statistics of the latency samples beyond the summary columns.
@@ -67,6 +73,7 @@ STATISTICS_EXPORT_FIELDS = (
 #: Every export field a record always carries (None when not measured), after EXPORT_FIELDS.
 MEASURED_EXPORT_FIELDS = (
     MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS + RUNTIME_EXPORT_FIELDS
+    + CALL_EXPORT_FIELDS
 )
 
 
@@ -106,6 +113,8 @@ class CellIdentity:
     settings_hash: str
     manifest: Mapping[str, Any]
     model_size_bytes: int | None
+    batch: int = 1  # images per inference call: FPS counts images
+    threads: int = 0  # intra-op threads asked for (0: the runtime's default)
 
     def columns(self) -> dict[str, Any]:
         return {"board": self.board, "model": self.model, "model_sha256": self.model_sha256,
@@ -122,7 +131,8 @@ def failed_record(cell: CellIdentity, kind: str, message: str, facts: Mapping[st
         "error_message": message[:2000],
         "facts": dict(facts),
         "details": {"format_version": RECORD_FORMAT_VERSION, "variant": dict(cell.manifest),
-                    "export": {**empty_export(), **variant_export_fields(cell.manifest)}},
+                    "export": {**empty_export(), **variant_export_fields(cell.manifest), "batch": cell.batch,
+                               "threads": cell.threads}},
     })
 
 
@@ -142,6 +152,7 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
     export.update({field: result.get(field) for field in MEASUREMENT_EXPORT_FIELDS})
     export.update(variant_export_fields(cell.manifest))
     export.update({field: result.get(field) for field in RUNTIME_EXPORT_FIELDS})
+    export.update(batch=cell.batch, threads=cell.threads)
     spread = process_spread([p["latency_ms_p50"] for p in processes])
     export.update(
         latency_ms_cv=stats["cv"],
@@ -170,6 +181,7 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
         "status": "ok",
         "runs": summary.runs,
         **{field: stats[field] for field in SUMMARY_FIELDS},
+        "fps": stats["fps"] * cell.batch,  # images per second: batch × calls per second
         "load_ms": float(result["load_ms"]),
         "first_inference_ms": float(result["first_inference_ms"]),
         "peak_rss_bytes": result.get("peak_rss_bytes"),
@@ -185,6 +197,30 @@ def export_of(record: Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(details, Mapping):
         return details.get("export") or {}
     return record
+
+
+def identity_of(record: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What a result ran on (IDENTITY_EXPORT_FIELDS), from a flat export record or a stored result."""
+    export = export_of(record)
+    return tuple(record.get(field, export.get(field)) for field in IDENTITY_EXPORT_FIELDS)
+
+
+def same_identity(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """Two identities name the same cell: every field equal, or unknown (None) on either side."""
+    return all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
+def identity_text(identity: Sequence[Any]) -> str:
+    """`openvino bf16, batch 8, 4 threads`: what differs between cells of one board × model × variant."""
+    values = dict(zip(IDENTITY_EXPORT_FIELDS, identity))
+    parts = [" ".join(str(values[f]) for f in ("runtime", "inference_precision") if values.get(f))]
+    if values.get("provider"):
+        parts.append(str(values["provider"]).removesuffix("ExecutionProvider"))
+    if values.get("batch") not in (None, 1):
+        parts.append(f"batch {values['batch']}")
+    if values.get("threads"):
+        parts.append(f"{values['threads']} threads")
+    return ", ".join(p for p in parts if p)
 
 
 def process_p50s(record: Mapping[str, Any]) -> list[float]:

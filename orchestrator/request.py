@@ -10,7 +10,7 @@ from typing import Sequence
 from orchestrator.boards import Board, local_board
 from orchestrator.errors import BadInputError, ExitStatus
 from orchestrator.models import ModelFile, demo_models, load_model_file
-from orchestrator.plan import attach_datasets, plan_cells
+from orchestrator.plan import plan_cells, plan_tasks
 from orchestrator.runner import BenchRunner, Event, RunOutcome, _no_event
 from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT, BenchSettings
 from orchestrator.store import Store, open_store
@@ -136,8 +136,7 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
         request, plan = apply_suite(request)
     parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
     models = resolve_models(request.model_paths, plan.model_names)
-    tasks = [dataclasses.replace(t, shapes=plan.shapes.get(t.model.name, ()))
-             for t in attach_datasets(models, request.datasets, request.detection)]
+    tasks = plan_tasks(models, request.datasets, request.detection, request.settings.shapes, plan.shapes)
     boards = resolve_boards(request.inventory, request.limit, request.accept_new_host_keys)
     report_path = None
     if request.write_report and request.report_path is not None:

@@ -268,7 +268,7 @@ class BenchRunner:
 
     def _identity(self, board: Board, cell: Cell) -> CellIdentity:
         return CellIdentity(board.name, cell.model.name, cell.model.sha256, cell.variant, self.settings_hash,
-                            cell.variant_details, cell.model.size_bytes)
+                            cell.variant_details, cell.model.size_bytes, cell.batch, self.settings.threads)
 
     def _store(self, run_id: str, cell: Cell, record: ResultRecord) -> CellOutcome:
         result_id = self.store.add_result(run_id, record.row, record.latency_ms, record.timeseries)

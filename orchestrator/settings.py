@@ -210,7 +210,8 @@ class BenchSettings(BaseModel):
     def bench_args(self, model_args: Sequence[str], board: Board, shapes: Sequence[str] = (),
                    variant_runtime: str | None = None) -> list[str]:
         """The agent's bench arguments: every measurement setting, always sent (the agent has no
-        defaults). `model_args` are `--model PATH [--weights PATH]` on the board."""
+        defaults). `model_args` are `--model PATH [--weights PATH]` on the board; `shapes` the
+        cell's resolved input shapes (orchestrator.shapes; this run's --shape values are in them)."""
         args = [
             *model_args,
             "--runs", str(self.min_runs),
@@ -224,7 +225,7 @@ class BenchSettings(BaseModel):
         ]
         if self.cooldown_below_c is not None:
             args += ["--cooldown-below-c", repr(self.cooldown_below_c)]
-        for shape in shapes or self.shapes:
+        for shape in shapes:
             args += ["--shape", shape]
         if not self.cpu_arena:
             args.append("--no-cpu-arena")

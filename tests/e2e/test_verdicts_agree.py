@@ -72,7 +72,7 @@ def test_report_compare_and_gating_agree_on_every_cell(db_url, two_runs, capsys)
     assert {v: c.comparison.verdict for v, c in gated.items()} == verdicts
     assert {v for v, c in gated.items() if c.outcome == "regressed"} == {"slower", "fatter"}
     assert {v for v, c in gated.items() if c.outcome == "failed"} == {"broke"}
-    assert {v for v, c in gated.items() if c.outcome == "skipped"} == {"dropped"}
+    assert {v for v, c in gated.items() if c.outcome == "skipped"} == {"dropped", "added", "fixed"}
 
     report = {cell.variant: cell for cell in context["comparison"].cells}
     assert {v: c.verdict for v, c in report.items()} == verdicts

@@ -1,0 +1,182 @@
+"""The input shapes a model is measured at: every dim concrete, chosen by the user, never guessed.
+
+A model with symbolic dims (`[1, 3, H, W]`, `[batch, 3, 224, 224]`) does not say how big its
+input is. Guessing 1 made a text detector with input `[1, 3, H, W]` measure at 1×3×1×1 (1,309
+FPS, about 4 at 640×640) without a word. So:
+* a leading symbolic dim is the batch: 1 unless given;
+* any other symbolic dim must come from `--shape NAME=1x3x640x640` (per model: `--shape
+  MODEL:NAME=...`; suites: `shapes:`), or from the model's labelled dataset (its inputs' shape);
+  otherwise planning fails before any board is touched, naming the input, its dims and the
+  option to pass.
+The resolved shapes are what the agent feeds, what variant fidelity is measured on, and the
+batch (the first input's leading dim) that FPS counts images by.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from orchestrator.errors import BadInputError
+from orchestrator.settings import SHAPE_RE
+
+Dims = tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """A model input as the file declares it: a dim is an int, a symbolic name, or None."""
+
+    name: str
+    dims: tuple[int | str | None, ...]
+
+    @property
+    def symbolic(self) -> list[int]:
+        """Indexes of the dims the file leaves open."""
+        return [i for i, d in enumerate(self.dims) if not (isinstance(d, int) and d > 0)]
+
+    def dims_text(self) -> str:
+        return "[" + ", ".join(str(d) if d is not None else "?" for d in self.dims) + "]"
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolvedShapes:
+    """Every input's concrete shape (`NAME=1x3x640x640`, as the agent takes them) and the batch."""
+
+    shapes: tuple[str, ...]
+    batch: int
+
+    def as_dict(self) -> dict[str, Dims]:
+        return {name: dims for name, dims in (parse_shape(text) for text in self.shapes)}
+
+
+def model_inputs(path: Path) -> list[InputSpec]:
+    """The inputs an ONNX file declares (initializers that are also inputs are left out)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    specs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims: list[int | str | None] = []
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                dims.append(int(dim.dim_value))
+            else:
+                dims.append(dim.dim_param or None)
+        specs.append(InputSpec(value.name, tuple(dims)))
+    return specs
+
+
+def parse_shape(text: str) -> tuple[str, Dims]:
+    """`images=1x3x640x640` -> ("images", (1, 3, 640, 640)); ValueError when malformed."""
+    if not SHAPE_RE.match(text):
+        raise ValueError(f"--shape {text!r}: write NAME=1x3x224x224")
+    name, _, dims = text.rpartition("=")
+    return name, tuple(int(d) for d in dims.split("x"))
+
+
+def shape_text(name: str, dims: Sequence[int]) -> str:
+    return f"{name}={'x'.join(str(d) for d in dims)}"
+
+
+def split_shape_args(args: Sequence[str], model_names: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """`--shape` values -> (shapes for every model, {model name: its own shapes}).
+
+    `MODEL:NAME=dims` belongs to MODEL when MODEL is one of the models' names (input names may
+    contain ':' themselves, as TensorFlow exports' `input:0` do: then it is a plain NAME=dims).
+    """
+    shared: list[str] = []
+    per_model: dict[str, list[str]] = {}
+    for text in args:
+        prefix, sep, rest = text.partition(":")
+        if sep and prefix in model_names and "=" in rest:
+            per_model.setdefault(prefix, []).append(rest)
+            continue
+        shared.append(text)
+    for text in shared + [t for ts in per_model.values() for t in ts]:
+        try:
+            parse_shape(text)
+        except ValueError as exc:
+            raise BadInputError(str(exc)) from None
+    return shared, per_model
+
+
+def resolve_shapes(model_name: str, inputs: Sequence[InputSpec], given: Sequence[str],
+                   dataset_dims: Dims | None = None, several_models: bool = False) -> ResolvedShapes:
+    """Concrete shapes for every input (see the module docstring); BadInputError naming what to
+    pass when a symbolic dim other than the batch has no value."""
+    by_name = {name: dims for name, dims in (parse_shape(t) for t in given)}
+    unknown = sorted(set(by_name) - {spec.name for spec in inputs})
+    if unknown:
+        names = ", ".join(spec.name for spec in inputs)
+        raise BadInputError(f"model {model_name!r} has no input named {unknown[0]!r} (--shape); its inputs: {names}")
+    resolved: list[str] = []  # the inputs the agent needs told: given, or with an open dim
+    concrete: dict[str, Dims] = {}
+    for index, spec in enumerate(inputs):
+        dims = by_name.get(spec.name)
+        if dims is not None:
+            _check_given(model_name, spec, dims)
+        elif spec.symbolic:
+            dims = _from_dataset(spec, dataset_dims) if index == 0 else None
+            if dims is None and any(i != 0 for i in spec.symbolic):
+                raise BadInputError(_missing_message(model_name, spec, several_models))
+            if dims is None:  # only the leading (batch) dim is open: a batch of one
+                dims = tuple(1 if i == 0 else int(d) for i, d in enumerate(spec.dims))  # type: ignore[arg-type]
+        else:
+            concrete[spec.name] = tuple(int(d) for d in spec.dims)  # type: ignore[arg-type]
+            continue
+        concrete[spec.name] = dims
+        resolved.append(shape_text(spec.name, dims))
+    first = concrete.get(inputs[0].name) if inputs else None
+    batch = first[0] if first is not None and len(first) >= 2 else 1
+    return ResolvedShapes(tuple(resolved), batch)
+
+
+def _check_given(model_name: str, spec: InputSpec, dims: Dims) -> None:
+    if len(dims) != len(spec.dims):
+        raise BadInputError(f"model {model_name!r}: --shape {shape_text(spec.name, dims)} has {len(dims)} dims, "
+                            f"input {spec.name!r} has {len(spec.dims)}: {spec.dims_text()}")
+    for index, (want, got) in enumerate(zip(spec.dims, dims)):
+        if isinstance(want, int) and want > 0 and want != got:
+            raise BadInputError(f"model {model_name!r}: --shape {shape_text(spec.name, dims)} sets dim {index} to "
+                                f"{got}, but the model fixes it at {want}: {spec.dims_text()}")
+
+
+def _from_dataset(spec: InputSpec, dataset_dims: Dims | None) -> Dims | None:
+    """The first input's shape from its dataset: a batch of one dataset input."""
+    if dataset_dims is None or len(dataset_dims) + 1 != len(spec.dims):
+        return None
+    dims = (1, *dataset_dims)
+    for want, got in zip(spec.dims, dims):
+        if isinstance(want, int) and want > 0 and want != got:
+            return None
+    return dims
+
+
+def _missing_message(model_name: str, spec: InputSpec, several_models: bool) -> str:
+    example = tuple(d if isinstance(d, int) and d > 0 else (1 if i == 0 else 640) for i, d in enumerate(spec.dims))
+    option = f"--shape {model_name}:{shape_text(spec.name, example)}" if several_models else \
+        f"--shape {shape_text(spec.name, example)}"
+    return (f"model {model_name!r}: input {spec.name!r} has dims {spec.dims_text()}; farm does not guess the size of "
+            f"symbolic dims other than the batch: pass {option} (your real input size), "
+            "or a --dataset whose inputs have the shape")
+
+
+def shapes_for_task(model_name: str, path: Path, given: Sequence[str], dataset_npz: Path | None,
+                    several_models: bool) -> ResolvedShapes:
+    """Resolve a planned model's shapes from its file, the user's --shape values and its dataset."""
+    dataset_dims = None
+    if dataset_npz is not None:
+        import numpy as np
+
+        with np.load(dataset_npz, allow_pickle=False) as data:
+            if "inputs" in data.files:
+                dataset_dims = tuple(int(d) for d in data["inputs"].shape[1:])
+    return resolve_shapes(model_name, model_inputs(path), given, dataset_dims, several_models)
+
+
+def shapes_mapping(shapes: Sequence[str]) -> Mapping[str, Dims]:
+    return dict(parse_shape(text) for text in shapes)
