@@ -14,7 +14,7 @@ One module a job; `Store` only composes them:
 - run_queries.py: runs and their tags; what `latest`, a prefix or `tag:NAME` names.
 - result_writes.py: writing results, replacing a failed cell on `--resume`.
 - result_reads.py: a run's results, raw series, export records matching filters.
-- history.py: one board × model across runs (`farm history`).
+- history.py: the history of cells across runs (`farm history`, the report's history charts).
 - timestamps.py: times as stored (ISO 8601 UTC text) and `--since` bounds.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from orchestrator.store.engine import (  # the SQLite hooks too, for tests that 
     make_engine,
     normalize_db_url,
 )
-from orchestrator.store.history import HistoryMixin
+from orchestrator.store.history import HISTORY_FIELDS, CellHistoryEntry, HistoryMixin
 from orchestrator.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from orchestrator.store.result_reads import ReadingMixin
 from orchestrator.store.result_writes import WritingMixin
@@ -43,7 +43,7 @@ from orchestrator.store.schema import (
 from orchestrator.store.timestamps import now_iso, since_iso
 
 __all__ = [
-    "MIGRATIONS", "RUN_STATUSES", "SCHEMA_VERSION", "CellKey", "Store",
+    "HISTORY_FIELDS", "MIGRATIONS", "RUN_STATUSES", "SCHEMA_VERSION", "CellHistoryEntry", "CellKey", "Store",
     "default_db_url", "metadata", "new_run_id", "normalize_db_url", "now_iso", "open_store", "result_series",
     "results", "run_tags", "runs", "schema_version", "since_iso",
 ]

@@ -18,6 +18,26 @@ from orchestrator.store.schema import result_series, results, runs
 from orchestrator.store.timestamps import since_iso
 
 
+def where_cells(
+    query: sa.Select,
+    board: str | Sequence[str] | None,
+    model: str | Sequence[str] | None,
+    variant: str | Sequence[str] | None,
+    since: str | dt.date | None,
+) -> sa.Select:
+    """`query` (on `results`) keeping the results of these boards, models and variants (each one
+    name, several, or None: any) written at or after `since` (see `since_iso`)."""
+    for column, wanted in ((results.c.board, board), (results.c.model, model), (results.c.variant, variant)):
+        if isinstance(wanted, str):
+            query = query.where(column == wanted)
+        elif wanted is not None:
+            query = query.where(column.in_(list(wanted)))
+    bound = since_iso(since)
+    if bound is not None:
+        query = query.where(results.c.created_at >= bound)
+    return query
+
+
 class ReadingMixin(RunsMixin):
     """`Store`'s reads of results (run ids resolved as `RunsMixin.resolve_run_id` reads them)."""
 
@@ -105,16 +125,7 @@ class ReadingMixin(RunsMixin):
         ).select_from(results.join(runs, runs.c.run_id == results.c.run_id))
         if run_id is not None:
             query = query.where(results.c.run_id == self.resolve_run_id(run_id))
-        for column, wanted in (("board", board), ("model", model), ("variant", variant)):
-            if wanted is None:
-                continue
-            if isinstance(wanted, str):
-                query = query.where(results.c[column] == wanted)
-            else:
-                query = query.where(results.c[column].in_(list(wanted)))
-        bound = since_iso(since)
-        if bound is not None:
-            query = query.where(results.c.created_at >= bound)
+        query = where_cells(query, board, model, variant, since)
         if status is not None:
             query = query.where(results.c.status == status)
         query = query.order_by(runs.c.created_at, results.c.run_id, results.c.result_id)
