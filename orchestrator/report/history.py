@@ -1,18 +1,14 @@
 """The history of each board × model × variant: its median latency in earlier runs.
 
-Read-only queries on the store's `results` and `runs` tables, selecting only the columns the
-chart needs (not the facts/details JSON) of a bounded number of runs, so a database with
-thousands of runs stays quick. (A `Store.cell_history` method would be the natural home.)
+The rows come from `Store.cell_history` (ok results of the last runs up to this one, only the
+columns a history needs); this module only groups them into one chart line per cell.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-import sqlalchemy as sa
-
-from orchestrator import store as store_tables
-from orchestrator.errors import StoreError
 from orchestrator.store import Store
 
 #: How many runs (the current one included) the history charts show per cell by default.
@@ -42,40 +38,18 @@ def latency_history(
     wanted = set(cells)
     if max_runs < 2 or not wanted:
         return {}
-    results, runs = store_tables.results, store_tables.runs
-    relevant = (
-        results.c.status == "ok",
-        results.c.latency_ms_p50.is_not(None),
-        results.c.model.in_(sorted({c[1] for c in wanted})),
-        results.c.board.in_(sorted({c[0] for c in wanted})),
-        runs.c.created_at <= run["created_at"],
+    entries = store.cell_history(
+        sorted({c[0] for c in wanted}), sorted({c[1] for c in wanted}),
+        until=run["created_at"], last_runs=max_runs, ok_only=True,
     )
-    joined = results.join(runs, results.c.run_id == runs.c.run_id)
-    recent = (
-        sa.select(runs.c.run_id).select_from(joined).where(*relevant)
-        .group_by(runs.c.run_id, runs.c.created_at)
-        .order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(max_runs)
-    ).subquery()
-    query = (
-        sa.select(results.c.run_id, runs.c.created_at, results.c.board, results.c.model, results.c.variant,
-                  results.c.latency_ms_p50, results.c.runs)
-        .select_from(joined)
-        .where(*relevant, results.c.run_id.in_(sa.select(recent.c.run_id)))
-        .order_by(runs.c.created_at, results.c.run_id, results.c.result_id)
-    )
-    try:
-        with store.engine.connect() as conn:
-            rows = conn.execute(query).all()
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"cannot read the history from {store.safe_url}: {exc}") from exc
     history: dict[tuple[str, str, str], list[HistoryPoint]] = {}
-    for row in rows:
-        key = (row.board, row.model, row.variant)
+    for entry in sorted(entries, key=lambda e: (e.run_created_at, e.run_id, e.result_id)):  # one x per run
+        key = (entry.board, entry.model, entry.variant)
         if key not in wanted:
             continue
         points = history.setdefault(key, [])
-        if points and points[-1].run_id == row.run_id:
+        if points and points[-1].run_id == entry.run_id:
             continue  # the same cell twice in one run (other settings): the first stands for the run
-        points.append(HistoryPoint(row.run_id, row.created_at, row.board, row.model, row.variant,
-                                   float(row.latency_ms_p50), row.runs))
+        points.append(HistoryPoint(entry.run_id, entry.run_created_at, entry.board, entry.model, entry.variant,
+                                   float(entry.latency_ms_p50), entry.runs))
     return {key: points for key, points in history.items() if len(points) >= 2}

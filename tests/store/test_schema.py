@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from orchestrator import store as store_mod
 from orchestrator.errors import StoreError
-from orchestrator.store import SCHEMA_VERSION, open_store
+from orchestrator.store import SCHEMA_VERSION, migrations, open_store
 from tests.store import _support
 
 V1_SOURCE = Path(__file__).parent / "fixtures" / "store_v1.py"
@@ -86,8 +86,9 @@ def test_a_failing_step_is_rolled_back_whole(db_url, monkeypatch):
         conn.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")
         conn.exec_driver_sql("CREATE TABLE half_done (x INTEGER)")  # fails: exists
 
-    monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, (SCHEMA_VERSION + 1, broken_step)])
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    # patched where the migration runner reads them
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (SCHEMA_VERSION + 1, broken_step)])
+    monkeypatch.setattr(migrations, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match="cannot prepare"):
         open_store(db_url)
     monkeypatch.undo()

@@ -176,6 +176,27 @@ def test_history_query_uses_the_index(tmp_path):
     assert "ix_results_history" in " ".join(str(row) for row in plan)
 
 
+def test_cell_history_serves_many_cells_up_to_a_run_and_the_last_runs(store):
+    """The report's history: ok results with a median, of the newest N runs up to a run, for
+    several boards × models at once, each entry naming its run's start and tags."""
+    ids = []
+    for day in (1, 2, 3, 4):
+        run_id = store.create_run({}, {}, "0.1.0")
+        store.add_result(run_id, ok_row(board="rpi4", model="yolo", latency_ms_p50=float(day)))
+        store.add_result(run_id, ok_row(board="jetson", model="resnet", latency_ms_p50=None))
+        store.add_result(run_id, failed_row(board="jetson", model="yolo"))
+        set_created(store, run_id, f"2026-11-0{day}T00:00:00.000+00:00")
+        ids.append(run_id)
+    store.tag_run(ids[1], "v1")
+    entries = store.cell_history(["rpi4", "jetson"], ["yolo", "resnet"], until="2026-11-03T00:00:00.000+00:00",
+                                 last_runs=2, ok_only=True)
+    assert [(e.run_id, e.board, e.latency_ms_p50) for e in entries] == [(ids[1], "rpi4", 2.0), (ids[2], "rpi4", 3.0)]
+    assert entries[0].tags == ("v1",) and entries[0].run_created_at == "2026-11-02T00:00:00.000+00:00"
+    everything = store.cell_history(["rpi4", "jetson"], ["yolo", "resnet"])
+    assert len(everything) == 12 and {e.status for e in everything} == {"ok", "failed"}
+    assert [e.run_id for e in store.cell_history("jetson", "yolo", last_results=1)] == [ids[3]]
+
+
 def test_query_results_filters(store):
     run_id = store.create_run({}, {}, "0.1.0")
     store.add_result(run_id, ok_row(board="a", variant="fp32"))
