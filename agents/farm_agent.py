@@ -719,8 +719,10 @@ ORT_TYPES = {
 def make_inputs(np, specs, shapes):
     """Synthesise one input per model input from its spec, before the timed loop.
 
-    Symbolic or unknown dims become 1 unless the user gave the shape (`--shape name=1x3x224x224`).
-    Floats are uniform in [0, 1) from a fixed seed; integers and bools are zeros.
+    The controller sends the shape of every input with an open dim (`--shape name=1x3x224x224`,
+    orchestrator.shapes); a leading open dim without one is a batch of 1, any other open dim is
+    an input-error (never a silent 1x3x1x1). Floats are uniform in [0, 1) from a fixed seed;
+    integers and bools are zeros.
     """
     rng = np.random.default_rng(0)
     feeds = {}
@@ -730,6 +732,10 @@ def make_inputs(np, specs, shapes):
         if name in shapes:
             shape = [int(d) for d in shapes[name]]
         else:
+            open_dims = [i for i, d in enumerate(dims) if not (isinstance(d, int) and d > 0)]
+            if any(i != 0 for i in open_dims):
+                raise AgentFailure("input-error", "input %r has symbolic dims %s and no --shape for them"
+                                   % (name, [d if isinstance(d, int) and d > 0 else "?" for d in dims]))
             shape = [d if isinstance(d, int) and d > 0 else 1 for d in dims]
         if dtype.startswith("float"):
             feeds[name] = rng.random(shape, dtype=np.float32).astype(dtype)

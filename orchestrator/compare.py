@@ -39,7 +39,8 @@ from orchestrator.record import identity_of, identity_text, process_p50s, same_i
 from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
 from orchestrator.units import mib_text
 
-__all__ = ["CELL_VERDICTS", "CellComparison", "CellVerdict", "RunComparison", "compare_records", "compare_runs"]
+__all__ = ["CELL_VERDICTS", "CellComparison", "CellVerdict", "RunComparison", "compare_history", "compare_records",
+           "compare_runs"]
 
 CellVerdict = Literal["improved", "unchanged", "regressed", "inconclusive", "failed", "only-base", "only-new"]
 CELL_VERDICTS: tuple[str, ...] = ("regressed", "failed", "inconclusive", "improved", "unchanged", "only-base", "only-new")
@@ -229,6 +230,39 @@ def _pairs(bases: Sequence[Mapping[str, Any]], news: Sequence[Mapping[str, Any]]
         pairs.append((_preferred(group), None))
         leftovers = [b for b in leftovers if b not in group]
     return pairs
+
+
+def compare_history(
+    store: Any,
+    entries: Sequence[Any],
+    min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
+    alpha: float = DEFAULT_ALPHA,
+) -> dict[int, CellComparison]:
+    """Each ok history entry (Store.cell_history, oldest first) compared by this engine with the
+    previous ok entry of its series: the same board × model × variant that ran on the same
+    runtime, precision, provider, batch and threads. {result_id: comparison}; the first entry
+    of a series has none."""
+    ok = [e for e in entries if e.status == "ok"]
+    records = {r["result_id"]: r for r in store.query_results(result_ids=[e.result_id for e in ok],
+                                                              with_result_id=True)}
+    samples = store.latency_samples(list(records))
+    found: dict[int, CellComparison] = {}
+    previous: list[Mapping[str, Any]] = []  # the newest ok record of each series seen so far
+    for entry in ok:
+        record = records.get(entry.result_id)
+        if record is None:
+            continue
+        key, identity = (entry.board, entry.model, entry.variant), identity_of(record)
+        before = next((p for p in reversed(previous) if (p["board"], p["model"], p["variant"]) == key
+                       and same_identity(identity_of(p), identity)), None)
+        if before is not None:
+            comparison = compare_records([before], [record], lambda rid: samples.get(rid) or [],
+                                         base_run_id=before["run_id"], new_run_id=record["run_id"],
+                                         min_effect_pct=min_effect_pct, alpha=alpha)
+            found[entry.result_id] = comparison.cells[0]
+            previous.remove(before)
+        previous.append(record)
+    return found
 
 
 def _by_key(records: Sequence[Mapping[str, Any]]) -> dict[CellKey, list[Mapping[str, Any]]]:

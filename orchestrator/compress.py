@@ -9,6 +9,7 @@ from typing import Sequence
 from orchestrator.errors import BadInputError
 from orchestrator.models import load_model_file
 from orchestrator.paths import farm_cache_dir
+from orchestrator.shapes import shapes_for_task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,8 +26,11 @@ def compress_model(
     output_dir: Path | None = None,
     calibration: Path | None = None,
     cache_dir: Path | None = None,
+    shape_args: Sequence[str] = (),
 ) -> list[CompressResult]:
-    """Build each variant; a variant that fails is reported with its reason, the others still built."""
+    """Build each variant; a variant that fails is reported with its reason, the others still built.
+    `shape_args` (`NAME=1x3x640x640`) are the input sizes fidelity is measured at; a symbolic dim
+    other than the batch needs one (orchestrator.shapes)."""
     from orchestrator.variants import (
         CalibrationData, VariantBuildError, build_variant, parse_variant_list, write_manifest,
     )
@@ -34,6 +38,7 @@ def compress_model(
 
     specs = parse_variant_list(",".join(variant_specs))
     model = load_model_file(model_path)
+    shapes = shapes_for_task(model.name, model.path, shape_args, None, several_models=False)
     calibration_data = CalibrationData.from_npz(calibration, model.path) if calibration else None
     cache_dir = cache_dir or farm_cache_dir() / "variants"
     if output_dir is not None:
@@ -44,7 +49,8 @@ def compress_model(
     results = []
     for spec in specs:
         try:
-            record = build_variant(model.path, spec, cache_dir, calibration_data if spec.needs_calibration else None)
+            record = build_variant(model.path, spec, cache_dir, calibration_data if spec.needs_calibration else None,
+                                   shapes.as_dict())
         except VariantBuildError as exc:
             results.append(CompressResult(spec.text, None, None, str(exc)))
             continue

@@ -159,7 +159,8 @@ def plan_cells(
             try:
                 if spec.needs_calibration and calibration_data is None:
                     calibration_data = _calibration_for(task, calibration)
-                record = build_variant(model.path, spec, cache_dir, calibration_data if spec.needs_calibration else None)
+                record = build_variant(model.path, spec, cache_dir, calibration_data if spec.needs_calibration else None,
+                                       shapes_mapping(task.shapes))
             except (VariantBuildError, BadInputError) as exc:
                 cells.append(Cell(model, spec.text, model.path, {"variant": spec.text}, build_error=str(exc), **base))
                 continue

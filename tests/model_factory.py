@@ -30,6 +30,20 @@ def dynamic_batch_matmul(path: Path, features: int = 16) -> Path:
     return save(helper.make_model(graph, opset_imports=OPSET), path)
 
 
+def dynamic_image_conv(path: Path, channels: int = 3) -> Path:
+    """y = conv3x3(x) with x of shape [1, channels, "H", "W"]: a fully convolutional model whose
+    input size the file leaves open (as text detectors' do)."""
+    weight = numpy_helper.from_array(np.random.default_rng(2).random((4, channels, 3, 3), dtype=np.float32), "K")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "K"], ["y"], pads=[1, 1, 1, 1])],
+        "dynamic_image",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, "H", "W"])],
+        [weight],
+    )
+    return save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
 def string_input(path: Path) -> Path:
     """A model whose input is a string tensor: farm cannot synthesise it."""
     graph = helper.make_graph(

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich import box
@@ -18,11 +18,13 @@ def compress(
     variants: str = typer.Option("fp32,optimized,fp16,int8-dynamic", "--variants", "-V", help="Comma-separated variants (see farm bench --help)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Copy each variant (and its .manifest.json; an OpenVINO IR's .xml and .bin) into this folder."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration inputs (.npz with `inputs`) for int8-static."),
+    shape: Optional[List[str]] = typer.Option(None, "--shape", help="Input size fidelity is measured at, NAME=1x3x640x640 (repeatable; needed for symbolic dims other than the batch)."),
 ) -> int:
     """Build compressed variants of a model (cached by content) and print their manifests."""
     from orchestrator.compress import compress_model
 
-    results = compress_model(model, [v for v in variants.split(",") if v.strip()], output, calibration)
+    results = compress_model(model, [v for v in variants.split(",") if v.strip()], output, calibration,
+                             shape_args=list(shape or []))
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for name in ("variant", "size", "gzip", "params", "sparsity", "cosine", "cached", "file"):
         table.add_column(name, justify="left" if name in ("variant", "file") else "right", overflow="fold", no_wrap=name != "file")

@@ -20,42 +20,70 @@ def history(
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
 ) -> None:
-    """Median latency and peak memory of one board × model over runs, oldest → newest."""
+    """Median latency and peak memory of one board × model over runs, oldest → newest, each
+    judged against the run before it by the comparison engine (the verdict farm compare gives)."""
+    from orchestrator.compare import compare_history
+    from orchestrator.record import identity_text
     from orchestrator.store import open_store
 
     with open_store(db) as store:
-        entries = store.history(board, model, variant, since=since, last=last)
+        entries = store.cell_history(board, model, variant, since=since, last_results=last)
+        verdicts = compare_history(store, entries)
     if as_json:
-        typer.echo(json.dumps(entries, indent=2, default=str))
+        rows = []
+        for entry in entries:
+            row = entry.history_row()
+            cell = verdicts.get(entry.result_id)
+            row["series"] = identity_text(entry.identity)
+            row["vs_previous"] = None if cell is None else {
+                "verdict": cell.verdict, "base_run_id": None, "reason": cell.reason,
+                "change_pct": None if cell.latency is None else cell.latency.change_pct}
+            rows.append(row)
+        typer.echo(json.dumps(rows, indent=2, default=str))
         return
     if not entries:
         what = f"{board} / {model}" + (f" / {variant}" if variant else "")
-        state.err.print(f"no results for {render.escape(what)} (see `farm runs ls --board {render.escape(board)}`)")
+        state.err.print(f"no results for {render.escape(what)} in {render.escape(store.safe_url)} "
+                        f"(see `farm runs ls --board {render.escape(board)}`)")
         return
+    series_of = {entry.result_id: identity_text(entry.identity) for entry in entries}
+    several = len({(e.variant, series_of[e.result_id]) for e in entries}) > len({e.variant for e in entries})
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
                   title=f"{render.escape(board)} / {render.escape(model)}" + (f" / {render.escape(variant)}" if variant else ""))
     # the run id carries the date and time (rYYYYMMDD-HHMMSS-...): no separate date column
     columns = [("run id", "left")]
     if variant is None:
         columns.append(("variant", "left"))
-    columns += [("p50 ms", "right"), ("Δ prev", "right"), ("peak MiB", "right"), ("weights", "left")]
+    if several:
+        columns.append(("ran on", "left"))
+    weights_change = len({e.model_sha256 for e in entries}) > 1
+    columns += [("p50 ms", "right"), ("Δ prev", "right"), ("verdict", "left"), ("peak MiB", "right")]
+    if weights_change:
+        columns.append(("weights", "left"))
     for name, justify in columns:
-        table.add_column(name, justify=justify, no_wrap=name != "variant", overflow="fold")
-    previous: dict[str, float] = {}
+        table.add_column(name, justify=justify, no_wrap=name not in ("variant", "ran on"), overflow="fold")
     for entry in entries:
-        row = [entry["run_id"]]
+        row = [entry.run_id]
         if variant is None:
-            row.append(render.escape(entry["variant"]))
-        if entry["status"] != "ok":
-            row += [f"[red]{render.escape(str(entry.get('error_kind') or 'failed'))}[/red]", "", "", ""]
+            row.append(render.escape(entry.variant))
+        if several:
+            row.append(render.escape(series_of[entry.result_id]))
+        if entry.status != "ok":
+            row += [f"[red]{render.escape(str(entry.error_kind or 'failed'))}[/red]", "", "", ""]
         else:
-            p50 = entry["latency_ms_p50"]
-            before = previous.get(entry["variant"])
-            delta = f"{(p50 - before) * 100.0 / before:+.1f}%" if before and p50 is not None else ""
-            if p50 is not None:
-                previous[entry["variant"]] = p50
-            rss = entry["peak_rss_bytes"]
-            row += ["—" if p50 is None else f"{p50:,.3f}", delta,
-                    "—" if rss is None else f"{rss / 1048576:,.1f}", (entry["model_sha256"] or "")[:7]]
+            cell = verdicts.get(entry.result_id)
+            p50, rss = entry.latency_ms_p50, entry.peak_rss_bytes
+            delta = f"{cell.latency.change_pct:+.1f}%" if cell is not None and cell.latency is not None else ""
+            row += ["—" if p50 is None else f"{p50:,.3f}", delta, "" if cell is None else _VERDICT.get(cell.verdict, cell.verdict),
+                    "—" if rss is None else f"{rss / 1048576:,.1f}"]
+        if weights_change:
+            row.append((entry.model_sha256 or "")[:7])
         table.add_row(*row)
     state.out.print(table)
+    if several:
+        state.out.print("[dim]a series per variant and what it ran on: each run is judged against the one before "
+                        "it on the same runtime, precision, batch and threads[/dim]")
+
+
+_VERDICT = {"regressed": "[bold red]regressed[/bold red]", "improved": "[green]improved[/green]",
+            "inconclusive": "[yellow]inconclusive[/yellow]", "unchanged": "unchanged"}

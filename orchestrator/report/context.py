@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 from orchestrator.report import charts, timeseries
 from orchestrator.report.charts import ResultSeries
 from orchestrator.compare import RunComparison, compare_records
+from orchestrator.record import identity_of
 from orchestrator.report.comparison import attach_to_rows, settings_changes
 from orchestrator.report.figures import Figure
 from orchestrator.report.history import DEFAULT_HISTORY_RUNS, latency_history
@@ -109,8 +110,9 @@ def build_context(
         attach_to_rows(rows, comparison)
 
     ok_rows = [r for r in rows if r.ok]
-    past = latency_history(store, run, {r.cell for r in ok_rows}, history) if history else {}
     results_by_id = {r["result_id"]: r for r in results}
+    past = latency_history(store, run, {r.cell: identity_of(results_by_id[r.result_id]) for r in ok_rows},
+                           history) if history else {}
     thermal = timeseries.has_thermal_data(series)
     figures: dict[str, list[Figure]] = {
         "comparison": [f for f in [charts.comparison_figure(comparison)] if f] if comparison else [],

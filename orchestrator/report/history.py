@@ -6,9 +6,10 @@ columns a history needs); this module only groups them into one chart line per c
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from orchestrator.record import same_identity
 from orchestrator.store import Store
 
 #: How many runs (the current one included) the history charts show per cell by default.
@@ -29,13 +30,14 @@ class HistoryPoint:
 def latency_history(
     store: Store,
     run: Mapping[str, Any],
-    cells: Iterable[tuple[str, str, str]],
+    cells: Mapping[tuple[str, str, str], Sequence[Any]],
     max_runs: int = DEFAULT_HISTORY_RUNS,
 ) -> dict[tuple[str, str, str], list[HistoryPoint]]:
-    """For each cell, its ok results in the last `max_runs` runs up to and including `run`
-    that measured any of these boards × models, oldest first. Cells that no earlier run
-    measured are left out."""
-    wanted = set(cells)
+    """For each cell (board, model, variant -> what it ran on: record.identity_of), its ok results
+    in the last `max_runs` runs up to and including `run` that measured any of these boards ×
+    models and ran on the same runtime, precision, provider, batch and threads (one line never
+    mixes two runtimes), oldest first. Cells that no earlier run measured are left out."""
+    wanted = dict(cells)
     if max_runs < 2 or not wanted:
         return {}
     entries = store.cell_history(
@@ -45,7 +47,7 @@ def latency_history(
     history: dict[tuple[str, str, str], list[HistoryPoint]] = {}
     for entry in sorted(entries, key=lambda e: (e.run_created_at, e.run_id, e.result_id)):  # one x per run
         key = (entry.board, entry.model, entry.variant)
-        if key not in wanted:
+        if key not in wanted or not same_identity(entry.identity, wanted[key]):
             continue
         points = history.setdefault(key, [])
         if points and points[-1].run_id == entry.run_id:

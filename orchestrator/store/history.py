@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from orchestrator.record import IDENTITY_EXPORT_FIELDS
 from orchestrator.store.database import Database
 from orchestrator.store.result_reads import where_cells
 from orchestrator.store.run_queries import tags_of
@@ -39,7 +40,16 @@ class CellHistoryEntry:
     peak_rss_bytes: int | None
     model_sha256: str | None
     settings_hash: str
+    runtime: str | None = None  # what it ran on (record.IDENTITY_EXPORT_FIELDS); None: not known
+    provider: str | None = None
+    inference_precision: str | None = None
+    batch: int | None = None
+    threads: int | None = None
     tags: tuple[str, ...] = ()  # the run's tag names
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, field) for field in IDENTITY_EXPORT_FIELDS)
 
     def history_row(self) -> dict[str, Any]:
         """The entry as `Store.history` returns it (and `farm history --json` prints it)."""
@@ -51,7 +61,8 @@ class CellHistoryEntry:
 #: The fields of a `Store.history` entry, in the order `farm history --json` prints them.
 HISTORY_FIELDS = (
     "run_id", "run_status", "created_at", "variant", "status", "error_kind", "runs", "latency_ms_p50",
-    "latency_ms_p90", "peak_rss_bytes", "model_sha256", "settings_hash", "tags",
+    "latency_ms_p90", "peak_rss_bytes", "model_sha256", "settings_hash", "runtime", "provider",
+    "inference_precision", "batch", "threads", "tags",
 )
 
 _ENTRY_COLUMNS = (
@@ -59,6 +70,7 @@ _ENTRY_COLUMNS = (
     runs.c.status.label("run_status"), results.c.created_at, results.c.board, results.c.model,
     results.c.variant, results.c.status, results.c.error_kind, results.c.runs, results.c.latency_ms_p50,
     results.c.latency_ms_p90, results.c.peak_rss_bytes, results.c.model_sha256, results.c.settings_hash,
+    *(results.c[field] for field in IDENTITY_EXPORT_FIELDS),
 )
 
 

@@ -20,6 +20,8 @@ later steps add.
 """
 from __future__ import annotations
 
+import json
+
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -91,10 +93,44 @@ def _migration_2(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_runs_created_at ON runs (created_at)")
 
 
+def _migration_3(conn: Connection) -> None:
+    """What a result ran on, as columns (comparisons and history key on it): runtime, provider,
+    precision, batch, threads. Filled for stored results from their details' export (runtime,
+    provider and precision were recorded since 0.2; batch and threads stay unknown)."""
+    for column, kind in (("runtime", "VARCHAR(40)"), ("provider", "VARCHAR(100)"),
+                         ("inference_precision", "VARCHAR(20)"), ("batch", "INTEGER"), ("threads", "INTEGER")):
+        conn.exec_driver_sql(f"ALTER TABLE results ADD COLUMN {column} {kind}")
+    v3 = sa.MetaData()
+    table = sa.Table("results", v3, sa.Column("result_id", sa.Integer, primary_key=True),
+                     sa.Column("details_json", sa.Text), sa.Column("runtime", sa.String(40)),
+                     sa.Column("provider", sa.String(100)), sa.Column("inference_precision", sa.String(20)))
+    last_id = -1
+    while True:
+        rows = conn.execute(sa.select(table.c.result_id, table.c.details_json).where(table.c.result_id > last_id)
+                            .order_by(table.c.result_id).limit(1000)).all()
+        if not rows:
+            return
+        updates = []
+        for result_id, details_json in rows:
+            try:
+                export = (json.loads(details_json or "{}") or {}).get("export") or {}
+            except ValueError:
+                export = {}
+            values = {key: export.get(key) for key in ("runtime", "provider", "inference_precision")}
+            if any(isinstance(v, str) for v in values.values()):
+                updates.append({"rid": result_id, **{k: v if isinstance(v, str) else None for k, v in values.items()}})
+        if updates:
+            conn.execute(table.update().where(table.c.result_id == sa.bindparam("rid")).values(
+                runtime=sa.bindparam("runtime"), provider=sa.bindparam("provider"),
+                inference_precision=sa.bindparam("inference_precision")), updates)
+        last_id = rows[-1][0]
+
+
 # (version, step). Append only: never edit a released step; add a new one.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migration_1),
     (2, _migration_2),
+    (3, _migration_3),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

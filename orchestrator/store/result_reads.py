@@ -86,15 +86,17 @@ class ReadingMixin(RunsMixin):
         since: str | dt.date | None = None,
         status: str | None = None,
         with_result_id: bool = False,
+        result_ids: Sequence[int] | None = None,
     ) -> list[dict[str, Any]]:
         """Flat export records (stable field names, measurement fields included) matching filters.
 
         `run_id` accepts `latest`, a prefix or `tag:NAME`; `since` bounds the result's
-        `created_at` (see `since_iso`). Ordered by run (oldest first), then write order.
-        `with_result_id` adds `result_id` (for `latency_samples`).
+        `created_at` (see `since_iso`); `result_ids` keeps those results. Ordered by run
+        (oldest first), then write order. `with_result_id` adds `result_id` (for
+        `latency_samples`).
         """
         rows, measured = self.result_table(run_id, board=board, model=model, variant=variant, since=since,
-                                           status=status)
+                                           status=status, result_ids=result_ids)
         records = []
         for row, extra in zip(rows, measured, strict=True):
             record = dict(zip(EXPORT_FIELDS, row, strict=False))  # row ends with result_id
@@ -114,6 +116,7 @@ class ReadingMixin(RunsMixin):
         variant: str | Sequence[str] | None = None,
         since: str | dt.date | None = None,
         status: str | None = None,
+        result_ids: Sequence[int] | None = None,
     ) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]]]:
         """`query_results` in columns, for bulk readers (DataFrames): (rows, measurement fields).
 
@@ -128,6 +131,8 @@ class ReadingMixin(RunsMixin):
         query = where_cells(query, board, model, variant, since)
         if status is not None:
             query = query.where(results.c.status == status)
+        if result_ids is not None:
+            query = query.where(results.c.result_id.in_([int(i) for i in result_ids]))
         query = query.order_by(runs.c.created_at, results.c.run_id, results.c.result_id)
         with self._connect() as conn:
             fetched = conn.execute(query).all()

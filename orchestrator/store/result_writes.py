@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from orchestrator.errors import StoreError
-from orchestrator.record import ResultRecord
+from orchestrator.record import IDENTITY_EXPORT_FIELDS, ResultRecord, export_of
 from orchestrator.store.database import Database
 from orchestrator.store.schema import result_series, results
 from orchestrator.store.timestamps import now_iso
@@ -88,8 +88,11 @@ _RESULT_COLUMNS = {c.name for c in results.columns} - {"result_id", "run_id", "c
 
 
 def _result_values(run_id: str, row: Mapping[str, Any]) -> dict[str, Any]:
-    # every column, so that a batch of rows has the same keys (executemany)
-    values = {column: row.get(column) for column in sorted(_RESULT_COLUMNS)}
+    # every column, so that a batch of rows has the same keys (executemany); the identity
+    # columns are the record's export fields of the same names
+    export = export_of(row)
+    values = {column: row.get(column, export.get(column) if column in IDENTITY_EXPORT_FIELDS else None)
+              for column in sorted(_RESULT_COLUMNS)}
     values.update(run_id=run_id, created_at=now_iso())
     for key in ("facts", "details"):
         values[f"{key}_json"] = json.dumps(row[key], sort_keys=True, default=str) if key in row else None

@@ -58,6 +58,12 @@ results = sa.Table(
     sa.Column("peak_rss_bytes", sa.BigInteger),
     sa.Column("model_size_bytes", sa.BigInteger),
     sa.Column("created_at", sa.String(40), nullable=False),
+    # v3: what the result ran on (record.IDENTITY_EXPORT_FIELDS), queryable; NULL: not known
+    sa.Column("runtime", sa.String(40)),
+    sa.Column("provider", sa.String(100)),
+    sa.Column("inference_precision", sa.String(20)),
+    sa.Column("batch", sa.Integer),
+    sa.Column("threads", sa.Integer),
     sa.Column("facts_json", sa.Text),  # the board's environment record at the time of the job
     sa.Column("details_json", sa.Text),  # everything else the job measured (see orchestrator.record)
     sa.UniqueConstraint("run_id", "board", "model", "variant", "settings_hash", name="uq_result_cell"),

@@ -20,12 +20,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from ..errors import BadInputError, FarmError
 from .calibration import DEFAULT_MAX_SAMPLES, CalibrationData
 from .common import tool_versions
 from .errors import CalibrationRequiredError, VariantBuildError
+from .fidelity import INPUT_SHAPES
 from .fp16 import make_fp16
 from .openvino_ir import make_openvino_ir
 from .optimize import make_optimized
@@ -67,8 +68,10 @@ def make_variant(
         raise VariantBuildError(spec.text, f"{type(exc).__name__}: {exc}") from exc
 
 
-def cache_key(source_sha256: str, spec: VariantSpec, calibration: CalibrationData | None) -> str:
-    """sha256 hex over everything that decides a variant's bytes (see module doc)."""
+def cache_key(source_sha256: str, spec: VariantSpec, calibration: CalibrationData | None,
+              shapes: Mapping[str, Sequence[int]] | None = None) -> str:
+    """sha256 hex over everything that decides a variant's bytes and its manifest (see module
+    doc); the input shapes fidelity is measured at count only when given (keys stay stable)."""
     material = {
         "source_sha256": source_sha256,
         "variant": spec.text,
@@ -78,6 +81,8 @@ def cache_key(source_sha256: str, spec: VariantSpec, calibration: CalibrationDat
         # an OpenVINO IR's bytes come from OpenVINO's converter (not imported here: metadata only)
         "openvino": _distribution_version("openvino") if spec.kind.runtime == "openvino" else None,
     }
+    if shapes:
+        material["input_shapes"] = {name: list(dims) for name, dims in sorted(shapes.items())}
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
@@ -90,8 +95,12 @@ def build_variant(
     spec: VariantSpec | str,
     cache_dir: Path | str,
     calibration: CalibrationData | None = None,
+    shapes: Mapping[str, Sequence[int]] | None = None,
 ) -> VariantRecord:
     """Return the variant of `source`, from the cache when it was built before (`cached=True`).
+
+    `shapes` (input name -> dims, orchestrator.shapes) are the input sizes its fidelity to the
+    original is measured at (default: symbolic dims = 1).
 
     Raises BadInputError when `source` is not a file, CalibrationRequiredError (a
     VariantBuildError) when the variant needs calibration and none is given, and
@@ -106,18 +115,22 @@ def build_variant(
         if calibration is None:
             raise CalibrationRequiredError(spec.text)
         calibration = calibration.limited(DEFAULT_MAX_SAMPLES)
-    key = cache_key(file_sha256(source), spec, calibration)
+    key = cache_key(file_sha256(source), spec, calibration, shapes)
     final = cached_path(source, spec, key, cache_dir)
     hit = _cached_record(final, key)
     if hit is not None:
         return hit
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".building-") as tmp:
-        record = make_variant(source, Path(tmp) / final.name, spec, calibration)
-        if record.weights_file is not None:
-            os.replace(record.weights_file, weights_path_for(final))
-            record.weights_path = str(weights_path_for(final).resolve())
-        os.replace(record.path, final)
+    token = INPUT_SHAPES.set(dict(shapes or {}))
+    try:
+        with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".building-") as tmp:
+            record = make_variant(source, Path(tmp) / final.name, spec, calibration)
+            if record.weights_file is not None:
+                os.replace(record.weights_file, weights_path_for(final))
+                record.weights_path = str(weights_path_for(final).resolve())
+            os.replace(record.path, final)
+    finally:
+        INPUT_SHAPES.reset(token)
     record.path = str(final.resolve())
     record.cache_key = key
     record.cached = False

@@ -7,8 +7,9 @@ cosine 0.97 and found nothing. Quality is judged with the task metric on labelle
 """
 from __future__ import annotations
 
+import contextvars
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -17,22 +18,35 @@ import onnxruntime as ort
 from .graph import NP_TYPES
 
 SYNTHETIC_SEED = 0
-SYNTHETIC_INPUT = f"synthetic uniform[0,1) seed {SYNTHETIC_SEED}, symbolic dims = 1"
 
 _NP_TYPES = NP_TYPES
 
+# The input shapes a model is measured at (orchestrator.shapes: NAME -> dims), set by
+# build_variant for the build it runs: fidelity is measured on the real input size, not on
+# symbolic dims set to 1 (an OpenVINO IR of a text detector got "cosine 0.0000" at 1x3x1x1).
+INPUT_SHAPES: contextvars.ContextVar[Mapping[str, Sequence[int]]] = contextvars.ContextVar("input_shapes", default={})
+
+
+def synthetic_input_text() -> str:
+    shapes = INPUT_SHAPES.get()
+    given = ", ".join(f"{name}={'x'.join(map(str, dims))}" for name, dims in sorted(shapes.items()))
+    return f"synthetic uniform[0,1) seed {SYNTHETIC_SEED}, " + (given or "symbolic dims = 1")
+
 
 def synthetic_inputs(model_path: Path) -> dict[str, np.ndarray]:
-    """One deterministic input per model input: floats uniform in [0, 1), integers zero."""
+    """One deterministic input per model input: floats uniform in [0, 1), integers zero, at the
+    shapes given (INPUT_SHAPES), else with symbolic dims = 1."""
     model = onnx.load(str(model_path), load_external_data=False)
     inits = {i.name for i in model.graph.initializer}
     rng = np.random.default_rng(SYNTHETIC_SEED)
     feeds: dict[str, np.ndarray] = {}
+    given = INPUT_SHAPES.get()
     for value_info in model.graph.input:
         if value_info.name in inits:
             continue
         tensor_type = value_info.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tensor_type.shape.dim]
+        shape = list(given[value_info.name]) if value_info.name in given else [
+            d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in tensor_type.shape.dim]
         dtype = _NP_TYPES.get(tensor_type.elem_type, np.float32)
         if np.issubdtype(dtype, np.floating):
             feeds[value_info.name] = rng.random(shape, dtype=np.float32).astype(dtype)
@@ -91,5 +105,5 @@ def compare_outputs(reference: dict[str, Any], candidate: dict[str, Any]) -> dic
         "cosine": round(min(cosines), 6),
         "max_abs_error": float(f"{max_abs:.6g}"),
         "outputs": compared,
-        "input": SYNTHETIC_INPUT,
+        "input": synthetic_input_text(),
     }

@@ -144,13 +144,43 @@ def test_history_oldest_first(two_runs, db_url, capsys):
                                   "--db", db_url) == 0
     out = capsys.readouterr().out
     assert out.index(base) < out.index(new)
-    assert "10.000" in out and "12.000" in out and "+20.0%" in out and "47.7" in out  # 50e6 B = 47.7 MiB
+    assert "10.000" in out and "12.000" in out and "47.7" in out  # 50e6 B = 47.7 MiB
+    # the change and verdict vs the previous run are the comparison engine's: what farm compare says
+    assert farm_with_new_commands("compare", base, new, "--json", "--db", db_url) == 0
+    compared = {c["variant"]: c for c in json.loads(capsys.readouterr().out)["cells"]}
+    fp32 = compared["fp32"]
+    assert farm_with_new_commands("history", "--board", "rpi4", "--model", "yolo", "--variant", "fp32",
+                                  "--db", db_url) == 0
+    assert f"{fp32['latency']['change_pct']:+.1f}%  regressed" in capsys.readouterr().out
     assert farm_with_new_commands("history", "--board", "rpi4", "--model", "yolo", "--json", "--db", db_url) == 0
     entries = json.loads(capsys.readouterr().out)
     assert [(e["run_id"], e["variant"]) for e in entries] == [(base, "fp32"), (base, "fp16"), (new, "fp32"),
                                                                (new, "fp16")]
+    assert [e["vs_previous"] and e["vs_previous"]["verdict"] for e in entries] == [
+        None, None, fp32["verdict"], compared["fp16"]["verdict"]]
     assert farm_with_new_commands("history", "--board", "nope", "--model", "yolo", "--db", db_url) == 0
     assert "no results" in capsys.readouterr().err
+
+
+def test_history_draws_two_runtimes_as_two_series(db_url, capsys):
+    from orchestrator.store import open_store
+
+    with open_store(db_url) as store:
+        for p50_ms, runtime, precision in ((10.0, "onnxruntime", None), (3.3, "openvino", "bf16"),
+                                           (10.1, "onnxruntime", None), (3.4, "openvino", "bf16")):
+            run_id = store.create_run({}, {}, "test")
+            export = {"runtime": runtime, "inference_precision": precision}
+            store.add_result(run_id, ok_row(board="nuc", model="det", latency_ms_p50=p50_ms,
+                                            details={"export": export}), samples(p50_ms, seed=int(p50_ms * 10)))
+            store.finish_run(run_id, "finished")
+    assert farm_with_new_commands("history", "--board", "nuc", "--model", "det", "--json", "--db", db_url) == 0
+    entries = json.loads(capsys.readouterr().out)
+    assert [e["series"] for e in entries] == ["onnxruntime", "openvino bf16"] * 2
+    # each run is judged against the previous run on the same runtime: no "-67 %" between runtimes
+    assert [e["vs_previous"] and e["vs_previous"]["verdict"] for e in entries] == [None, None, "unchanged", "unchanged"]
+    assert farm_with_new_commands("history", "--board", "nuc", "--model", "det", "--db", db_url) == 0
+    out = capsys.readouterr().out
+    assert "ran on" in out and "openvino" in out and "-67" not in out
 
 
 def test_commands_are_plain_functions():

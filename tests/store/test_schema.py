@@ -46,8 +46,9 @@ def test_real_v1_database_is_upgraded_with_rows_intact(db_url):
     assert v1.SCHEMA_VERSION == 1
     old = v1.open_store(db_url)
     run_id = old.create_run({"runs": 3}, {"hostname": "ci"}, "0.1.0")
-    first = old.add_result(run_id, _support.ok_row(board="rpi4"), latency_ms=[1.0, 1.5, 2.0],
-                           timeseries=[{"t_s": 0.0, "rss_bytes": 5}])
+    row = _support.ok_row(board="rpi4")
+    row["details"]["export"].update(runtime="openvino", inference_precision="bf16")
+    first = old.add_result(run_id, row, latency_ms=[1.0, 1.5, 2.0], timeseries=[{"t_s": 0.0, "rss_bytes": 5}])
     old.add_result(run_id, _support.failed_row(board="jetson"))
     old.finish_run(run_id, "finished")
     before = old.export_records(run_id)
@@ -64,6 +65,9 @@ def test_real_v1_database_is_upgraded_with_rows_intact(db_url):
     assert store.resolve_run_id("tag:release-1.2") == run_id
     assert store.done_cells(run_id) == {("rpi4", "m", "fp32", "s")}
     assert [e["run_id"] for e in store.history("rpi4", "m")] == [run_id]
+    # migration 3 filled what each stored result ran on from its details (batch/threads unknown)
+    [entry] = store.cell_history("rpi4", "m")
+    assert (entry.runtime, entry.inference_precision, entry.batch, entry.threads) == ("openvino", "bf16", None, None)
     store.close()
 
 
