@@ -3,6 +3,7 @@
 The CLI is a thin shell over this; tests call it directly."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Sequence
@@ -11,6 +12,7 @@ from orchestrator.boards import Board, local_board
 from orchestrator.errors import BadInputError, ExitStatus
 from orchestrator.models import ModelFile, demo_models, load_model_file
 from orchestrator.plan import plan_cells, plan_tasks
+from orchestrator.resume import plan_record, resumed_request
 from orchestrator.runner import BenchRunner, Event, RunOutcome, _no_event
 from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT, BenchSettings
 from orchestrator.store import Store, open_store
@@ -42,6 +44,9 @@ class BenchRequest:
     baseline_optional: bool = False  # no baseline to be found is fine (a first nightly), not an error
     junit: Path | None = None  # JUnit XML: one test case per board × model × variant
     markdown: Path | None = None  # a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)
+    # The request fields and BenchSettings fields the user gave (not defaults): with `resume`
+    # they must match the run's plan (orchestrator.resume).
+    explicit: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass
@@ -132,7 +137,13 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
     from orchestrator.variants import parse_variant_list
 
     plan = SuitePlan([], {}, None, None)
-    if request.suite is not None:
+    resumed_run = None
+    if request.resume is not None:
+        with open_store(request.db_url) if store is None else contextlib.nullcontext(store) as opened:
+            resumed_run = opened.get_run(request.resume)
+        request, names = resumed_request(request, resumed_run)
+        plan = dataclasses.replace(plan, model_names=names)
+    elif request.suite is not None:
         request, plan = apply_suite(request)
     parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
     models = resolve_models(request.model_paths, plan.model_names)
@@ -163,12 +174,15 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
                 f"--baseline latest: {store.safe_url} holds no finished run to compare with; check --db / FARM_DB, "
                 "or pass --baseline-optional for a first run")
         resume_run_id, done = None, set()
-        if request.resume is not None:
-            resume_run_id = store.reopen_run(request.resume)
+        if resumed_run is not None:
+            stored_boards = set((resumed_run["settings"] or {}).get("boards") or [])
+            boards = [b for b in boards if not stored_boards or b.name in stored_boards]
+            resume_run_id = store.reopen_run(resumed_run["run_id"])
             done = store.done_cells(resume_run_id)
         cells = plan_cells(tasks, request.variants, request.calibration, on_event=on_event)
         runner = BenchRunner(store, boards, cells, request.settings, forks=request.forks, on_event=on_event,
-                             resume_run_id=resume_run_id, done_cells=done, inventory=request.inventory)
+                             resume_run_id=resume_run_id, done_cells=done, inventory=request.inventory,
+                             plan=plan_record(request, [m.name for m in models]))
         run = runner.run()
         gate = None
         if comparing:

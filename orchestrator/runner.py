@@ -10,7 +10,7 @@ import dataclasses
 import platform
 import sys
 import threading
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import orchestrator
 from orchestrator.accuracy.on_board import BoardAccuracy
@@ -92,6 +92,7 @@ class BenchRunner:
         resume_run_id: str | None = None,
         done_cells: Iterable[CellKey] = (),
         inventory: str | None = None,
+        plan: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.boards = list(boards)
@@ -106,6 +107,7 @@ class BenchRunner:
         self.inventory = inventory  # named in hints such as the provision command
         self.resume_run_id = resume_run_id
         self.done_cells = {CellKey(*cell) for cell in done_cells}
+        self.plan = dict(plan or {})  # what `--resume RUN` continues (orchestrator.resume.plan_record)
         self.settings_hash = settings.settings_hash()
 
     def cells_for(self, board: Board) -> list[Cell]:
@@ -119,6 +121,7 @@ class BenchRunner:
             "boards": [b.name for b in self.boards],
             "models": list(dict.fromkeys(c.model.name for c in self.cells)),
             "variants": sorted({c.variant for c in self.cells}),
+            "plan": self.plan,
         }
         if self.resume_run_id is not None:
             run_id = self.resume_run_id  # reopened by the caller; only missing cells are measured

@@ -43,6 +43,12 @@ def field_meta(info: FieldInfo) -> dict[str, Any]:
     return dict(info.json_schema_extra or {})  # type: ignore[arg-type]
 
 
+def flag_of(field: str) -> str:
+    """The command-line flag of a BenchSettings field (`--runs` for min_runs)."""
+    info = BenchSettings.model_fields[field]
+    return str(field_meta(info).get("cli") or "--" + field.replace("_", "-"))
+
+
 # --- value checks shared by the command line and suite files --------------------------------------
 
 

@@ -9,7 +9,7 @@ FPS, about 4 at 640×640) without a word. So:
   otherwise planning fails before any board is touched, naming the input, its dims and the
   option to pass.
 The resolved shapes are what the agent feeds, what variant fidelity is measured on, and the
-batch (the first input's leading dim) that FPS counts images by.
+batch that FPS counts images by (`_batch`: the first input's leading dim when it is a batch dim).
 """
 from __future__ import annotations
 
@@ -130,9 +130,16 @@ def resolve_shapes(model_name: str, inputs: Sequence[InputSpec], given: Sequence
             continue
         concrete[spec.name] = dims
         resolved.append(shape_text(spec.name, dims))
-    first = concrete.get(inputs[0].name) if inputs else None
-    batch = first[0] if first is not None and len(first) >= 2 else 1
-    return ResolvedShapes(tuple(resolved), batch)
+    return ResolvedShapes(tuple(resolved), _batch(inputs[0], concrete[inputs[0].name]) if inputs else 1)
+
+
+def _batch(spec: InputSpec, dims: Dims) -> int:
+    """Images per call: the first input's leading dim when the model declares it open (a batch
+    dim), or when the input is an image (rank 4, NCHW/NHWC); 1 otherwise (a [2048, 2048] matrix
+    input is one call, not 2,048 images)."""
+    if len(dims) >= 2 and (0 in spec.symbolic or len(dims) == 4):
+        return int(dims[0])
+    return 1
 
 
 def _check_given(model_name: str, spec: InputSpec, dims: Dims) -> None:

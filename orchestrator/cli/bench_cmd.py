@@ -10,7 +10,20 @@ from orchestrator.cli import render, state
 from orchestrator.cli.options import setting_option, settings_from_options
 
 
+# bench's parameter name -> the BenchRequest / BenchSettings field it sets (what --resume checks)
+_FIELD_OF_OPTION = {
+    "model": "model_paths", "variants": "variants", "dataset": "datasets", "detection": "detection",
+    "calibration": "calibration", "inventory": "inventory", "limit": "limit", "runs": "min_runs",
+    "min_seconds": "min_seconds", "max_seconds": "max_seconds", "warmup": "warmup", "repeats": "repeats",
+    "threads": "threads", "shape": "shapes", "runtime": "runtime", "providers": "providers",
+    "provider_options": "provider_options", "strict": "strict", "cpu_arena": "cpu_arena",
+    "sample_interval": "sample_interval_s", "cooldown": "cooldown_s", "cooldown_below": "cooldown_below_c",
+    "lease_wait": "lease_wait_s", "lease_ttl": "lease_ttl_s",
+}
+
+
 def bench(
+    ctx: typer.Context,
     model: Optional[List[Path]] = typer.Option(None, "--model", "-m", help="ONNX model file (repeatable). Default: the bundled demo models."),
     variants: str = typer.Option("fp32", "--variants", "-V", help="Comma-separated variants: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, prune-l1-layerwise:AMOUNT, openvino-ir, openvino-ir-fp16 (these two run on OpenVINO)."),
     dataset: Optional[List[str]] = typer.Option(None, "--dataset", "-d", help="Labelled data for accuracy: PATH (one model) or MODEL=PATH; .npz (classification) or a COCO folder (detection)."),
@@ -59,7 +72,10 @@ def bench(
         shapes=shape, cpu_arena=cpu_arena, runtime=runtime, providers=providers, provider_options=provider_options,
         strict=strict, lease_wait_s=lease_wait, lease_ttl_s=lease_ttl,
     )
+    explicit = frozenset(field for option, field in _FIELD_OF_OPTION.items()
+                         if getattr(ctx.get_parameter_source(option), "name", None) == "COMMANDLINE")
     request = BenchRequest(
+        explicit=explicit,
         model_paths=list(model or []), settings=settings, inventory=inventory, limit=limit, forks=forks,
         accept_new_host_keys=accept_new_host_keys, db_url=db, report_path=report, write_report=not no_report,
         suite=suite, resume=resume, baseline=baseline, fail_on_regression=fail_on_regression, junit=junit,
@@ -74,7 +90,7 @@ def bench(
             outcome = run_bench(request, on_event=progress.on_event)
         except KeyboardInterrupt:
             if progress.run_id:
-                state.err.print(f"run {progress.run_id} interrupted; finish it with: farm bench <same options> "
+                state.err.print(f"run {progress.run_id} interrupted; finish it with: farm bench "
                                 f"--resume {progress.run_id}")
             raise
     state.out.print(f"run [bold]{outcome.run.run_id}[/bold] ({outcome.run.status})")

@@ -11,13 +11,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
-from orchestrator.settings import BenchSettings, field_meta
-
-
-def flag_of(field: str) -> str:
-    """The command-line flag of a BenchSettings field (`--runs` for min_runs)."""
-    info = BenchSettings.model_fields[field]
-    return str(field_meta(info).get("cli") or "--" + field.replace("_", "-"))
+from orchestrator.settings import BenchSettings, flag_of
 
 
 def setting_option(field: str, *short: str, **overrides: Any) -> Any:

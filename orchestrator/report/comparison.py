@@ -35,7 +35,7 @@ def settings_changes(base_settings: Mapping[str, Any], new_settings: Mapping[str
     return [
         (name, base_settings.get(name), new_settings.get(name))
         for name in sorted(set(base_settings) | set(new_settings))
-        if name not in ("boards", "models", "variants") and base_settings.get(name) != new_settings.get(name)
+        if name not in ("boards", "models", "variants", "plan") and base_settings.get(name) != new_settings.get(name)
     ]
 
 

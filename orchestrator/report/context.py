@@ -128,7 +128,7 @@ def build_context(
         "ok_results": [r for r in results if r["status"] == "ok"],
         "failed_results": [r for r in results if r["status"] != "ok"],
         "boards": board_facts(results),
-        "settings": run["settings"],
+        "settings": {k: v for k, v in run["settings"].items() if k != "plan"},  # the plan: boards, models, variants above
         "controller": run["controller"],
         "rows": rows,
         "metrics": METRICS,

@@ -36,6 +36,8 @@ def test_a_leading_symbolic_dim_is_the_batch_one_unless_given():
     assert eight.shapes == ("x=8x16",) and eight.batch == 8
     fixed = resolve_shapes("cnn", [InputSpec("x", (4, 3, 32, 32))], [])
     assert fixed.shapes == () and fixed.batch == 4  # nothing to tell the agent; the file says it all
+    matrix = resolve_shapes("matmul", [InputSpec("x", (2048, 2048))], [])
+    assert matrix.batch == 1  # a fixed matrix input is one call, not 2,048 images
 
 
 def test_the_dataset_gives_the_first_inputs_shape():
