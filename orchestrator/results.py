@@ -37,7 +37,7 @@ def _opened(db: Store | str | None) -> Iterator[Store]:
     if isinstance(db, Store):
         yield db
         return
-    store = open_store(db)
+    store = open_store(db, read_only=True)
     try:
         yield store
     finally:

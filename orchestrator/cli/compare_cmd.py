@@ -42,7 +42,7 @@ def compare(
     if min_effect is not None and fail_on_regression is not None and min_effect != fail_on_regression:
         raise typer.BadParameter("give one threshold: --fail-on-regression sets --min-effect", param_hint="--min-effect")
     threshold = fail_on_regression or min_effect or DEFAULT_MIN_EFFECT_PCT
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         result = compare_runs(store, run_a, run_b, threshold, alpha, memory_min_effect_pct=memory_min_effect)
         if not [c for c in result.cells if c.base_status is not None and c.new_status is not None]:
             raise BadInputError(f"runs {result.base_run_id} and {result.new_run_id} in {store.safe_url} have no cell "

@@ -26,7 +26,7 @@ def history(
     from orchestrator.record import identity_text
     from orchestrator.store import open_store
 
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         entries = store.cell_history(board, model, variant, since=since, last_results=last)
         verdicts = compare_history(store, entries)
     if as_json:

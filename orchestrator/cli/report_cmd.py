@@ -24,7 +24,7 @@ def report(
     from orchestrator.report import build_context, render_html, write_html
     from orchestrator.store import open_store
 
-    store = open_store(db)
+    store = open_store(db, read_only=True)
     try:
         resolved = store.resolve_run_id(run_id)
         base = store.resolve_run_id(compare) if compare is not None else None

@@ -48,7 +48,7 @@ def runs_ls(
     """List stored runs, newest first."""
     from orchestrator.store import open_store
 
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         found = store.list_runs(limit, board=board, model=model, since=since)
     if not found:
         state.err.print("no runs match" if (board or model or since) else "no runs stored yet: run `farm bench`")
@@ -64,7 +64,7 @@ def runs_show(
     """Show one run: status, settings, the controller it ran on, and its results."""
     from orchestrator.store import open_store
 
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         run = store.get_run(run_id)
         found = store.results(run["run_id"])
     esc = render.escape
@@ -107,7 +107,7 @@ def runs_export(
 
     if fmt is ExportFormat.parquet and output is None and sys.stdout.isatty():
         raise UsageError("parquet is binary: give -o FILE (or redirect stdout to a file)")
-    with open_store(db) as store:
+    with open_store(db, read_only=True) as store:
         if fmt is ExportFormat.parquet or output is not None:
             data = export_run_bytes(store, run_id, fmt.value)
             text = None

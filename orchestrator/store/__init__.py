@@ -23,9 +23,11 @@ from orchestrator.store.engine import (  # the SQLite hooks too, for tests that 
     _sqlite_begin,  # noqa: F401
     _sqlite_connect,  # noqa: F401
     default_db_url,
+    is_read_only,
     make_engine,
     normalize_db_url,
 )
+from orchestrator.errors import StoreError
 from orchestrator.store.history import HISTORY_FIELDS, CellHistoryEntry, HistoryMixin
 from orchestrator.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from orchestrator.store.result_reads import ReadingMixin
@@ -57,12 +59,26 @@ class Store(ReadingMixin, WritingMixin, HistoryMixin):
     """
 
 
-def open_store(url: str | None = None) -> Store:
-    """Open (and create/upgrade) the results database at `url` (default: `default_db_url()`)."""
-    engine = make_engine(url or default_db_url())
+def open_store(url: str | None = None, *, read_only: bool = False) -> Store:
+    """Open (and create/upgrade) the results database at `url` (default: `default_db_url()`).
+
+    `read_only` is how the commands that only read open it: they never create a database (a
+    missing SQLite file or an empty PostgreSQL database is a StoreError naming it), and a SQLite
+    file on a read-only mount is read as it is (an older schema it cannot upgrade is refused)."""
+    engine = make_engine(url or default_db_url(), read_only=read_only)
     store = Store(engine)
     try:
-        store.migrate()
+        if not read_only:
+            store.migrate()
+        else:
+            version = store.schema_version_or_none()
+            if not version:
+                raise StoreError(f"{store.safe_url} holds no farm results (no farm schema): check --db / FARM_DB")
+            if version < SCHEMA_VERSION and is_read_only(engine):
+                raise StoreError(f"{store.safe_url} has schema version {version} and is read-only here; farm "
+                                 f"{SCHEMA_VERSION} needs to upgrade it: open a writable copy once")
+            if version != SCHEMA_VERSION:
+                store.migrate()  # refuses a newer database; upgrades an older writable one
     except BaseException:
         engine.dispose()
         raise

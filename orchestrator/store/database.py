@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from orchestrator.store import migrations
@@ -39,6 +40,13 @@ class Database:
 
     def schema_version(self) -> int:
         with self._connect() as conn:
+            return migrations.read_schema_version(conn)
+
+    def schema_version_or_none(self) -> int | None:
+        """The schema version, or None when the database has no farm schema table yet."""
+        with self._connect() as conn:
+            if not sa.inspect(conn).has_table(migrations.schema_version.name):
+                return None
             return migrations.read_schema_version(conn)
 
     @property

@@ -51,18 +51,30 @@ def normalize_db_url(url_or_path: str) -> str:
     return url_or_path
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
     """An engine for `url` (a URL or a SQLite path; see `normalize_db_url`), SQLite's folder
-    created and its locking hooks installed. Connects lazily: nothing is opened yet."""
+    created and its locking hooks installed. Connects lazily: nothing is opened yet.
+
+    `read_only` (farm runs/report/compare/history): a SQLite file that does not exist is a
+    StoreError (a mistyped FARM_DB must not become a new empty database), and a file this user
+    cannot write (a results copy on a read-only mount) is opened read-only and immutable."""
     url = normalize_db_url(url)
     connect_args: dict[str, Any] = {}
+    sqlite_read_only = False
     if url.startswith("sqlite"):
         path = sa.engine.make_url(url).database
-        if path and path != ":memory:":
+        if read_only and path and path != ":memory:":
+            if not Path(path).is_file():
+                raise StoreError(f"no results database at {path}: farm runs, report, compare and history never create "
+                                 "one; check --db / FARM_DB, or run farm bench first")
+            sqlite_read_only = not (os.access(path, os.W_OK) and os.access(Path(path).parent, os.W_OK))
+        elif path and path != ":memory:":
             try:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"cannot create the folder for the database {path}: {exc.strerror}") from exc
+        if sqlite_read_only:  # no -wal/-shm files can be made next to it: read it as it is
+            url = f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true"
         connect_args["timeout"] = 30  # seconds to wait for another writer's lock
     elif url.startswith("postgresql"):
         connect_args["connect_timeout"] = 10  # seconds; an unreachable server fails, not hangs
@@ -74,9 +86,14 @@ def make_engine(url: str) -> Engine:
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise StoreError(f"cannot use the database URL {_hide_password(url)!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "connect", _sqlite_read_only_connect if sqlite_read_only else _sqlite_connect)
         sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
+
+
+def is_read_only(engine: Engine) -> bool:
+    """An engine opened on a SQLite file it cannot write (see make_engine)."""
+    return engine.dialect.name == "sqlite" and "mode=ro" in str(engine.url)
 
 
 def for_writes(engine: Engine) -> Engine:
@@ -148,6 +165,11 @@ def _sqlite_connect(dbapi_connection, _record) -> None:
             time.sleep(0.02)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_read_only_connect(dbapi_connection, _record) -> None:
+    """A database on a read-only mount: no journal mode switch, no locks to wait for."""
+    dbapi_connection.isolation_level = None
 
 
 def _sqlite_begin(conn: Connection) -> None:

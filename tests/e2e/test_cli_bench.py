@@ -111,9 +111,49 @@ def test_unsynthesisable_input_is_a_stored_failure_with_exit_code(db_url, tmp_pa
 
 
 def test_unknown_run_id_and_bad_format(db_url, capsys):
+    from orchestrator.store import open_store
+
+    open_store(db_url).close()  # an empty database: the run id is what is wrong
     assert farm("runs", "export", "nope", "--db", db_url) == ExitStatus.BAD_INPUT
     assert farm("runs", "export", "latest", "--format", "xml", "--db", db_url) == ExitStatus.USAGE
     assert farm("report", "latest", "--db", db_url) == ExitStatus.BAD_INPUT
+
+
+def test_read_only_commands_never_create_a_database_and_say_which_they_looked_in(tmp_path, capsys):
+    typo = tmp_path / "farm-typo.db"
+    for args in (["runs", "ls"], ["runs", "show"], ["report", "latest"], ["compare", "a", "b"],
+                 ["history", "--board", "b", "--model", "m"]):
+        assert farm(*args, "--db", str(typo)) == ExitStatus.STORE, args
+        assert f"no results database at {typo}" in capsys.readouterr().err
+    assert not typo.exists()
+
+
+def test_a_database_on_a_read_only_mount_can_be_listed_and_reported(tmp_path, digits_model, capsys):
+    import shutil
+
+    import pytest
+
+    db = tmp_path / "w" / "farm.db"
+    assert farm("bench", "--db", str(db), "--runs", "3", "--min-seconds", "0", "--warmup", "0", "--sample-interval",
+                "0", "--no-report", "-m", str(digits_model)) == ExitStatus.OK
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mount)], capture_output=True).returncode:
+        if os.environ.get("CI"):
+            pytest.fail("cannot mount a tmpfs to test a read-only database (CI runs as root)")
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        shutil.copy(db, mount / "farm.db")  # a results copy: the WAL was checkpointed when farm closed it
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        capsys.readouterr()
+        assert farm("runs", "ls", "--db", str(mount / "farm.db")) == ExitStatus.OK
+        assert "finished" in capsys.readouterr().out
+        out = tmp_path / "report.html"
+        assert farm("report", "latest", "-o", str(out), "--db", str(mount / "farm.db")) == ExitStatus.OK
+        assert "digits_mlp" in out.read_text()
+        assert farm("runs", "tag", "latest", "x", "--db", str(mount / "farm.db")) == ExitStatus.STORE  # writes fail
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_console_script_version_help_and_debug(tmp_path):
