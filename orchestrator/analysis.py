@@ -53,6 +53,7 @@ __all__ = [
     "LatencySummary",
     "Verdict",
     "compare_latency",
+    "compare_paired",
     "compare_process_medians",
     "compare_samples",
     "compare_values",
@@ -94,6 +95,11 @@ DEFAULT_ALPHA = 0.01
 #: at [min, max] (coverage 1 - 2**(1-n), 94 % at n = 5 and less below), and
 #: the rank test has almost no power.
 MIN_SAMPLES_TO_TEST = 5
+
+#: Fewer interleaved rounds than this gives "inconclusive" in compare_paired: the
+#: signed-rank test's smallest two-sided p-value is 2 / 2**n, below DEFAULT_ALPHA (1 %) only
+#: from 8 rounds on (0.0078), and the order-statistic interval of the median ratio needs 6+.
+MIN_PAIRS_TO_TEST = 8
 
 #: Fewer fresh worker processes than this on either side gives "inconclusive" in
 #: compare_process_medians: two process medians say nothing of their spread, three
@@ -207,6 +213,13 @@ def _binomial_half_cdf(n: int) -> np.ndarray:
     k = np.arange(n + 1)
     log_pmf = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k]) - n * math.log(2.0)
     return np.minimum(np.cumsum(np.exp(log_pmf)), 1.0)
+
+
+def _order_statistic_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """median_confidence_interval for any finite values (log ratios may be <= 0)."""
+    ordered = np.sort(np.asarray(values, dtype=float))
+    j, coverage = _median_ci_ranks(ordered.size, MEDIAN_CI_LEVEL)
+    return float(ordered[j - 1]), float(ordered[ordered.size - j]), coverage
 
 
 def median_confidence_interval(
@@ -464,6 +477,72 @@ def compare_process_medians(
              f"(95% CI {ci[0]:+.1f}% to {ci[1]:+.1f}%), p={p_value:.2g}")
     verdict, why = _verdict(change_pct, p_value, ci, m, alpha, "Welch's t-test")
     return result(verdict, f"{where}: {why}", p_value, ci)
+
+
+def compare_paired(
+    base_p50_ms: Sequence[float],
+    new_p50_ms: Sequence[float],
+    *,
+    min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
+    alpha: float = DEFAULT_ALPHA,
+) -> Comparison:
+    """Compare two models measured side by side, interleaved: round i ran the baseline's model in
+    a fresh process (median `base_p50_ms[i]`) and the new one in the next (`new_p50_ms[i]`),
+    on the same board (Chromium's pinpoint A/B jobs, pyperf's compare_to workflow).
+
+    Why: a model's median moves 10-15 % between fresh processes on a shared machine, mostly
+    with the machine's load, which drifts slowly; two runs measured on different nights cannot
+    resolve a 10 % change however many samples each has. Within one round both sides see the
+    same drift, so the per-round ratio cancels it. The effect is the median of the per-round
+    log ratios (robust to a process that lands badly: on this VM one process in 24 ran at 2.7x);
+    its 95 % interval is the distribution-free order-statistic interval of that median, and the
+    p-value the Wilcoxon signed-rank test on the log ratios. The verdict rules are
+    compare_samples' (2-4); fewer than MIN_PAIRS_TO_TEST rounds -> "inconclusive".
+    `base_runs` / `new_runs` of the result count rounds.
+    """
+    _check_test_settings("compare_paired", alpha, min_effect_pct)
+    base = _as_latencies(base_p50_ms, "compare_paired(base)")
+    new = _as_latencies(new_p50_ms, "compare_paired(new)")
+    if base.size != new.size:
+        raise ValueError(f"compare_paired: {base.size} baseline rounds but {new.size} new ones")
+    ratios = np.log(new) - np.log(base)
+    m = float(min_effect_pct)
+    log_change = float(np.median(ratios))
+    change_pct = 100.0 * math.expm1(log_change)
+
+    def result(verdict: Verdict, reason: str, p_value: float, ci: tuple[float, float] | None) -> Comparison:
+        return Comparison(
+            base_p50_ms=float(np.median(base)), new_p50_ms=float(np.median(new)), change_pct=change_pct,
+            p_value=p_value, verdict=verdict, base_runs=int(base.size), new_runs=int(new.size),
+            change_ci_low_pct=None if ci is None else ci[0], change_ci_high_pct=None if ci is None else ci[1],
+            min_effect_pct=m, alpha=float(alpha), reason=reason,
+        )
+
+    if ratios.size < MIN_PAIRS_TO_TEST:
+        return result("inconclusive", f"too few interleaved rounds to test ({ratios.size}; need >= "
+                      f"{MIN_PAIRS_TO_TEST})", 1.0, None)
+    from scipy import stats  # imported here: ~1 s, only comparisons need it
+
+    if np.all(ratios == 0.0):
+        p_value = 1.0
+    else:
+        p_value = float(stats.wilcoxon(ratios, alternative="two-sided").pvalue)
+    if math.isnan(p_value):
+        p_value = 1.0
+    low, high, _ = _order_statistic_interval(ratios)
+    ci = (100.0 * math.expm1(low), 100.0 * math.expm1(high))
+    where = (f"paired: median of {ratios.size} interleaved rounds {change_pct:+.1f}% "
+             f"(95% CI {ci[0]:+.1f}% to {ci[1]:+.1f}%), p={p_value:.2g}")
+    verdict, why = _verdict(change_pct, p_value, ci, m, alpha, "the signed-rank test")
+    return result(verdict, f"{where}: {why}", p_value, ci)
+
+
+def paired_decided(base_p50_ms: Sequence[float], new_p50_ms: Sequence[float], *,
+                   min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT, alpha: float = DEFAULT_ALPHA) -> bool:
+    """Whether the rounds so far decide (regressed, improved or unchanged): the runner stops
+    adding rounds to a paired cell then, or at its cap."""
+    return compare_paired(base_p50_ms, new_p50_ms, min_effect_pct=min_effect_pct,
+                          alpha=alpha).verdict != "inconclusive"
 
 
 def compare_values(

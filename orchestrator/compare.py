@@ -13,10 +13,12 @@ When a run holds a cell under several settings, each new result is paired with t
 of the same settings hash, else with the base's ok and newest result for the cell.
 
 Per cell, both figures are tested with orchestrator.analysis:
-* latency: `compare_samples` on the raw per-inference samples (a Mann-Whitney test AND a
-  minimum effect on the medians, with a confidence interval); when both runs measured the cell
-  in several fresh processes (`--repeats`), `compare_process_medians` on the processes' medians
-  instead, so the drift between processes is in the test (`analysis.compare_latency` picks);
+* latency: when the new run re-measured the baseline's own model file beside the new one,
+  interleaved (`--paired`), `compare_paired` on the per-round ratios (the machine's drift
+  cancels); else `compare_samples` on the raw per-inference samples (a Mann-Whitney test AND a
+  minimum effect on the medians, with a confidence interval), or, when both runs measured the
+  cell in several fresh processes (`--repeats`), `compare_process_medians` on the processes'
+  medians, so the drift between processes is in the test (`analysis.compare_latency` picks);
 * peak memory (`peak_rss_bytes`, a single number per result): `compare_values`.
 
 The cell's verdict, first match wins:
@@ -34,8 +36,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Literal, Mapping, Sequence
 
-from orchestrator.analysis import VERDICTS, Comparison, compare_latency, compare_values
-from orchestrator.record import identity_of, identity_text, process_p50s, same_identity
+from orchestrator.analysis import VERDICTS, Comparison, compare_latency, compare_paired, compare_values
+from orchestrator.record import identity_of, identity_text, paired_base_p50s, process_p50s, same_identity
 from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
 from orchestrator.units import mib_text
 
@@ -320,7 +322,14 @@ def _compare_cell(
     base_samples = list(latencies_ms(int(base["result_id"])))
     new_samples = list(latencies_ms(int(new["result_id"])))
     latency: Comparison | None = None
-    if base_samples and new_samples:
+    paired = paired_base_p50s(new, base.get("result_id"))
+    if paired and len(paired) == len(process_p50s(new)):
+        try:  # the baseline's own file was re-measured beside the new one: drift cancels
+            latency = compare_paired(paired, process_p50s(new), min_effect_pct=min_effect_pct, alpha=alpha)
+            latency_verdict, latency_reason = latency.verdict, f"latency {latency.reason}"
+        except ValueError as exc:
+            latency_verdict, latency_reason = "inconclusive", f"latency: no verdict: {exc}"
+    elif base_samples and new_samples:
         try:
             latency = compare_latency(base_samples, new_samples, process_p50s(base), process_p50s(new),
                                       min_effect_pct=min_effect_pct, alpha=alpha)

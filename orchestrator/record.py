@@ -70,10 +70,16 @@ STATISTICS_EXPORT_FIELDS = (
     "latency_ms_cv", "latency_ms_robust_cv", "latency_ms_median_ci_low", "latency_ms_median_ci_high",
     "latency_ms_process_spread", "noisy", "truncated", "processes", PROCESS_P50_FIELD,
 )
+#: A cell measured side by side with its baseline's model file (`--paired`): the baseline
+#: result it was paired with, and the baseline model's median in each interleaved round (the
+#: cell's own are PROCESS_P50_FIELD, same rounds, same order).
+PAIRED_BASE_FIELD = "paired_base_result_id"
+PAIRED_BASE_P50_FIELD = "latency_ms_paired_base_p50"
+PAIRED_EXPORT_FIELDS = (PAIRED_BASE_FIELD, PAIRED_BASE_P50_FIELD)
 #: Every export field a record always carries (None when not measured), after EXPORT_FIELDS.
 MEASURED_EXPORT_FIELDS = (
     MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS + RUNTIME_EXPORT_FIELDS
-    + CALL_EXPORT_FIELDS
+    + CALL_EXPORT_FIELDS + PAIRED_EXPORT_FIELDS
 )
 
 
@@ -221,6 +227,17 @@ def identity_text(identity: Sequence[Any]) -> str:
     if values.get("threads"):
         parts.append(f"{values['threads']} threads")
     return ", ".join(p for p in parts if p)
+
+
+def paired_base_p50s(record: Mapping[str, Any], base_result_id: int | None) -> list[float]:
+    """The baseline model's per-round medians measured beside this record, when it was paired
+    with the result `base_result_id`; [] otherwise."""
+    export = export_of(record)
+    paired_with = record.get(PAIRED_BASE_FIELD, export.get(PAIRED_BASE_FIELD))
+    if paired_with is None or base_result_id is None or int(paired_with) != int(base_result_id):
+        return []
+    values = record.get(PAIRED_BASE_P50_FIELD, export.get(PAIRED_BASE_P50_FIELD))
+    return [float(v) for v in values or [] if v is not None]
 
 
 def process_p50s(record: Mapping[str, Any]) -> list[float]:

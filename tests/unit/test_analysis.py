@@ -523,3 +523,49 @@ def test_compare_latency_tests_processes_only_when_both_sides_have_several() -> 
     assert analysis.compare_latency(base, new, base_p50, new_p50).base_runs == 4  # processes
     assert analysis.compare_latency(base, new, base_p50, new_p50[:1]).base_runs == base.size  # samples
     assert analysis.compare_latency(base, new).base_runs == base.size
+
+
+# --- compare_paired: the baseline's model re-measured beside the new one, interleaved ------------
+
+
+def interleaved(rng: np.random.Generator, shift: float, rounds: int, drift: float = 0.12,
+                noise: float = 0.03, outliers: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-round process medians of A then B: a slow machine drift hits both sides of a round
+    alike (what pairing cancels), each process adds its own noise, a few processes land badly."""
+    machine = 2.4 * np.exp(drift * rng.standard_normal(rounds))
+    base = machine * np.exp(noise * rng.standard_normal(rounds))
+    new = machine * shift * np.exp(noise * rng.standard_normal(rounds))
+    new[rng.choice(rounds, outliers, replace=False)] *= 2.7
+    return base, new
+
+
+def test_paired_rounds_cancel_the_drift_that_hides_a_ten_percent_change() -> None:
+    from orchestrator.analysis import compare_paired
+
+    rng = np.random.default_rng(21)
+    found = [compare_paired(*interleaved(rng, 1.10, 24)).verdict for _ in range(50)]
+    assert found.count("regressed") >= 45
+    a_a = [compare_paired(*interleaved(rng, 1.0, 24)).verdict for _ in range(50)]
+    assert a_a.count("regressed") + a_a.count("improved") == 0 and a_a.count("unchanged") >= 45
+    # the same drift without pairing: the process medians cannot see 10 %
+    unpaired = [analysis.compare_process_medians(*interleaved(rng, 1.10, 24)).verdict for _ in range(50)]
+    assert unpaired.count("regressed") < 10
+
+
+def test_paired_comparison_shrugs_off_a_process_that_landed_badly() -> None:
+    from orchestrator.analysis import compare_paired
+
+    rng = np.random.default_rng(4)
+    result = compare_paired(*interleaved(rng, 1.0, 16, outliers=1))
+    assert result.verdict == "unchanged" and abs(result.change_pct) < 3.0
+
+
+def test_paired_needs_eight_rounds_and_equal_sides() -> None:
+    from orchestrator.analysis import MIN_PAIRS_TO_TEST, compare_paired
+
+    assert MIN_PAIRS_TO_TEST == 8  # 2 / 2**8 < 1 %: the signed-rank test can be significant at alpha
+    rng = np.random.default_rng(5)
+    few = compare_paired(*interleaved(rng, 1.5, 7))
+    assert few.verdict == "inconclusive" and few.change_ci_low_pct is None and few.base_runs == 7
+    with pytest.raises(ValueError, match="3 baseline rounds but 2 new ones"):
+        compare_paired([1.0, 1.0, 1.0], [1.0, 1.0])

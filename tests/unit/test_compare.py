@@ -135,3 +135,22 @@ def test_run_ids_accept_latest_and_tags(store):
     store.tag_run(base, "release")
     result = compare_runs(store, "tag:release", "latest")
     assert (result.base_run_id, result.new_run_id) == (base, new)
+
+
+def test_a_cell_measured_beside_its_baselines_file_is_judged_on_the_paired_rounds(store):
+    base = run(store, [("b", "fp32", {"details": {"export": {"latency_ms_process_p50": [10.0] * 10}}},
+                        samples(10.0, seed=1))])
+    [base_result] = store.query_results(base, with_result_id=True)
+    # the new run re-measured the baseline's file beside the new one: +8 % in every round, while
+    # the machine drifted +-20 % from round to round (the stored samples alone cannot tell)
+    drift = [1.0, 1.2, 0.8, 1.1, 0.9, 1.25, 0.85, 1.05, 0.95, 1.15]
+    paired = {"paired_base_result_id": base_result["result_id"],
+              "latency_ms_paired_base_p50": [10.0 * d for d in drift],
+              "latency_ms_process_p50": [10.8 * d * (1 + 0.005 * (i % 3)) for i, d in enumerate(drift)]}
+    new = run(store, [("b", "fp32", {"details": {"export": paired}}, samples(10.4, seed=2, spread=0.2))])
+    [cell] = compare_runs(store, base, new).cells
+    assert cell.verdict == "regressed" and "paired: median of 10 interleaved rounds" in cell.reason
+    assert cell.latency.base_runs == 10 and cell.latency.change_pct == pytest.approx(8.5, abs=0.6)
+    other = run(store, [("b", "fp32", {}, samples(10.0, seed=3))])
+    [cell] = compare_runs(store, other, new).cells  # paired with another baseline: not these rounds
+    assert "paired" not in cell.reason
