@@ -19,6 +19,7 @@ import jinja2
 from orchestrator.units import fps_text, human_bytes
 from markupsafe import Markup
 
+from orchestrator.analysis import DEFAULT_MIN_EFFECT_PCT
 from orchestrator.errors import BadInputError
 from orchestrator.report.comparison import not_compared_text
 from orchestrator.report.history import DEFAULT_HISTORY_RUNS
@@ -76,12 +77,10 @@ def _asset(name: str) -> str:
 # --- number formatting (units in the column headers) ----------------------------------------
 
 def _ms(value: float | None) -> str:
-    if value is None:
-        return "—"
-    for limit, digits in ((100, 1), (10, 2), (0.1, 3)):
-        if abs(value) >= limit:
-            return f"{value:,.{digits}f}"
-    return f"{value:.4f}"
+    """Milliseconds with 3-4 significant digits: 123.4, 12.34, 1.234, 0.0088 (never 0.009)."""
+    from orchestrator.units import ms_text
+
+    return ms_text(value)
 
 
 def _mib(value: float | None) -> str:
@@ -149,7 +148,8 @@ def render_html(context: dict[str, Any]) -> str:
         "figures": {}, "figure_specs": [], "rows": [], "comparison": None, "base_run": None, "settings_changes": [],
         "accuracy_measured": False, "thermal_reported": False, "thermal_flags": [], "environments": [],
         "failures": [], "variants": [], "board_fact_columns": (), "highlights": [], "history_runs": 0, "metrics": (),
-        "counts": None, "generated_at": "", **context, "assets": assets,
+        "counts": None, "generated_at": "", "matrices": [], "min_effect_pct": DEFAULT_MIN_EFFECT_PCT, **context,
+        "assets": assets,
     }
     return _ENV.get_template("report.html.j2").render(**context)
 
