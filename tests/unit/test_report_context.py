@@ -1,6 +1,8 @@
 """Reports built from runs stored through the real store: context, comparison, history, HTML."""
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 
@@ -9,6 +11,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
 from orchestrator.report import build_context, render_html, write_report
+from orchestrator.report.render import figure_specs, plotly_js
 from orchestrator.report.charts import MAX_BOX_POINTS
 from orchestrator.store import open_store
 from tests.browser.synthetic import HOSTILE, Cell, add_run, matrix
@@ -36,9 +39,9 @@ def two_runs(store):
 
 
 def embedded_figures(html: str) -> list[dict]:
-    match = re.search(r'<script type="application/json" id="farm-figures">(.*?)</script>', html, re.S)
-    assert match, "the figure data block is missing"
-    return json.loads(match.group(1))
+    specs = figure_specs(html)
+    assert specs, "the figure data block is missing"
+    return specs
 
 
 def test_context_has_one_row_per_result_and_a_chart_per_model_and_kind(store, two_runs):
@@ -145,7 +148,11 @@ def test_html_is_self_contained_with_plotly_inlined_once_and_names_escaped(store
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(2)&gt;" in html
     assert html.count("Plotly.newPlot") >= 1
-    assert len(re.findall(r"plotly\.js v\d", html)) == 1  # the library's banner: inlined exactly once
+    # plotly.js inlined exactly once: the packed cartesian bundle, which unpacks to the vendored file
+    packed = re.findall(r'<script type="application/octet-stream" id="farm-plotly"[^>]*>([^<]*)</script>', html)
+    assert len(packed) == 1 and html.count(packed[0]) == 1
+    source = gzip.decompress(base64.b64decode(packed[0])).decode()
+    assert source.startswith("/**\n* plotly.js (cartesian - minified) v4.") and source == plotly_js()
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html)  # nothing fetched
     specs = embedded_figures(html)
     assert specs and HOSTILE not in json.dumps(specs)  # plotly gets the HTML-escaped label
