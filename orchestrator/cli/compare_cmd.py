@@ -24,14 +24,14 @@ _VERDICT_STYLE = {
 
 
 def compare(
-    run_a: str = typer.Argument(..., help="The base run: an id, a unique prefix, `latest` or `tag:NAME`."),
-    run_b: str = typer.Argument("latest", help="The run compared with it (default: the newest run)."),
-    min_effect: float = typer.Option(DEFAULT_MIN_EFFECT_PCT, "--min-effect", min=0.01, help="Smallest latency change (%) that counts."),
-    memory_min_effect: Optional[float] = typer.Option(None, "--memory-min-effect", min=0.01, help="Smallest peak-memory change (%) that counts (default: --min-effect)."),
-    alpha: float = typer.Option(DEFAULT_ALPHA, "--alpha", min=1e-9, max=0.5, help="Significance level of the rank test."),
+    run_a: str = typer.Argument(..., metavar="BASELINE", help="The baseline run: an id, a unique prefix, `latest` or `tag:NAME`."),
+    run_b: str = typer.Argument("latest", metavar="RUN", help="The run compared with it (default: the newest run)."),
+    min_effect: float = typer.Option(DEFAULT_MIN_EFFECT_PCT, "--min-effect", min=0.01, metavar="PCT", help="Smallest latency change (%) that counts."),
+    memory_min_effect: Optional[float] = typer.Option(None, "--memory-min-effect", min=0.01, metavar="PCT", help="Smallest peak-memory change (%) that counts (default: --min-effect)."),
+    alpha: float = typer.Option(DEFAULT_ALPHA, "--alpha", min=1e-9, max=0.5, metavar="P", help="Significance level of the rank test."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON instead of a table."),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="Exit 5 when a cell regressed (otherwise compare always exits 0)."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", help="Results database URL or SQLite path."),
 ) -> int:
     """Compare two runs cell by cell: median latency (rank test + minimum effect) and peak memory."""
     from orchestrator.compare import compare_runs
