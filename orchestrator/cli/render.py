@@ -96,8 +96,7 @@ def summary_table(rows: Iterable[Mapping[str, Any]], latencies_ms: Latencies | N
         for index, row in enumerate(model_rows):
             line = [escape(str(row["board"])), escape(str(row["variant"]))]
             if row.get("status") != "ok":
-                line += [f"[red]{escape(str(row.get('error_kind') or 'failed'))}[/red]", "", "", "", "",
-                         human_bytes(_own_size(row))]
+                line += ["[red]failed[/red]", "", "", "", "", human_bytes(_own_size(row))]
             else:
                 line += [ms_text(row.get("latency_ms_p50")), changes.get(index, "ref" if row["variant"] == "fp32" else ""),
                          ms_text(row.get("latency_ms_p99")), fps_text(row.get("fps")),
@@ -107,20 +106,18 @@ def summary_table(rows: Iterable[Mapping[str, Any]], latencies_ms: Latencies | N
                 accuracy, delta = export.get("accuracy"), export.get("accuracy_delta")
                 line += ["—" if accuracy is None else f"{accuracy * 100:.1f}",
                          "" if delta is None else f"{delta * 100:+.1f}".replace("+0.0", "0.0")]
-            line.append(escape(", ".join(row_notes(row))) if row.get("status") == "ok" else "")
+            line.append(escape(", ".join(row_notes(row))) if row.get("status") == "ok"
+                        else f"[red]{escape(str(row.get('error_kind') or 'failed'))}[/red]")
             cells.append(line)
         table = fitted_table(console, columns, cells, title=f"[bold]{escape(str(model))}[/bold]", title_justify="left")
-        captions = []
-        if changes:
-            captions.append("vs fp32: change of the median on the same board; colour: the comparison engine's "
-                            "verdict (green faster, red slower, yellow cannot tell, dim no real change)"
-                            if latencies_ms is not None else "vs fp32: change of the median on the same board")
         if has_runtimes:
-            captions.append(escape(_runtimes_caption(model_rows)))
-        if captions:
-            table.caption = "\n".join(captions)
+            table.caption = escape(_runtimes_caption(model_rows))
             table.caption_justify = "left"
         tables.append(table)
+    if any(r["variant"] != "fp32" and r.get("status") == "ok" for r in ordered):
+        tables.append("[dim]vs fp32: change of the median on the same board"
+                      + (", coloured by the comparison engine's verdict (green faster, red slower, yellow cannot "
+                         "tell)" if latencies_ms is not None else "") + "[/dim]")
     return Group(*tables)
 
 
