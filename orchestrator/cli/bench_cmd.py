@@ -17,8 +17,8 @@ from orchestrator.cli.options import (
     settings_from_options,
 )
 
-VARIANTS_HELP = ("Comma-separated: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:A, "
-                 "prune-l1-layerwise:A, openvino-ir, openvino-ir-fp16 (the last two run on OpenVINO).")
+VARIANTS_HELP = ("Comma-separated: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, "
+                 "prune-l1-layerwise:AMOUNT, openvino-ir, openvino-ir-fp16 (the last two run on OpenVINO).")
 
 
 def bench(

@@ -22,14 +22,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from orchestrator.units import ms_text
 
@@ -134,6 +135,13 @@ class PlainProgress:
         return None
 
 
+class _RunTimeLeft(TimeRemainingColumn):
+    """Time left for the run's bar only (a board's line has no total: it says its cell's ETA)."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.total is None else super().render(task)
+
+
 class _RichProgress:
     """The whole run as one bar with time left, and a line per busy board with its cell's time
     against the average cell time on that board (the ETA of the cell)."""
@@ -141,9 +149,8 @@ class _RichProgress:
     def __init__(self, console: Console, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self._progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
-            TextColumn("{task.fields[extra]}"), TimeElapsedColumn(), TimeRemainingColumn(compact=True),
-            console=console, transient=True,
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(bar_width=16), TextColumn("{task.fields[extra]}"),
+            TimeElapsedColumn(), _RunTimeLeft(compact=True), console=console, transient=True,
         )
         self.run_id: str | None = None
         self._lock = threading.Lock()
@@ -152,6 +159,8 @@ class _RichProgress:
         self._cell_start: dict[str, float] = {}
         self._cell_times: dict[str, list[float]] = {}
         self._processes = 0
+        self._done = 0
+        self._cells = 0
 
     def start(self) -> None:
         self._progress.__enter__()
@@ -168,7 +177,9 @@ class _RichProgress:
         with self._lock:
             if kind == "run_started":
                 self.run_id = info["run_id"]
-                self._run = self._progress.add_task(f"run {info['run_id']}", total=info["cells"], extra="")
+                self._cells = info["cells"]
+                self._run = self._progress.add_task(f"run {info['run_id']}", total=info["cells"],
+                                                    extra=f"0/{info['cells']} cells")
                 return
             if self._run is None:
                 return
@@ -184,7 +195,9 @@ class _RichProgress:
                 if kind == "cell_finished" and started is not None:
                     self._cell_times.setdefault(board, []).append(self.clock() - started)
                 self._processes += int(info.get("rounds") or 1) if kind == "cell_finished" else 0
-                self._progress.update(self._run, advance=1, extra=f"{self._processes} process(es)")
+                self._done += 1
+                self._progress.update(self._run, advance=1,
+                                      extra=f"{self._done}/{self._cells} cells, {self._processes} process(es)")
                 self._progress.update(self._board(board), description=f"{escape(board)}: idle", extra="")
                 if kind == "cell_failed":
                     self._progress.console.print(
