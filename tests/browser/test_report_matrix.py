@@ -15,7 +15,7 @@ from orchestrator.compare import compare_to_reference
 from orchestrator.report import write_report
 from orchestrator.store import open_store
 from tests.browser.conftest import ARTIFACTS
-from tests.browser.synthetic import HOSTILE, Cell, add_run, matrix
+from tests.browser.synthetic import HOSTILE, add_run, matrix
 
 pytestmark = pytest.mark.browser
 

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -29,7 +28,7 @@ from orchestrator.cli.inventory_cmd import facts_table
 from orchestrator.cli.progress import WAIT_LINE_EVERY_S, PlainProgress
 from orchestrator.models import DEMO_DIR
 from orchestrator.store import open_store
-from tests.browser.synthetic import Cell, add_run, matrix
+from tests.browser.synthetic import add_run, matrix
 from tests.conftest import REPO_ROOT
 
 BOARDS = ["rpi4-01", "jetson-nano-1", "snapdragon-865-devkit"]
