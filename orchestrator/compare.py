@@ -42,7 +42,7 @@ from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
 from orchestrator.units import mib_text
 
 __all__ = ["CELL_VERDICTS", "CellComparison", "CellVerdict", "RunComparison", "compare_history", "compare_records",
-           "compare_runs"]
+           "compare_runs", "compare_to_reference"]
 
 CellVerdict = Literal["improved", "unchanged", "regressed", "inconclusive", "failed", "only-base", "only-new"]
 CELL_VERDICTS: tuple[str, ...] = ("regressed", "failed", "inconclusive", "improved", "unchanged", "only-base", "only-new")
@@ -265,6 +265,27 @@ def compare_history(
             previous.remove(before)
         previous.append(record)
     return found
+
+
+def compare_to_reference(
+    reference: Mapping[str, Any],
+    record: Mapping[str, Any],
+    latencies_ms: Callable[[int], Sequence[float]],
+    *,
+    min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
+    alpha: float = DEFAULT_ALPHA,
+    memory_min_effect_pct: float | None = None,
+) -> CellComparison:
+    """One variant against its reference in the same run (int8 vs fp32 on the same board), judged
+    exactly like a cell against its baseline: `reference` plays the base, `record` the new result,
+    so "vs fp32" in the report and the summary carries the engine's verdict (`.latency` is its
+    Comparison, `.memory_verdict` the peak-memory one), never a rule of thumb.
+
+    Both are result records with their `result_id`; `latencies_ms(result_id)` gives raw samples.
+    """
+    key = (str(record["board"]), str(record["model"]), str(record["variant"]))
+    memory_pct = min_effect_pct if memory_min_effect_pct is None else memory_min_effect_pct
+    return _compare_cell(key, reference, record, latencies_ms, min_effect_pct, memory_pct, alpha)
 
 
 def _by_key(records: Sequence[Mapping[str, Any]]) -> dict[CellKey, list[Mapping[str, Any]]]:

@@ -2,6 +2,10 @@
 
 JSON and CSV are text (`export_run`); Parquet is binary (`export_run_bytes`) and needs pyarrow
 (farm's `parquet` extra): without it farm says so instead of failing deep inside pandas.
+
+`export_samples_bytes` exports the raw per-inference latencies instead, in long format (one
+row per measured inference: `run_id, board, model, variant, sample, latency_ms`, the columns
+of `orchestrator.results.load_samples`), for people who test or plot them themselves.
 """
 from __future__ import annotations
 
@@ -73,6 +77,30 @@ def export_run_bytes(store: Store, run_id: str, fmt: str) -> bytes:
                 frame[column] = frame[column].astype("boolean")
             elif kinds and kinds <= {int, float} and bool not in kinds:
                 frame[column] = pd.to_numeric(frame[column])
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, engine="pyarrow", index=False)
+    return buffer.getvalue()
+
+
+def export_samples_bytes(store: Store, run_id: str, fmt: str, *, board: str | None = None, model: str | None = None,
+                         variant: str | None = None) -> bytes:
+    """The run's raw latencies in long format: json (a compact list of records), csv or parquet.
+
+    Only measured (ok) results have samples; `board` / `model` / `variant` narrow the export."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r} (use one of: {', '.join(FORMATS)})")
+    if fmt == "parquet" and not parquet_available():
+        raise UsageError(
+            "exporting Parquet needs pyarrow, which is not installed: pip install 'farm[parquet]' "
+            "(or pip install pyarrow), or use --format csv/json"
+        )
+    from orchestrator.results import load_samples
+
+    frame = load_samples(store, store.resolve_run_id(run_id), board=board, model=model, variant=variant)
+    if fmt == "json":
+        return (frame.to_json(orient="records", double_precision=6) + "\n").encode("utf-8")
+    if fmt == "csv":
+        return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
     buffer = io.BytesIO()
     frame.to_parquet(buffer, engine="pyarrow", index=False)
     return buffer.getvalue()

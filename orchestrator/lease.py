@@ -119,10 +119,16 @@ class BoardLease:
             client.transport.close()
 
     def release(self) -> None:
+        """Free the board. After Ctrl-C the run's own connection is closed (it stopped the
+        command on the board), so the release goes over a fresh one (`renew_client`)."""
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=30)
+        client = self.renew_client() if self.cancel.is_set() else self.client
         try:
-            self._call(self.client, "release")
+            self._call(client, "release")
         except (AgentError, TransportError):
             pass  # unreleased, it simply expires after ttl_s
+        finally:
+            if client is not self.client:
+                client.transport.close()

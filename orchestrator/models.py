@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Sequence
 
 from orchestrator.agent_client import file_sha256
 from orchestrator.errors import BadInputError
@@ -19,6 +20,17 @@ class ModelFile:
     path: Path
     sha256: str
     size_bytes: int
+
+
+def check_model_paths(paths: Sequence[Path | str]) -> None:
+    """BadInputError for the first path that is not an existing file: cheap, so `farm bench -m
+    typo.onnx` says so before onnx and the variant builders are imported."""
+    for path in paths:
+        path = Path(path).expanduser()
+        if not path.exists():
+            raise BadInputError(f"model file not found: {path}")
+        if not path.is_file():
+            raise BadInputError(f"model path is not a file: {path}")
 
 
 def load_model_file(path: Path | str, name: str | None = None) -> ModelFile:

@@ -133,6 +133,29 @@ def _image_input_size(model_path: Path, given_shapes: Sequence[str] = ()) -> tup
     return None
 
 
+def check_plan(tasks: Sequence[ModelTask], variant_specs: Sequence[str], calibration: Path | None = None) -> None:
+    """Refuse, before any variant is built or board touched, a plan that cannot be carried out:
+    a variant that needs calibration inputs for a model that has none (no --calibration and no
+    dataset). The message names the models and the ways out; UsageError (exit 2)."""
+    from orchestrator.errors import UsageError
+    from orchestrator.variants import parse_variant_list
+
+    needing = [s.text for s in parse_variant_list(",".join(variant_specs)) if s.needs_calibration]
+    if not needing or calibration is not None:
+        return
+    missing = [t.model.name for t in tasks if t.dataset is None]
+    if not missing:
+        return
+    variants = ", ".join(needing)
+    models = ", ".join(missing)
+    first = missing[0]
+    raise UsageError(
+        f"{variants} needs calibration inputs and {models} has none: give --calibration FILE.npz (real inputs, "
+        f"an 'inputs' array), or --dataset {first}=PATH, or leave {variants} out for {models} "
+        "(run those models in a separate farm bench)"
+    )
+
+
 def plan_cells(
     tasks: Sequence[ModelTask],
     variant_specs: Sequence[str],
@@ -181,4 +204,4 @@ def _calibration_for(task: ModelTask, calibration: Path | None):
     raise CalibrationRequiredError("int8-static")
 
 
-__all__ = ["Cell", "ModelFiles", "ModelTask", "plan_cells", "plan_tasks"]
+__all__ = ["Cell", "ModelFiles", "ModelTask", "check_plan", "plan_cells", "plan_tasks"]

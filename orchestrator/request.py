@@ -10,8 +10,8 @@ from typing import Sequence
 
 from orchestrator.boards import Board, local_board
 from orchestrator.errors import BadInputError, ExitStatus
-from orchestrator.models import ModelFile, demo_models, load_model_file
-from orchestrator.plan import plan_cells, plan_tasks
+from orchestrator.models import ModelFile, check_model_paths, demo_models, load_model_file
+from orchestrator.plan import check_plan, plan_cells, plan_tasks
 from orchestrator.resume import plan_record, resumed_request
 from orchestrator.runner import BenchRunner, Event, RunOutcome, _no_event
 from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT, BenchSettings
@@ -133,9 +133,6 @@ def apply_suite(request: BenchRequest) -> tuple[BenchRequest, SuitePlan]:
 
 def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store | None = None) -> BenchOutcome:
     """Validate everything the user gave (before any board is touched), run, store, gate, report."""
-    from orchestrator import gating
-    from orchestrator.variants import parse_variant_list
-
     plan = SuitePlan([], {}, None, None)
     resumed_run = None
     if request.resume is not None:
@@ -145,9 +142,14 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
         plan = dataclasses.replace(plan, model_names=names)
     elif request.suite is not None:
         request, plan = apply_suite(request)
+    check_model_paths(request.model_paths)  # a missing file is said at once, before the heavy imports
+    from orchestrator import gating
+    from orchestrator.variants import parse_variant_list
+
     parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
     models = resolve_models(request.model_paths, plan.model_names)
     tasks = plan_tasks(models, request.datasets, request.detection, request.settings.shapes, plan.shapes)
+    check_plan(tasks, request.variants, request.calibration)  # a plan that cannot be built fails now
     boards = resolve_boards(request.inventory, request.limit, request.accept_new_host_keys)
     report_path = None
     if request.write_report and request.report_path is not None:

@@ -28,3 +28,20 @@ def mib_text(value: float | None, unit: bool = True) -> str:
     if value is None:
         return "n/a"
     return f"{value / 1048576:.1f}" + (" MiB" if unit else "")
+
+
+def ms_text(value: float | None) -> str:
+    """Milliseconds with 3-4 significant digits, the same in the terminal and the report:
+    1,234 / 123.4 / 12.34 / 1.234 / 0.0088 — a 9 µs model reads 0.0088, not 0.009 or 0.00."""
+    if value is None:
+        return NONE_TEXT
+    size = abs(value)
+    if size >= 1000:
+        return f"{value:,.0f}"
+    for limit, digits in ((100, 1), (10, 2), (1, 3)):
+        if size >= limit:
+            return f"{value:.{digits}f}"
+    if value == 0:
+        return "0"
+    text = f"{value:.2g}"
+    return text if "e" not in text else f"{value:.1e}"

@@ -18,12 +18,14 @@ from orchestrator.cli.compare_cmd import compare
 from orchestrator.cli.history_cmd import history
 from orchestrator.cli.compress_cmd import compress
 from orchestrator.cli.inventory_cmd import inventory_app
+from orchestrator.cli.options import FarmCommand, FarmGroup
 from orchestrator.cli.report_cmd import report
 from orchestrator.cli.runs_cmd import runs_app
 from orchestrator.errors import ExitStatus, FarmError
 
 app = typer.Typer(
     name="farm",
+    cls=FarmGroup,
     help="Benchmark ML models across a farm of edge boards.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -48,11 +50,11 @@ def _root(
     logging.getLogger().setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
-app.command(help=bench.__doc__)(bench)
-app.command(help=report.__doc__)(report)
-app.command(help=compress.__doc__)(compress)
-app.command(help=compare.__doc__)(compare)
-app.command(help=history.__doc__)(history)
+app.command(help=bench.__doc__, cls=FarmCommand)(bench)
+app.command(help=report.__doc__, cls=FarmCommand)(report)
+app.command(help=compress.__doc__, cls=FarmCommand)(compress)
+app.command(help=compare.__doc__, cls=FarmCommand)(compare)
+app.command(help=history.__doc__, cls=FarmCommand)(history)
 app.add_typer(runs_app, name="runs")
 app.add_typer(inventory_app, name="inventory")
 

@@ -1,13 +1,24 @@
 """`farm bench`: parse options, build the plan, run it with a progress display, print a summary."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from orchestrator.cli import render, state
-from orchestrator.cli.options import setting_option, settings_from_options
+from orchestrator.cli.options import (
+    RESULTS_PANEL,
+    VARIANTS_PANEL,
+    WHAT_PANEL,
+    WHERE_PANEL,
+    setting_option,
+    settings_from_options,
+)
+
+VARIANTS_HELP = ("Comma-separated: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, "
+                 "prune-l1-layerwise:AMOUNT, openvino-ir, openvino-ir-fp16 (the last two run on OpenVINO).")
 
 
 # bench's parameter name -> the BenchRequest / BenchSettings field it sets (what --resume checks)
@@ -24,18 +35,34 @@ _FIELD_OF_OPTION = {
 
 def bench(
     ctx: typer.Context,
-    model: Optional[List[Path]] = typer.Option(None, "--model", "-m", help="ONNX model file (repeatable). Default: the bundled demo models."),
-    variants: str = typer.Option("fp32", "--variants", "-V", help="Comma-separated variants: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, prune-l1-layerwise:AMOUNT, openvino-ir, openvino-ir-fp16 (these two run on OpenVINO)."),
-    dataset: Optional[List[str]] = typer.Option(None, "--dataset", "-d", help="Labelled data for accuracy: PATH (one model) or MODEL=PATH; .npz (classification) or a COCO folder (detection)."),
-    detection: Optional[List[str]] = typer.Option(None, "--detection", help="How a detector reads its COCO dataset: [MODEL=]KEY=VALUE,... with layout=auto|yolov5|yolov8|yolox, decoded=true|false, pixel-max=1|255, letterbox=center|top-left|stretch, channels=RGB|BGR, pad=114, postprocess=MODULE:FUNC."),
-    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration inputs (.npz with `inputs`) for int8-static; default: the model's dataset."),
+    model: Optional[List[Path]] = typer.Option(
+        None, "--model", "-m", metavar="PATH", rich_help_panel=WHAT_PANEL,
+        help="ONNX model file (repeatable). Default: the bundled demo models."),
+    suite: Optional[Path] = typer.Option(
+        None, "--suite", metavar="PATH", rich_help_panel=WHAT_PANEL,
+        help="A suite file: models, datasets, variants, boards, settings, baseline, thresholds."),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", metavar="RUN", rich_help_panel=WHAT_PANEL,
+        help="Measure only the cells of this run (id, prefix, latest, tag:NAME) that have no result yet."),
+    shape: Optional[List[str]] = setting_option("shapes"),
+    variants: str = typer.Option("fp32", "--variants", "-V", metavar="LIST", rich_help_panel=VARIANTS_PANEL,
+                                 help=VARIANTS_HELP),
+    dataset: Optional[List[str]] = typer.Option(
+        None, "--dataset", "-d", metavar="[MODEL=]PATH", rich_help_panel=VARIANTS_PANEL,
+        help="Labelled data for accuracy: an .npz (classification) or a COCO folder (detection)."),
+    detection: Optional[List[str]] = typer.Option(
+        None, "--detection", metavar="[MODEL=]K=V,...", rich_help_panel=VARIANTS_PANEL,
+        help="How a detector reads its COCO dataset: layout=auto|yolov5|yolov8|yolox, decoded=true|false, "
+             "pixel-max=1|255, letterbox=center|top-left|stretch, channels=RGB|BGR, pad=114, postprocess=MOD:FUNC."),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration", metavar="PATH", rich_help_panel=VARIANTS_PANEL,
+        help="Calibration inputs (.npz with `inputs`) for int8-static; default: the model's dataset."),
     runs: int = setting_option("min_runs", "-n"),
     min_seconds: float = setting_option("min_seconds"),
     max_seconds: float = setting_option("max_seconds"),
     warmup: int = setting_option("warmup"),
     repeats: int = setting_option("repeats"),
     threads: int = setting_option("threads", "-t"),
-    shape: Optional[List[str]] = setting_option("shapes"),
     runtime: Optional[str] = setting_option("runtime"),
     providers: Optional[str] = setting_option("providers"),
     provider_options: Optional[str] = setting_option("provider_options"),
@@ -44,28 +71,56 @@ def bench(
     sample_interval: float = setting_option("sample_interval_s"),
     cooldown: float = setting_option("cooldown_s"),
     cooldown_below: Optional[float] = setting_option("cooldown_below_c"),
-    inventory: Optional[str] = typer.Option(None, "--inventory", "-i", envvar="FARM_INVENTORY", help="Inventory YAML (default: the built-in local board)."),
-    limit: Optional[str] = typer.Option(None, "--limit", "-l", help="Boards to use: names, groups, globs, tag:key=value; comma-separated; !pattern excludes."),
-    forks: int = typer.Option(8, "--forks", "-f", min=1, help="Boards benchmarked in parallel."),
+    inventory: Optional[str] = typer.Option(
+        None, "--inventory", "-i", envvar="FARM_INVENTORY", metavar="PATH", rich_help_panel=WHERE_PANEL,
+        help="Inventory YAML (default: the built-in local board)."),
+    limit: Optional[str] = typer.Option(
+        None, "--limit", "-l", metavar="PATTERN", rich_help_panel=WHERE_PANEL,
+        help="Boards: names, groups, globs, tag:key=value; comma-separated; !pattern excludes."),
+    forks: int = typer.Option(8, "--forks", "-f", min=1, metavar="N", rich_help_panel=WHERE_PANEL,
+                              help="Boards benchmarked in parallel."),
     lease_wait: float = setting_option("lease_wait_s"),
     lease_ttl: float = setting_option("lease_ttl_s"),
-    accept_new_host_keys: bool = typer.Option(False, "--accept-new-host-keys", help="Accept (and record) host keys not yet in known_hosts. Changed keys are always refused."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database: SQLAlchemy URL or SQLite file path."),
-    suite: Optional[Path] = typer.Option(None, "--suite", help="A suite file (models, datasets, variants, boards, settings, baseline, thresholds)."),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Measure only the cells of this run (id, prefix, latest, tag:NAME) that have no result yet."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="Compare with this run: RUN_ID, latest (the newest other run with common cells) or tag:NAME."),
-    baseline_optional: bool = typer.Option(False, "--baseline-optional", help="No baseline to be found (a first run) is fine; without it that is an error (exit 3)."),
-    fail_on_regression: Optional[float] = typer.Option(None, "--fail-on-regression", min=0.1, help="Exit 5 when a cell's median latency (or peak memory) regressed by at least this percentage against the baseline."),
-    fail_on_memory_regression: Optional[float] = typer.Option(None, "--fail-on-memory-regression", min=0.1, help="The peak-memory threshold in percent (default: the suite's, else --fail-on-regression's)."),
-    fail_on_inconclusive: bool = typer.Option(False, "--fail-on-inconclusive", help="An inconclusive cell (the data cannot bound the change) fails the gate too (exit 5); by default it is reported and skipped."),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML file: one test case per board × model × variant."),
-    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Where to write the HTML report (default: reports/<run id>.html)."),
-    no_report: bool = typer.Option(False, "--no-report", help="Do not write an HTML report."),
+    accept_new_host_keys: bool = typer.Option(
+        False, "--accept-new-host-keys", rich_help_panel=WHERE_PANEL,
+        help="Accept (and record) host keys not yet in known_hosts. Changed keys are always refused."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", rich_help_panel=RESULTS_PANEL,
+                                     help="Results database: SQLAlchemy URL or SQLite file path."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", metavar="PATH", rich_help_panel=RESULTS_PANEL,
+        help="Where to write the HTML report (default: reports/<run id>.html)."),
+    report_alias: Optional[Path] = typer.Option(None, "--report", hidden=True, help="Deprecated: --output."),
+    no_report: bool = typer.Option(False, "--no-report", rich_help_panel=RESULTS_PANEL,
+                                   help="Do not write an HTML report."),
+    as_json: bool = typer.Option(False, "--json", rich_help_panel=RESULTS_PANEL,
+                                 help="Print the run and its results as JSON on stdout (progress stays on stderr)."),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", metavar="RUN", rich_help_panel=RESULTS_PANEL,
+        help="Compare with this run: an id, latest (the newest other run with common cells) or tag:NAME."),
+    fail_on_regression: Optional[float] = typer.Option(
+        None, "--fail-on-regression", min=0.1, metavar="PCT", rich_help_panel=RESULTS_PANEL,
+        help="Exit 5 when a cell's median latency (or peak memory) regressed by at least PCT percent "
+             "against the baseline."),
+    baseline_optional: bool = typer.Option(
+        False, "--baseline-optional", rich_help_panel=RESULTS_PANEL,
+        help="No baseline to be found (a first run) is fine; without it that is an error (exit 3)."),
+    fail_on_memory_regression: Optional[float] = typer.Option(
+        None, "--fail-on-memory-regression", min=0.1, metavar="PCT", rich_help_panel=RESULTS_PANEL,
+        help="The peak-memory threshold in percent (default: the suite's, else --fail-on-regression's)."),
+    fail_on_inconclusive: bool = typer.Option(
+        False, "--fail-on-inconclusive", rich_help_panel=RESULTS_PANEL,
+        help="An inconclusive cell (the data cannot bound the change) fails the gate too (exit 5); by default "
+             "it is reported and skipped."),
+    junit: Optional[Path] = typer.Option(None, "--junit", metavar="PATH", rich_help_panel=RESULTS_PANEL,
+                                         help="Write JUnit XML: one test case per board × model × variant."),
+    markdown: Optional[Path] = typer.Option(
+        None, "--markdown", metavar="PATH", rich_help_panel=RESULTS_PANEL,
+        help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)."),
 ) -> int:
     """Benchmark models on boards, store the results, print a summary and write an HTML report."""
     from orchestrator.request import BenchRequest, run_bench
 
+    output = _deprecated_alias(output, report_alias, "--report", "-o/--output")
     settings = settings_from_options(
         min_runs=runs, min_seconds=min_seconds, max_seconds=max_seconds, warmup=warmup, repeats=repeats,
         threads=threads, sample_interval_s=sample_interval, cooldown_s=cooldown, cooldown_below_c=cooldown_below,
@@ -77,7 +132,7 @@ def bench(
     request = BenchRequest(
         explicit=explicit,
         model_paths=list(model or []), settings=settings, inventory=inventory, limit=limit, forks=forks,
-        accept_new_host_keys=accept_new_host_keys, db_url=db, report_path=report, write_report=not no_report,
+        accept_new_host_keys=accept_new_host_keys, db_url=db, report_path=output, write_report=not no_report,
         suite=suite, resume=resume, baseline=baseline, fail_on_regression=fail_on_regression, junit=junit,
         fail_on_memory_regression=fail_on_memory_regression, fail_on_inconclusive=fail_on_inconclusive,
         baseline_optional=baseline_optional,
@@ -93,8 +148,12 @@ def bench(
                 state.err.print(f"run {progress.run_id} interrupted; finish it with: farm bench "
                                 f"--resume {progress.run_id}")
             raise
+    rows = [{**o.row, "result_id": o.result_id} for o in outcome.run.outcomes]
+    if as_json:
+        typer.echo(json.dumps(_outcome_json(outcome, db), indent=2, default=str))
+        return outcome.exit_status
     state.out.print(f"run [bold]{outcome.run.run_id}[/bold] ({outcome.run.status})")
-    state.out.print(render.summary_table([o.row for o in outcome.run.outcomes]))
+    state.out.print(render.summary_table(rows, _samples_reader(db, rows), console=state.out))
     for failure in outcome.run.failed:
         state.err.print(
             f"[red]failed[/red] {render.escape(failure.board)} / {render.escape(failure.model)} / "
@@ -115,6 +174,51 @@ def bench(
     if outcome.gate is not None:
         state.out.print(render.escape(outcome.gate.summary_line()))
     if outcome.report_path is not None:
-        state.out.print(f"report: {outcome.report_path}")
-    state.out.print(f"database: {outcome.db_url}", style="dim")
+        state.out.print(f"report: {outcome.report_path}", markup=False, soft_wrap=True)
+    state.out.print(f"database: {outcome.db_url}", style="dim", markup=False, soft_wrap=True)
     return outcome.exit_status
+
+
+def _deprecated_alias(value: Any, alias_value: Any, alias: str, name: str) -> Any:
+    """The value of an option given under its old name, with a one-line deprecation note."""
+    if alias_value is None:
+        return value
+    from orchestrator.errors import UsageError
+
+    if value is not None:
+        raise UsageError(f"{alias} is the old name of {name}: give only {name}")
+    state.err.print(f"farm: note: {alias} is deprecated, use {name}", highlight=False)
+    return alias_value
+
+
+def _samples_reader(db: str | None, rows: list[dict[str, Any]]):
+    """Raw latencies of the run's ok results (for the summary's verdicts vs fp32), read once."""
+    from orchestrator.errors import StoreError
+    from orchestrator.store import open_store
+
+    ids = [r["result_id"] for r in rows if r.get("status") == "ok" and r.get("result_id") is not None]
+    if not ids:
+        return None
+    try:
+        with open_store(db) as store:
+            samples = store.latency_samples(ids)
+    except StoreError:
+        return None  # the summary then shows changes without verdicts
+    return lambda result_id: samples.get(result_id) or []
+
+
+def _outcome_json(outcome: Any, db: str | None) -> dict[str, Any]:
+    from orchestrator.store import open_store
+
+    with open_store(db) as store:
+        results = store.export_records(outcome.run.run_id)
+    gate = outcome.gate
+    return {
+        "run_id": outcome.run.run_id,
+        "status": outcome.run.status,
+        "exit_status": int(outcome.exit_status),
+        "report": None if outcome.report_path is None else str(outcome.report_path),
+        "database": outcome.db_url,
+        "gate": None if gate is None else gate.summary_line(),
+        "results": results,
+    }

@@ -24,15 +24,15 @@ _VERDICT_STYLE = {
 
 
 def compare(
-    run_a: str = typer.Argument(..., help="The base run: an id, a unique prefix, `latest` or `tag:NAME`."),
-    run_b: str = typer.Argument("latest", help="The run compared with it (default: the newest run)."),
-    min_effect: Optional[float] = typer.Option(None, "--min-effect", min=0.01, help=f"Smallest latency change (%) that counts (default {DEFAULT_MIN_EFFECT_PCT:g}; --fail-on-regression sets it too)."),
-    memory_min_effect: Optional[float] = typer.Option(None, "--memory-min-effect", "--fail-on-memory-regression", min=0.01, help="Smallest peak-memory change (%) that counts (default: the latency threshold)."),
-    alpha: float = typer.Option(DEFAULT_ALPHA, "--alpha", min=1e-9, max=0.5, help="Significance level of the latency test."),
+    run_a: str = typer.Argument(..., metavar="BASELINE", help="The baseline run: an id, a unique prefix, `latest` or `tag:NAME`."),
+    run_b: str = typer.Argument("latest", metavar="RUN", help="The run compared with it (default: the newest run)."),
+    min_effect: Optional[float] = typer.Option(None, "--min-effect", min=0.01, metavar="PCT", help=f"Smallest latency change (%) that counts (default {DEFAULT_MIN_EFFECT_PCT:g}; --fail-on-regression sets it too)."),
+    memory_min_effect: Optional[float] = typer.Option(None, "--memory-min-effect", "--fail-on-memory-regression", min=0.01, metavar="PCT", help="Smallest peak-memory change (%) that counts (default: the latency threshold)."),
+    alpha: float = typer.Option(DEFAULT_ALPHA, "--alpha", min=1e-9, max=0.5, metavar="P", help="Significance level of the latency test."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON instead of a table."),
-    fail_on_regression: Optional[float] = typer.Option(None, "--fail-on-regression", min=0.01, help="Exit 5 when a cell regressed by at least this percentage (the same meaning as in farm bench); otherwise compare exits 0."),
+    fail_on_regression: Optional[float] = typer.Option(None, "--fail-on-regression", min=0.01, metavar="PCT", help="Exit 5 when a cell regressed by at least this percentage (the same meaning as in farm bench); otherwise compare exits 0."),
     fail_on_inconclusive: bool = typer.Option(False, "--fail-on-inconclusive", help="With --fail-on-regression: an inconclusive cell fails too."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", help="Results database URL or SQLite path."),
 ) -> int:
     """Compare two runs cell by cell: median latency (statistical test + minimum effect) and peak memory."""
     from orchestrator.compare import compare_runs

@@ -14,11 +14,11 @@ from orchestrator.errors import ExitStatus
 
 
 def compress(
-    model: Path = typer.Argument(..., help="ONNX model file."),
-    variants: str = typer.Option("fp32,optimized,fp16,int8-dynamic", "--variants", "-V", help="Comma-separated variants (see farm bench --help)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Copy each variant (and its .manifest.json; an OpenVINO IR's .xml and .bin) into this folder."),
-    calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration inputs (.npz with `inputs`) for int8-static."),
-    shape: Optional[List[str]] = typer.Option(None, "--shape", help="Input size fidelity is measured at, NAME=1x3x640x640 (repeatable; needed for symbolic dims other than the batch)."),
+    model: Path = typer.Argument(..., metavar="MODEL", help="ONNX model file."),
+    variants: str = typer.Option("fp32,optimized,fp16,int8-dynamic", "--variants", "-V", metavar="LIST", help="Comma-separated variants (see farm bench --help)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="DIR", help="Copy each variant (and its .manifest.json; an OpenVINO IR's .xml and .bin) into this folder."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", metavar="PATH", help="Calibration inputs (.npz with `inputs`) for int8-static."),
+    shape: Optional[List[str]] = typer.Option(None, "--shape", metavar="NAME=DIMS", help="Input size fidelity is measured at, NAME=1x3x640x640 (repeatable; needed for symbolic dims other than the batch)."),
 ) -> int:
     """Build compressed variants of a model (cached by content) and print their manifests."""
     from orchestrator.compress import compress_model

@@ -12,13 +12,13 @@ from orchestrator.cli import render, state
 
 
 def history(
-    board: str = typer.Option(..., "--board", "-b", help="Board name."),
-    model: str = typer.Option(..., "--model", "-m", help="Model name (the suite's name or the file stem)."),
-    variant: Optional[str] = typer.Option(None, "--variant", "-V", help="Only this variant (default: all)."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only results since: YYYY-MM-DD, an ISO time, or an age (30d)."),
-    last: int = typer.Option(30, "--last", min=1, help="Show the newest N results (oldest first)."),
+    board: str = typer.Option(..., "--board", "-b", metavar="NAME", help="Board name."),
+    model: str = typer.Option(..., "--model", "-m", metavar="NAME", help="Model name (the suite's name or the file stem)."),
+    variant: Optional[str] = typer.Option(None, "--variant", "-V", metavar="NAME", help="Only this variant (default: all)."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Only results since: YYYY-MM-DD, an ISO time, or an age (30d)."),
+    last: int = typer.Option(30, "--last", min=1, metavar="N", help="Show the newest N results (oldest first)."),
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", help="Results database URL or SQLite path."),
 ) -> None:
     """Median latency and peak memory of one board × model over runs, oldest → newest, each
     judged against the run before it by the comparison engine (the verdict farm compare gives)."""

@@ -10,35 +10,47 @@ from rich import box
 from rich.table import Table
 
 from orchestrator.cli import state
+from orchestrator.cli.layout import Column, fitted_table
+from orchestrator.cli.options import FarmCommand, FarmGroup
 from orchestrator.cli.render import escape
 from orchestrator.errors import ExitStatus
 from orchestrator.runtimes import DEFAULT_RUNTIME, resolve_runtime, runtime_names_text
 
-inventory_app = typer.Typer(help="Show the boards of an inventory, check them, provision them.", no_args_is_help=True)
+inventory_app = typer.Typer(cls=FarmGroup, help="Show the boards of an inventory, check them, provision them.", no_args_is_help=True)
 
-INVENTORY_OPTION = typer.Option(None, "--inventory", "-i", envvar="FARM_INVENTORY", help="Inventory YAML (default: only the built-in local board).")
-LIMIT_OPTION = typer.Option(None, "--limit", "-l", help="Boards to use: names, groups, globs, tag:key=value; comma-separated; !pattern excludes.")
+INVENTORY_OPTION = typer.Option(None, "--inventory", "-i", envvar="FARM_INVENTORY", metavar="PATH", help="Inventory YAML (default: only the built-in local board).")
+LIMIT_OPTION = typer.Option(None, "--limit", "-l", metavar="PATTERN", help="Boards to use: names, groups, globs, tag:key=value; comma-separated; !pattern excludes.")
 
 
-@inventory_app.command("ls")
-def inventory_ls(inventory: Optional[str] = INVENTORY_OPTION, limit: Optional[str] = LIMIT_OPTION) -> None:
+@inventory_app.command("ls", cls=FarmCommand)
+def inventory_ls(
+    inventory: Optional[str] = INVENTORY_OPTION,
+    limit: Optional[str] = LIMIT_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the boards as JSON."),
+) -> None:
     """List boards with their address, groups and tags."""
     from orchestrator.request import resolve_boards
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for column in ("board", "address", "groups", "tags"):
-        table.add_column(column, overflow="fold")
-    for board in resolve_boards(inventory, limit, accept_new_host_keys=False):
+    boards = resolve_boards(inventory, limit, accept_new_host_keys=False)
+    rows, payload = [], []
+    for board in boards:
         if board.transport == "local":
             address = "local"
         else:
             address = f"{board.user + '@' if board.user else ''}{board.host or board.name}{':' + str(board.port) if board.port else ''}"
+        payload.append({"board": board.name, "address": address, "groups": list(board.groups), "tags": dict(board.tags),
+                        "runtime": board.tags.get("runtime")})
         tags = ", ".join(f"{k}={v}" for k, v in sorted(board.tags.items()))
-        table.add_row(escape(board.name), escape(address), escape(", ".join(board.groups)), escape(tags))
-    state.out.print(table)
+        rows.append([escape(board.name), escape(address), escape(", ".join(board.groups)), escape(tags)])
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2, sort_keys=True))
+        return
+    columns = [Column("board"), Column("address", priority=1), Column("groups", wrap=True, priority=2),
+               Column("tags", wrap=True, priority=3)]
+    state.out.print(fitted_table(state.out, columns, rows))
 
 
-@inventory_app.command("check")
+@inventory_app.command("check", cls=FarmCommand)
 def inventory_check(
     inventory: Optional[str] = INVENTORY_OPTION,
     limit: Optional[str] = LIMIT_OPTION,
@@ -85,12 +97,16 @@ def runtimes_text(facts: dict) -> str:
 
 
 def facts_table(checks) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for column in ("board", "arch", "cpu", "cores", "RAM GiB", "os / kernel", "python", "runtimes", "limits", "°C max", "disk GiB"):
-        table.add_column(column, overflow="fold")
+    """Each board's facts, the columns that fit the terminal (board, runtimes and limits first)."""
+    columns = [Column("board"), Column("arch", priority=3), Column("cpu", wrap=True, priority=8),
+               Column("cores", "right", 2), Column("RAM GiB", "right", 2), Column("os / kernel", wrap=True, priority=7),
+               Column("python", priority=5), Column("runtimes", wrap=True, wrap_width=18), Column("limits", priority=1),
+               Column("°C max", "right", 4), Column("disk GiB", "right", 6)]
+    rows = []
     for check in checks:
         if not check.ok:
-            table.add_row(escape(check.board), f"[red]{escape(check.error_kind or 'failed')}[/red]")
+            rows.append([escape(check.board), "", "", "", "", "", "",
+                         f"[red]{escape(check.error_kind or 'failed')}[/red]", "", "", ""])
             continue
         f = check.facts
         limits = f.get("cgroup_limits") or {}
@@ -101,17 +117,17 @@ def facts_table(checks) -> Table:
             ) if part
         ) or "—"
         temps = (f.get("temperatures_c") or {}).values()
-        table.add_row(
+        rows.append([
             escape(check.board), escape(str(f.get("arch"))), escape(str(f.get("cpu_model"))),
             f"{f.get('cpu_cores_available')}/{f.get('cpu_cores')}", _gib(f.get("mem_total_bytes")),
             escape(f"{f.get('os')} / {f.get('kernel')}"), escape(str(f.get("python_version"))),
             runtimes_text(f), escape(limit_text),
             f"{max(temps):.0f}" if temps else "—", _gib(f.get("disk_free_bytes")),
-        )
-    return table
+        ])
+    return fitted_table(state.out, columns, rows)
 
 
-@inventory_app.command("provision")
+@inventory_app.command("provision", cls=FarmCommand)
 def inventory_provision(
     inventory: Optional[str] = INVENTORY_OPTION,
     limit: Optional[str] = LIMIT_OPTION,

@@ -1,18 +1,20 @@
 """`farm lab up|status|down`: simulated boards on this machine (see orchestrator.lab)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich import box
-from rich.table import Table
 
 from orchestrator import lab
 from orchestrator.cli import state
+from orchestrator.cli.layout import Column, fitted_table
+from orchestrator.cli.options import FarmCommand, FarmGroup
 from orchestrator.cli.render import escape
 
 lab_app = typer.Typer(
+    cls=FarmGroup,
     help=(
         "Simulated boards on this machine: real sshd servers on loopback (127.0.0.11, .12, ...) "
         "with CPU/memory limits modelled on real boards. Needs root and openssh-server."
@@ -23,6 +25,7 @@ lab_app = typer.Typer(
 DIR_OPTION = typer.Option(
     None,
     "--dir",
+    metavar="DIR",
     envvar=lab.LAB_DIR_ENV,
     help=f"Folder that holds the lab (default: {lab.DEFAULT_LAB_DIR}).",
 )
@@ -46,9 +49,9 @@ def _show(lab_state: lab.LabState) -> None:
     if not lab_state.boards:
         state.out.print(escape(lab_state.limits_note or f"no lab in {lab_state.lab_dir}"))
         return
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for column in ("board", "profile", "address", "state", "limits", "python"):
-        table.add_column(column, overflow="fold", no_wrap=column != "profile")
+    columns = [Column("board"), Column("profile", priority=2), Column("address", priority=1), Column("state"),
+               Column("limits", wrap=True, wrap_width=16), Column("python", priority=3)]
+    rows = []
     for board in lab_state.boards:
         if not board.running:
             status = "[red]stopped[/red]"
@@ -59,16 +62,22 @@ def _show(lab_state: lab.LabState) -> None:
         python = "bare" if board.bare else "venv"  # bare: system Python without onnxruntime
         if board.emulated:
             python = "qemu, bare"  # a Debian arm64 root; `farm inventory provision` fills it
-        table.add_row(
-            escape(board.name), escape(board.profile), f"{board.address}:{board.port}", status,
-            escape(_limits_text(board)), python,
-        )
-    state.out.print(table)
+        rows.append([escape(board.name), escape(board.profile), f"{board.address}:{board.port}", status,
+                     escape(_limits_text(board)), python])
+    state.out.print(fitted_table(state.out, columns, rows))
     if not lab_state.limits_enforced:
         state.out.print(f"[yellow]limits not enforced:[/yellow] {escape(lab_state.limits_note)}")
 
 
-@lab_app.command("up")
+def _board_json(board: lab.LabBoard) -> dict:
+    limits = board.limits
+    return {"board": board.name, "profile": board.profile, "address": board.address, "port": board.port,
+            "running": board.running, "bare": board.bare, "emulated": board.emulated,
+            "cpu_quota_cores": limits.cpu_quota_cores, "cpuset_cpus": limits.cpuset_cpus,
+            "memory_limit_bytes": limits.memory_limit_bytes}
+
+
+@lab_app.command("up", cls=FarmCommand)
 def lab_up(
     profiles: Optional[str] = typer.Option(
         None,
@@ -120,13 +129,21 @@ def lab_up(
     state.out.print(f"try: farm bench -i {escape(str(result.inventory_path))}")
 
 
-@lab_app.command("status")
-def lab_status(lab_dir: Optional[Path] = DIR_OPTION) -> None:
+@lab_app.command("status", cls=FarmCommand)
+def lab_status(
+    lab_dir: Optional[Path] = DIR_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the boards as JSON."),
+) -> None:
     """Show the lab's boards, whether each runs, and their limits."""
-    _show(lab.lab_status(_lab_dir(lab_dir)))
+    lab_state = lab.lab_status(_lab_dir(lab_dir))
+    if as_json:
+        typer.echo(json.dumps({"lab_dir": str(lab_state.lab_dir), "limits_enforced": lab_state.limits_enforced,
+                               "boards": [_board_json(b) for b in lab_state.boards]}, indent=2))
+        return
+    _show(lab_state)
 
 
-@lab_app.command("down")
+@lab_app.command("down", cls=FarmCommand)
 def lab_down(
     lab_dir: Optional[Path] = DIR_OPTION,
     purge: bool = typer.Option(False, "--purge", help="Also delete the lab folder (keys, venv, inventory)."),

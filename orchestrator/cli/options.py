@@ -14,8 +14,35 @@ from pydantic import ValidationError
 from orchestrator.settings import BenchSettings, flag_of
 
 
+#: Help panels of `farm bench` (typer's rich_help_panel), in the order people look for them.
+WHAT_PANEL = "What to run"
+WHERE_PANEL = "Where"
+MEASURE_PANEL = "How to measure"
+VARIANTS_PANEL = "Variants and accuracy"
+RESULTS_PANEL = "Results and gating"
+
+#: Where each BenchSettings field's option is listed (default: how to measure).
+SETTING_PANELS = {"shapes": WHAT_PANEL, "lease_wait_s": WHERE_PANEL, "lease_ttl_s": WHERE_PANEL}
+
+
+def metavar_of(field: str) -> str | None:
+    """The value placeholder of a setting's option (`N`, `SECONDS`, `NAME=1x3x224x224`), so help
+    never shows python type labels such as `<float>` or `<list[str]>`."""
+    info = BenchSettings.model_fields[field]
+    if info.annotation is bool:
+        return None
+    named = {"shapes": "NAME=DIMS", "runtime": "NAME", "providers": "LIST", "provider_options": "JSON",
+             "cooldown_below_c": "°C"}
+    if field in named:
+        return named[field]
+    if field.endswith("_s") or "seconds" in field:
+        return "SECONDS"
+    return "N" if info.annotation is int else "X"
+
+
 def setting_option(field: str, *short: str, **overrides: Any) -> Any:
-    """A typer option for BenchSettings.`field`: its flag (plus `short` names), default and help."""
+    """A typer option for BenchSettings.`field`: its flag (plus `short` names), default, help,
+    value placeholder and help panel."""
     info = BenchSettings.model_fields[field]
     flag = flag_of(field)
     if info.annotation is bool and not overrides.pop("flag_only", False):
@@ -23,6 +50,8 @@ def setting_option(field: str, *short: str, **overrides: Any) -> Any:
     default = info.default
     if isinstance(default, tuple):
         default = None  # repeatable or comma-separated: None is "not given"
+    overrides.setdefault("metavar", metavar_of(field))
+    overrides.setdefault("rich_help_panel", SETTING_PANELS.get(field, MEASURE_PANEL))
     return typer.Option(default, flag, *short, help=info.description, **overrides)
 
 
@@ -40,3 +69,62 @@ def settings_from_options(**values: Any) -> BenchSettings:
             message = message.replace("min_seconds", "--min-seconds").replace("max_seconds", "--max-seconds")
             raise typer.BadParameter(message) from None
         raise typer.BadParameter(message, param_hint=flag_of(field)) from None
+
+
+def _placeholder(param: Any) -> str:
+    """A plain value placeholder from the option's type: N, X, PATH, TEXT or the choices."""
+    import pathlib
+
+    desc = getattr(param, "type_descriptor", None)
+    if desc is None:
+        return "TEXT"
+    if desc.is_choice and desc.choices:
+        return "|".join(str(getattr(c, "value", c)) for c in desc.choices)
+    annotation = desc.annotation
+    if annotation is int:
+        return "N"
+    if annotation is float:
+        return "X"
+    if isinstance(annotation, type) and issubclass(annotation, pathlib.PurePath):
+        return "PATH"
+    return "TEXT"
+
+
+def _label_free(command: Any) -> None:
+    """Help without python type labels (`<bool>`, `<str>`, `<int range>`): flags show no
+    value, arguments their name only, options a plain placeholder when none was given."""
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = param.metavar or ""
+        elif getattr(param, "param_type_name", "") == "argument":
+            param.display_type_rich = lambda ctx: None
+        elif param.metavar is None:
+            param.metavar = _placeholder(param)
+
+
+class FarmCommand(typer.core.TyperCommand):
+    """A typer command whose help shows no python type labels for flags or --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _label_free(self)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class FarmGroup(typer.core.TyperGroup):
+    """A typer group (farm, farm runs, ...) with the same label-free help as FarmCommand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _label_free(self)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option

@@ -1,75 +1,123 @@
-"""Rich rendering for the terminal: summary tables and the bench progress display."""
+"""Rich rendering for the terminal: the bench summary table (and, re-exported, the progress)."""
 from __future__ import annotations
 
-import threading
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from rich import box
 from rich.console import Console, Group
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from orchestrator.cli.layout import Column, fitted_table
+from orchestrator.cli.progress import BenchProgress
 from orchestrator.runtimes import mixes_runtimes, runtime_label
-from orchestrator.units import fps_text, human_bytes
+from orchestrator.units import fps_text, human_bytes, ms_text
 
-__all__ = ["BenchProgress", "escape", "summary_table", "runs_table"]
-
-
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return str(value)
+__all__ = ["BenchProgress", "escape", "human_bytes", "row_notes", "summary_table"]
 
 
-def _mib(value: int | None) -> str:
-    if value is None:
-        return "—"
-    mib = value / 1048576
-    return f"{mib:,.2f}" if mib < 10 else f"{mib:,.1f}"
+Latencies = Callable[[int], Sequence[float]]
+
+#: Terminal styles of the comparison engine's latency verdicts vs fp32.
+VERDICT_STYLE = {"improved": "green", "regressed": "red", "inconclusive": "yellow", "unchanged": "dim"}
 
 
-def summary_table(rows: Iterable[Mapping[str, Any]]) -> Group:
-    """One table per model: board × variant with latency, FPS, memory, size and accuracy.
+def _export(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    return (row.get("details") or {}).get("export") or {}
 
-    Shaped like the studies' tables (variant × board, change vs fp32) and fits 80 columns.
-    """
+
+def _own_size(row: Mapping[str, Any]) -> float | None:
+    """The variant's own file size: a variant that could not be built has none (the stored
+    column then holds fp32's, which is not this variant's)."""
+    if row.get("status") == "ok" or row.get("variant") == "fp32":
+        return row.get("model_size_bytes")
+    return ((row.get("details") or {}).get("variant") or {}).get("size_bytes")
+
+
+def row_notes(row: Mapping[str, Any]) -> list[str]:
+    """The badges of a result (the report's too): fallback, throttled, clock drop, truncated, noisy."""
+    export = _export(row)
+    notes = []
+    if export.get("provider_fallback"):
+        notes.append(f"fallback: {export.get('provider') or '?'}".replace("ExecutionProvider", ""))
+    for field, text in (("throttled", "throttled"), ("freq_drop", "clock drop"), ("truncated", "truncated"),
+                        ("noisy", "noisy")):
+        if export.get(field):
+            notes.append(text)
+    return notes
+
+
+def _vs_fp32(rows: Sequence[Mapping[str, Any]], latencies_ms: Latencies | None) -> dict[int, str]:
+    """Row index -> the latency change vs fp32 on the same board, coloured by the engine's verdict
+    (compare.compare_to_reference); uncoloured when no raw samples are at hand."""
+    from orchestrator.compare import compare_to_reference
+
+    found: dict[int, str] = {}
+    references = {(r["board"], r["model"]): r for r in rows if r["variant"] == "fp32" and r.get("status") == "ok"}
+    for index, row in enumerate(rows):
+        reference = references.get((row["board"], row["model"]))
+        if row.get("status") != "ok" or reference is None or row is reference:
+            continue
+        if latencies_ms is not None and row.get("result_id") is not None and reference.get("result_id") is not None:
+            latency = compare_to_reference(reference, row, latencies_ms).latency
+            if latency is not None:
+                style = VERDICT_STYLE[latency.verdict]
+                found[index] = f"[{style}]{latency.change_pct:+.1f}%[/{style}]"
+                continue
+        base, new = reference.get("latency_ms_p50"), row.get("latency_ms_p50")
+        if base and new is not None:
+            found[index] = f"{(new - base) * 100.0 / base:+.1f}%"
+    return found
+
+
+def summary_table(rows: Iterable[Mapping[str, Any]], latencies_ms: Latencies | None = None,
+                  console: Console | None = None) -> Group:
+    """One table per model, boards in order and variants from the reference to the most invasive:
+    p50, its change vs fp32 (the engine's verdict as colour when `latencies_ms(result_id)` gives
+    raw samples), the badges, then p99, FPS, memory, size and accuracy as the width allows."""
+    from orchestrator.report.overview import row_sort_key
+
+    console = console or Console(width=80)
     by_model: dict[str, list[Mapping[str, Any]]] = {}
-    for row in rows:
+    ordered = sorted(rows, key=lambda r: row_sort_key(str(r["board"]), str(r["model"]), str(r["variant"])))
+    for row in ordered:
         by_model.setdefault(row["model"], []).append(row)
-    tables = []
+    tables: list[Any] = []
     for model, model_rows in by_model.items():
         has_accuracy = any(_export(r).get("accuracy_metric") for r in model_rows)
         has_runtimes = mixes_runtimes(model_rows, lambda r: runtime_label(_export(r)))
-        table = Table(title=f"[bold]{escape(model)}[/bold]", title_justify="left", box=box.SIMPLE_HEAD,
-                      show_edge=False, pad_edge=False, collapse_padding=True)
-        columns = [("board", "left"), ("variant", "left"), ("p50\nms", "right"), ("p99\nms", "right"),
-                   ("FPS", "right"), ("peak\nRSS", "right"), ("size", "right")]
+        changes = _vs_fp32(model_rows, latencies_ms)
+        columns = [Column("board"), Column("variant"), Column("p50 ms", "right"), Column("vs fp32", "right", 1),
+                   Column("p99 ms", "right", 6), Column("FPS", "right", 5), Column("peak RSS", "right", 3),
+                   Column("size", "right", 2)]
         if has_accuracy:
             metric = next(_export(r)["accuracy_metric"] for r in model_rows if _export(r).get("accuracy_metric"))
-            columns += [(escape(metric), "right"), ("Δ vs\nfp32", "right")]
-        for name, justify in columns:
-            table.add_column(name, justify=justify, overflow="fold", no_wrap=justify == "right")
-        for row in model_rows:
-            cells = [escape(row["board"]), escape(row["variant"])]
+            columns += [Column(escape(str(metric)), "right", 2), Column("Δ acc", "right", 4)]
+        columns.append(Column("notes", wrap=True, priority=1))
+        cells = []
+        for index, row in enumerate(model_rows):
+            line = [escape(str(row["board"])), escape(str(row["variant"]))]
             if row.get("status") != "ok":
-                cells += [f"[red]{escape(str(row.get('error_kind')))}[/red]", "", "", "", human_bytes(row.get("model_size_bytes"))]
+                line += ["[red]failed[/red]", "", "", "", "", human_bytes(_own_size(row))]
             else:
-                cells += [_fmt(row.get("latency_ms_p50"), 3), _fmt(row.get("latency_ms_p99"), 3), fps_text(row.get("fps")),
-                          human_bytes(row.get("peak_rss_bytes")), human_bytes(row.get("model_size_bytes"))]
+                line += [ms_text(row.get("latency_ms_p50")), changes.get(index, "ref" if row["variant"] == "fp32" else ""),
+                         ms_text(row.get("latency_ms_p99")), fps_text(row.get("fps")),
+                         human_bytes(row.get("peak_rss_bytes")), human_bytes(row.get("model_size_bytes"))]
             if has_accuracy:
                 export = _export(row)
-                delta = export.get("accuracy_delta")
-                colour = "" if not delta else ("green" if delta > 0 else "red")
-                cells += [_fmt(export.get("accuracy"), 3),
-                          f"[{colour}]{delta:+.3f}[/{colour}]" if colour else _fmt(delta, 3)]
-            table.add_row(*cells)
+                accuracy, delta = export.get("accuracy"), export.get("accuracy_delta")
+                line += ["—" if accuracy is None else f"{accuracy * 100:.1f}",
+                         "" if delta is None else f"{delta * 100:+.1f}".replace("+0.0", "0.0")]
+            line.append(escape(", ".join(row_notes(row))) if row.get("status") == "ok"
+                        else f"[red]{escape(str(row.get('error_kind') or 'failed'))}[/red]")
+            cells.append(line)
+        table = fitted_table(console, columns, cells, title=f"[bold]{escape(str(model))}[/bold]", title_justify="left")
         if has_runtimes:
             table.caption = escape(_runtimes_caption(model_rows))
             table.caption_justify = "left"
         tables.append(table)
+    if any(r["variant"] != "fp32" and r.get("status") == "ok" for r in ordered):
+        tables.append("[dim]vs fp32: change of the median on the same board"
+                      + (", coloured by the comparison engine's verdict (green faster, red slower, yellow cannot "
+                         "tell)" if latencies_ms is not None else "") + "[/dim]")
     return Group(*tables)
 
 
@@ -81,63 +129,3 @@ def _runtimes_caption(rows: Iterable[Mapping[str, Any]]) -> str:
         if label and row["variant"] not in variants.setdefault(label, []):
             variants[label].append(row["variant"])
     return "ran on: " + "; ".join(f"{label} ({', '.join(names)})" for label, names in variants.items())
-
-
-def _export(row: Mapping[str, Any]) -> Mapping[str, Any]:
-    return (row.get("details") or {}).get("export") or {}
-
-
-def runs_table(runs: Iterable[Mapping[str, Any]]) -> Table:
-    table = Table(show_edge=False, pad_edge=False)
-    for name in ("run id", "created (UTC)", "status", "results", "failed"):
-        table.add_column(name, justify="right" if name in ("results", "failed") else "left")
-    for run in runs:
-        table.add_row(run["run_id"], run["created_at"][:19].replace("T", " "), run["status"],
-                      str(run["results"]), str(run["failed"]))
-    return table
-
-
-class BenchProgress:
-    """A progress bar over all cells, with the current phase per board. Writes to stderr."""
-
-    def __init__(self, console: Console) -> None:
-        self._progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=True,
-        )
-        self._task = None
-        self.run_id: str | None = None
-        self._lock = threading.Lock()
-        self._boards: dict[str, str] = {}
-
-    def __enter__(self) -> "BenchProgress":
-        self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._progress.__exit__(*exc)
-
-    def on_event(self, kind: str, info: dict[str, Any]) -> None:
-        with self._lock:
-            if kind == "run_started":
-                self.run_id = info["run_id"]
-                self._task = self._progress.add_task(f"run {info['run_id']}", total=info["cells"])
-                return
-            if self._task is None:
-                return
-            board = info.get("board")
-            if kind == "cell_phase":
-                self._boards[board] = f"{info['model']}/{info['variant']}: {info['phase']}"
-            elif kind in ("cell_finished", "cell_failed"):
-                self._progress.advance(self._task)
-                self._boards.pop(board, None)
-                if kind == "cell_failed":
-                    self._progress.console.print(
-                        f"[red]✗[/red] {escape(board)} {escape(info['model'])}/{escape(info['variant'])}: "
-                        f"{escape(info['kind'])}", highlight=False)
-            elif kind == "board_connecting":
-                self._boards[board] = "connecting"
-            elif kind == "board_waiting":
-                self._boards[board] = f"waiting {info['waited_s']:.0f} s: {info['lease']}"
-            status = "; ".join(f"{escape(b)}: {escape(s)}" for b, s in sorted(self._boards.items())[:3])
-            self._progress.update(self._task, description=status or "running")

@@ -1,4 +1,4 @@
-"""`farm report RUN_ID [--compare BASE_RUN_ID]`: (re)write the HTML report of a stored run."""
+"""`farm report [RUN] [--baseline BASE]`: (re)write the HTML report of a stored run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,24 +10,28 @@ from orchestrator.cli import state
 
 
 def report(
-    run_id: str = typer.Argument("latest", help="A run id, a unique prefix of one, or `latest`."),
-    compare: Optional[str] = typer.Option(
-        None, "--compare", "-c", metavar="BASE_RUN_ID",
-        help="Compare with this baseline run (id, prefix or `latest`): change and verdict per matching cell."),
+    run_id: str = typer.Argument("latest", metavar="RUN", help="A run id, a unique prefix of one, `latest` or `tag:NAME`."),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", metavar="RUN",
+        help="Compare with this baseline run (id, prefix, `latest` or `tag:NAME`): change and verdict per matching cell."),
+    compare: Optional[str] = typer.Option(None, "--compare", "-c", hidden=True, help="Deprecated: --baseline."),
     output: Optional[Path] = typer.Option(
-        None, "--output", "-o", help="HTML file to write (default: reports/<run id>.html, or <run id>-vs-<base>.html)."),
-    history: int = typer.Option(30, "--history", min=0, help="Runs the history charts go back (0: no history)."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help="Results database URL or SQLite path."),
+        None, "--output", "-o", metavar="PATH",
+        help="HTML file to write (default: reports/<run id>.html, or <run id>-vs-<base>.html)."),
+    history: int = typer.Option(30, "--history", min=0, metavar="N", help="Runs the history charts go back (0: no history)."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", help="Results database URL or SQLite path."),
 ) -> None:
     """Write the HTML report of a stored run, optionally compared with a baseline run."""
+    from orchestrator.cli.bench_cmd import _deprecated_alias
     from orchestrator.request import DEFAULT_REPORTS_DIR
     from orchestrator.report import build_context, render_html, write_html
     from orchestrator.store import open_store
 
+    baseline = _deprecated_alias(baseline, compare, "--compare/-c", "--baseline")
     store = open_store(db, read_only=True)
     try:
         resolved = store.resolve_run_id(run_id)
-        base = store.resolve_run_id(compare) if compare is not None else None
+        base = store.resolve_run_id(baseline) if baseline is not None else None
         default_name = f"{resolved}.html" if base is None else f"{resolved}-vs-{base}.html"
         context = build_context(store, resolved, compare_run_id=base, history=history)
         path = write_html(render_html(context), output or DEFAULT_REPORTS_DIR / default_name)

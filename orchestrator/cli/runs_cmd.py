@@ -2,20 +2,23 @@
 from __future__ import annotations
 
 import enum
+import json
 import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import typer
-from rich import box
 from rich.table import Table
 
 from orchestrator.cli import render, state
+from orchestrator.cli.layout import Column, fitted_table
+from orchestrator.cli.options import FarmCommand, FarmGroup
 
-runs_app = typer.Typer(help="List, show, export and tag stored runs.", no_args_is_help=True)
+runs_app = typer.Typer(cls=FarmGroup, help="List, show, export and tag stored runs.", no_args_is_help=True)
 
 DB_HELP = "Results database URL or SQLite path."
 RUN_HELP = "A run id, a unique prefix of one, `latest`, or `tag:NAME`."
+DB_OPTION = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", help=DB_HELP)
 
 
 class ExportFormat(str, enum.Enum):
@@ -25,48 +28,56 @@ class ExportFormat(str, enum.Enum):
 
 
 def _runs_table(found: list[Mapping[str, Any]]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1), collapse_padding=True)
-    for name, justify in (("run id", "left"), ("created (UTC)", "left"), ("status", "left"),
-                          ("jobs", "right"), ("failed", "right"), ("tags", "left")):
-        table.add_column(name, justify=justify, no_wrap=name != "tags", overflow="fold", min_width=12 if name == "tags" else None)
+    columns = [Column("run id"), Column("created (UTC)"), Column("status", priority=2), Column("jobs", "right", 3),
+               Column("failed", "right", 1), Column("tags", wrap=True, priority=1, wrap_width=12)]
+    rows = []
     for run in found:
         failed = str(run["failed"])
-        table.add_row(run["run_id"], run["created_at"][:16].replace("T", " "), run["status"],
-                      str(run["results"]), f"[red]{failed}[/red]" if run["failed"] else failed,
-                      render.escape(", ".join(run.get("tags") or [])))
-    return table
+        rows.append([run["run_id"], run["created_at"][:16].replace("T", " "), run["status"], str(run["results"]),
+                     f"[red]{failed}[/red]" if run["failed"] else failed,
+                     render.escape(", ".join(run.get("tags") or []))])
+    return fitted_table(state.out, columns, rows)
 
 
-@runs_app.command("ls")
+@runs_app.command("ls", cls=FarmCommand)
 def runs_ls(
-    board: Optional[str] = typer.Option(None, "--board", "-b", help="Only runs that measured this board."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only runs that measured this model (name)."),
-    since: Optional[str] = typer.Option(None, "--since", help="Only runs created since: YYYY-MM-DD, an ISO time, or an age (7d, 36h)."),
-    limit: int = typer.Option(20, "--last", min=1, help="How many runs to show, newest first."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help=DB_HELP),
+    board: Optional[str] = typer.Option(None, "--board", "-b", metavar="NAME", help="Only runs that measured this board."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", metavar="NAME", help="Only runs that measured this model (name)."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Only runs created since: YYYY-MM-DD, an ISO time, or an age (7d, 36h)."),
+    limit: int = typer.Option(20, "--last", min=1, metavar="N", help="How many runs to show, newest first."),
+    as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
+    db: Optional[str] = DB_OPTION,
 ) -> None:
     """List stored runs, newest first."""
     from orchestrator.store import open_store
 
     with open_store(db, read_only=True) as store:
         found = store.list_runs(limit, board=board, model=model, since=since)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2, default=str))
+        return
     if not found:
         state.err.print("no runs match" if (board or model or since) else "no runs stored yet: run `farm bench`")
         return
     state.out.print(_runs_table(found))
 
 
-@runs_app.command("show")
+@runs_app.command("show", cls=FarmCommand)
 def runs_show(
-    run_id: str = typer.Argument("latest", help=RUN_HELP),
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help=DB_HELP),
+    run_id: str = typer.Argument("latest", metavar="RUN", help=RUN_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the run and its results (export fields) as JSON."),
+    db: Optional[str] = DB_OPTION,
 ) -> None:
     """Show one run: status, settings, the controller it ran on, and its results."""
     from orchestrator.store import open_store
 
     with open_store(db, read_only=True) as store:
         run = store.get_run(run_id)
+        if as_json:
+            typer.echo(json.dumps({"run": run, "results": store.export_records(run["run_id"])}, indent=2, default=str))
+            return
         found = store.results(run["run_id"])
+        samples = store.latency_samples([r["result_id"] for r in found if r["status"] == "ok"])
     esc = render.escape
     state.out.print(f"run [bold]{run['run_id']}[/bold]  {run['status']}"
                     + (f"  tags: {esc(', '.join(run['tags']))}" if run["tags"] else ""))
@@ -83,7 +94,7 @@ def runs_show(
         state.out.print("command: farm " + esc(" ".join(str(a) for a in controller["argv"])))
     settings = {k: v for k, v in run["settings"].items() if v not in (None, [], (), "")}
     state.out.print("settings: " + esc(", ".join(f"{k}={_short(v)}" for k, v in sorted(settings.items()))))
-    state.out.print(render.summary_table(found))
+    state.out.print(render.summary_table(found, lambda rid: samples.get(rid) or [], console=state.out))
 
 
 def _short(value: Any) -> str:
@@ -93,22 +104,27 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-@runs_app.command("export")
+@runs_app.command("export", cls=FarmCommand)
 def runs_export(
-    run_id: str = typer.Argument(..., help=RUN_HELP),
+    run_id: str = typer.Argument("latest", metavar="RUN", help=RUN_HELP),
     fmt: ExportFormat = typer.Option(ExportFormat.json, "--format", help="json: a list of records; csv: one row per record; parquet: a typed table (needs pyarrow)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help=DB_HELP),
+    samples: bool = typer.Option(False, "--samples", help="Export the raw per-inference latencies instead, one row each: run_id, board, model, variant, sample, latency_ms."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write to this file instead of stdout."),
+    db: Optional[str] = DB_OPTION,
 ) -> None:
-    """Export one run: one record per board × model × variant (stable field names)."""
+    """Export one run (default: the latest): one record per board × model × variant (stable field
+    names), or with --samples every measured latency."""
     from orchestrator.errors import BadInputError, UsageError
-    from orchestrator.export import export_run, export_run_bytes
+    from orchestrator.export import export_run, export_run_bytes, export_samples_bytes
     from orchestrator.store import open_store
 
     if fmt is ExportFormat.parquet and output is None and sys.stdout.isatty():
         raise UsageError("parquet is binary: give -o FILE (or redirect stdout to a file)")
     with open_store(db, read_only=True) as store:
-        if fmt is ExportFormat.parquet or output is not None:
+        if samples:
+            data = export_samples_bytes(store, run_id, fmt.value)
+            text = None
+        elif fmt is ExportFormat.parquet or output is not None:
             data = export_run_bytes(store, run_id, fmt.value)
             text = None
         else:
@@ -127,17 +143,21 @@ def runs_export(
         raise BadInputError(f"cannot write {output}: {exc.strerror or exc}") from exc
 
 
-@runs_app.command("tag")
+@runs_app.command("tag", cls=FarmCommand)
 def runs_tag(
-    run_id: str = typer.Argument(..., help=RUN_HELP + " With --delete: the tag name."),
-    name: Optional[str] = typer.Argument(None, help="The name, e.g. release-1.2 (letters, digits, . _ + -)."),
-    delete: bool = typer.Option(False, "--delete", "-d", help="Remove the tag given as the first argument."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help=DB_HELP),
+    run_id: str = typer.Argument(..., metavar="RUN", help=RUN_HELP + " With --delete: the tag name."),
+    name: Optional[str] = typer.Argument(None, metavar="NAME", help="The name, e.g. release-1.2 (letters, digits, . _ + -)."),
+    delete: bool = typer.Option(False, "--delete", help="Remove the tag given as the first argument."),
+    delete_short: bool = typer.Option(False, "-d", hidden=True, help="Deprecated: --delete."),
+    db: Optional[str] = DB_OPTION,
 ) -> None:
     """Name a run (use it later as `tag:NAME`). A name names one run: reusing it moves it."""
     from orchestrator.errors import UsageError
     from orchestrator.store import open_store
 
+    if delete_short:  # -d means --dataset elsewhere: the short form of --delete goes away
+        state.err.print("farm: note: -d is deprecated here, use --delete", highlight=False)
+        delete = True
     with open_store(db) as store:
         if delete:
             if name is not None:

@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from orchestrator.compare import RunComparison
 from orchestrator.report.figures import (
+    TICKS_3_DIGITS,
     VERDICT_COLOURS,
     Figure,
     axis,
@@ -19,7 +20,9 @@ from orchestrator.report.figures import (
     compact,
     label,
     log_if_wide,
+    padded_range,
     sorted_sample,
+    spread_labels,
 )
 from orchestrator.report.history import HistoryPoint
 from orchestrator.report.overview import (
@@ -42,9 +45,17 @@ MAX_LABELLED_POINTS = 16
 #: The comparison chart shows at most this many cells (the largest changes).
 MAX_COMPARISON_CELLS = 60
 
+#: The comparison chart's x axis ends at ±this change (%); a cell beyond is drawn at the edge.
+MAX_COMPARISON_PCT = 100.0
+
 #: Category labels longer than this are shortened with "…" (the hover has the full name),
 #: so the plot keeps some width on a phone.
 MAX_TICK_CHARS = 34
+
+
+def _ci_arm(high: float | None, low: float | None) -> float:
+    """One side of an error bar (high - low), 0 when the interval is unknown."""
+    return 0 if high is None or low is None else round(min(high - low, 2 * MAX_COMPARISON_PCT), 3)
 
 
 def _shorten(text: str, limit: int) -> str:
@@ -113,11 +124,18 @@ def latency_figures(rows: Sequence[OverviewRow], series: Mapping[int, ResultSeri
                     "hovertemplate": f"{label(row.board)} · {label(variant)}<br>%{{y:.4g}} ms<extra></extra>",
                 })
                 shown.add(variant)
-        values = [v for r in model_rows for v in (r.values["p50"], r.values["p99"])]
+        # the axis is logarithmic when the boxes span a decade (a 0.009 ms and a 65 ms result):
+        # on a linear 0-65 ms axis the small one is a line at zero
+        values = [v for r in model_rows for v in (min(series[r.result_id].latency_ms), r.values["p99"])]
+        scale = log_if_wide(values)
+        yaxis = axis("latency (ms)" + (", log scale" if scale == "log" else ""), type=scale,
+                     tickformat=TICKS_3_DIGITS)
+        if scale == "linear":
+            yaxis["rangemode"] = "tozero"
         layout = base_layout(
             400, boxmode="group", boxgroupgap=0.25,
             xaxis=axis("board", type="category"),
-            yaxis=axis("latency (ms)", type=log_if_wide(values), rangemode="tozero"),
+            yaxis=yaxis,
         )
         sampled = " (a rank-even sample of each run's latencies)" if any(
             len(series[r.result_id].latency_ms) > per_result for r in model_rows) else ""
@@ -141,6 +159,17 @@ def tradeoff_figures(rows: Sequence[OverviewRow]) -> list[Figure]:
         with_accuracy = all(r.values["accuracy"] is not None for r in model_rows)
         labelled = len(model_rows) <= MAX_LABELLED_POINTS
         max_size = max(r.values["size"] for r in model_rows) or 1.0
+        p50s = [r.values["p50"] for r in model_rows]
+        sizes_b = [r.values["size"] for r in model_rows]
+        x_scale = log_if_wide(p50s) if with_accuracy else log_if_wide(sizes_b)
+        y_scale = "linear" if with_accuracy else log_if_wide(p50s)
+        # variant names beside the points where they fit; where two would overlap, hover only
+        ordered = sorted(model_rows, key=lambda r: _tradeoff_xy([r], with_accuracy)[0][0])
+        if not labelled:  # a crowded chart names only the Pareto-optimal variants
+            ordered = [r for r in ordered if r.pareto]
+        spots = spread_labels([(xs[0], ys[0]) for xs, ys in (_tradeoff_xy([r], with_accuracy) for r in ordered)],
+                              x_scale == "log", y_scale == "log")
+        position = {r.result_id: spot for r, spot in zip(ordered, spots, strict=True)}
         data = []
         for board in boards_of(model_rows):
             points = sorted((r for r in model_rows if r.board == board), key=lambda r: variant_sort_key(r.variant))
@@ -156,10 +185,12 @@ def tradeoff_figures(rows: Sequence[OverviewRow]) -> list[Figure]:
                 + ("<br><b>Pareto-optimal</b>" if i in front else "")
                 for i, r in enumerate(points)
             ]
+            shown = [position.get(r.result_id) for r in points]
             data.append({
-                "type": "scatter", "mode": "markers+text" if labelled else "markers", "cliponaxis": False,
+                "type": "scatter", "mode": "markers+text" if any(shown) else "markers", "cliponaxis": False,
                 "x": xs, "y": ys, "name": label(board), "legendgroup": label(board),
-                "text": [label(r.variant) for r in points], "textposition": "top center",
+                "text": [label(r.variant) if spot else "" for r, spot in zip(points, shown, strict=True)],
+                "textposition": [spot or "top center" for spot in shown],
                 "textfont": {"size": 10, "color": "#57606a"},
                 "hovertext": hover, "hoverinfo": "text",
                 "marker": {"color": colour, "size": sizes, "opacity": 0.85,
@@ -174,16 +205,17 @@ def tradeoff_figures(rows: Sequence[OverviewRow]) -> list[Figure]:
                     "line": {"color": colour, "width": 1.5, "dash": "dot", "shape": "linear" if with_accuracy else "hv"},
                     "hoverinfo": "skip",
                 })
-        p50s = [r.values["p50"] for r in model_rows]
         if with_accuracy:
-            layout = base_layout(420, xaxis=axis("median latency (ms) — lower is better", type=log_if_wide(p50s)),
+            layout = base_layout(420, xaxis=axis("median latency (ms) — lower is better", type=x_scale,
+                                                 tickformat=TICKS_3_DIGITS),
                                  yaxis=axis("accuracy (%) — higher is better"))
             caption = ("Median latency against accuracy; marker area grows with the model file's size. "
                        "Outlined points are Pareto-optimal for their board over size, latency and accuracy.")
         else:
-            sizes_b = [r.values["size"] for r in model_rows]
-            layout = base_layout(420, xaxis=axis("model file size (MiB) — smaller is better", type=log_if_wide(sizes_b)),
-                                 yaxis=axis("median latency (ms) — lower is better", type=log_if_wide(p50s)))
+            layout = base_layout(420, xaxis=axis("model file size (MiB) — smaller is better", type=x_scale,
+                                                 tickformat=TICKS_3_DIGITS),
+                                 yaxis=axis("median latency (ms) — lower is better", type=y_scale,
+                                            tickformat=TICKS_3_DIGITS))
             caption = ("Model file size against median latency (accuracy not measured). Outlined points, "
                        "joined by the dotted step line, are each board's Pareto front: no other variant is "
                        "both smaller and faster.")
@@ -229,8 +261,13 @@ def history_figures(
             })
             trace_boards.append(board)
         p50s = [p.latency_ms_p50 for k in model_keys for p in history[k]]
+        scale = log_if_wide(p50s)
+        yaxis = axis("median latency (ms)", type=scale, tickformat=TICKS_3_DIGITS)
+        flat = padded_range(p50s) if scale == "linear" else None
+        if flat:  # a line that barely moves: ticks 0.0084…0.0092, not 0.008804…0.008812
+            yaxis["range"] = flat
         layout = base_layout(
-            360, xaxis=axis("run start (UTC)", type="date"), yaxis=axis("median latency (ms)", type=log_if_wide(p50s)),
+            360, xaxis=axis("run start (UTC)", type="date"), yaxis=yaxis,
             updatemenus=board_picker(boards, trace_boards),
         )
         if len(boards) > 1:
@@ -266,19 +303,27 @@ def comparison_figure(comparison: RunComparison) -> Figure | None:
         if not chosen:
             continue
         lat = [cells[i].latency for i in chosen]
+        clipped = [abs(x.change_pct) > MAX_COMPARISON_PCT for x in lat]
         data.append({
             "type": "scatter", "mode": "markers", "orientation": "h", "name": verdict,
-            "x": [round(x.change_pct, 3) for x in lat], "y": [names[i] for i in chosen],
-            "marker": {"color": colour, "size": 9, "symbol": "diamond"},
+            "x": [round(max(-MAX_COMPARISON_PCT, min(MAX_COMPARISON_PCT, x.change_pct)), 3) for x in lat],
+            "y": [names[i] for i in chosen],
+            "marker": {"color": colour, "size": 9, "symbol": [
+                ("triangle-right" if x.change_pct > 0 else "triangle-left") if c else "diamond"
+                for x, c in zip(lat, clipped, strict=True)]},
             "error_x": {
                 "type": "data", "symmetric": False, "color": colour, "thickness": 1.5, "width": 3,
-                "array": [round((x.change_ci_high_pct - x.change_pct), 3) if x.change_ci_high_pct is not None else 0 for x in lat],
-                "arrayminus": [round((x.change_pct - x.change_ci_low_pct), 3) if x.change_ci_low_pct is not None else 0 for x in lat],
+                "array": [0 if c else _ci_arm(x.change_ci_high_pct, x.change_pct) for x, c in zip(lat, clipped, strict=True)],
+                "arrayminus": [0 if c else _ci_arm(x.change_pct, x.change_ci_low_pct)
+                               for x, c in zip(lat, clipped, strict=True)],
             },
             "hovertext": [f"{label(cells[i].board)} · {label(cells[i].model)} · {label(cells[i].variant)}<br>"
                           f"{label(cells[i].latency.reason)}" for i in chosen],
             "hoverinfo": "text",
         })
+    if any(abs(c.latency.change_pct) > MAX_COMPARISON_PCT for c in cells):
+        note += (f" Changes beyond ±{MAX_COMPARISON_PCT:g} % are drawn at the edge as a triangle (the table has "
+                 "their figures), so they do not flatten the others.")
     effect = cells[0].latency.min_effect_pct
     shapes = [
         {"type": "line", "xref": "x", "yref": "paper", "x0": x, "x1": x, "y0": 0, "y1": 1,

@@ -12,11 +12,13 @@ from typing import Any, Mapping, Sequence
 
 from orchestrator.report import charts, timeseries
 from orchestrator.report.charts import ResultSeries
+from orchestrator.analysis import DEFAULT_MIN_EFFECT_PCT
 from orchestrator.compare import RunComparison, compare_records
 from orchestrator.record import identity_of
 from orchestrator.report.comparison import attach_to_rows, settings_changes
 from orchestrator.report.figures import Figure
 from orchestrator.report.history import DEFAULT_HISTORY_RUNS, latency_history
+from orchestrator.report.matrix import build_matrices
 from orchestrator.report.overview import (
     METRICS,
     OverviewRow,
@@ -28,12 +30,11 @@ from orchestrator.report.overview import (
 from orchestrator.store import Store
 
 #: Board facts shown in the environment table, in this order (all facts are in the details).
+#: Cores and memory come first, as the job saw them (BoardEnvironment.cpu_text / memory_text).
 BOARD_FACTS = (
-    ("arch", "arch"), ("cpu_model", "CPU"), ("cpu_cores", "cores"), ("cpu_cores_available", "usable cores"),
-    ("mem_total_bytes", "memory"), ("os", "OS"), ("kernel", "kernel"), ("python_version", "Python"),
+    ("arch", "arch"), ("cpu_model", "CPU"), ("os", "OS"), ("kernel", "kernel"), ("python_version", "Python"),
     ("numpy_version", "numpy"), ("onnxruntime_version", "onnxruntime"), ("onnxruntime_providers", "providers"),
-    ("governors", "governor"), ("throttle", "throttle state"), ("cgroup_limits", "cgroup limits"),
-    ("agent_version", "agent"),
+    ("governors", "governor"), ("throttle", "throttle state"), ("agent_version", "agent"),
 )
 
 
@@ -44,6 +45,45 @@ class BoardEnvironment:
     providers_used: list[str]  # execution providers the jobs ran on (details.provider)
     results: int
     failed: int
+
+    @property
+    def memory_text(self) -> str:
+        """The memory a job could use: the board's cgroup limit when it has one below the
+        machine's RAM (a lab board reports 1 GiB on a 24 GiB host), else the RAM."""
+        return memory_text(self.facts)
+
+    @property
+    def cpu_text(self) -> str:
+        """Cores a job could use: a cgroup CPU quota, else the usable (affinity) cores, of all."""
+        return cpu_text(self.facts)
+
+
+def _limits(facts: Mapping[str, Any]) -> Mapping[str, Any]:
+    limits = facts.get("cgroup_limits")
+    return limits if isinstance(limits, dict) else {}
+
+
+def memory_text(facts: Mapping[str, Any]) -> str:
+    from orchestrator.units import human_bytes
+
+    total = finite_or_none(facts.get("mem_total_bytes"))
+    limit = finite_or_none(_limits(facts).get("memory_limit_bytes"))
+    if limit is not None and (total is None or limit < total):
+        host = f"; machine {human_bytes(total)}" if total is not None else ""
+        return f"{human_bytes(limit)} (cgroup limit{host})"
+    return "—" if total is None else human_bytes(total)
+
+
+def cpu_text(facts: Mapping[str, Any]) -> str:
+    cores = facts.get("cpu_cores")
+    usable = facts.get("cpu_cores_available")
+    quota = finite_or_none(_limits(facts).get("cpu_quota_cores"))
+    of = f" of {cores}" if cores else ""
+    if quota is not None and (usable is None or quota < float(usable)):
+        return f"{quota:g} (cgroup quota){of}"
+    if usable is not None and cores is not None and usable != cores:
+        return f"{usable} usable{of}"
+    return "—" if cores is None else str(cores)
 
 
 @dataclasses.dataclass
@@ -96,7 +136,7 @@ def build_context(
     run = store.get_run(run_id)
     results = store.results(run["run_id"])
     series = load_series(store, results)
-    rows = build_rows(results)
+    rows = build_rows(results, lambda rid: series[rid].latency_ms if rid in series else (), thresholds)
 
     comparison: RunComparison | None = None
     base_run = None
@@ -131,6 +171,8 @@ def build_context(
         "settings": {k: v for k, v in run["settings"].items() if k != "plan"},  # the plan: boards, models, variants above
         "controller": run["controller"],
         "rows": rows,
+        "matrices": build_matrices(rows),
+        "min_effect_pct": float((thresholds or {}).get("min_effect_pct", DEFAULT_MIN_EFFECT_PCT)),
         "metrics": METRICS,
         "accuracy_measured": any(r.values["accuracy"] is not None for r in ok_rows),
         "comparison": comparison,

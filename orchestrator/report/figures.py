@@ -60,13 +60,17 @@ def colours(names: Iterable[str], reference: str | None = "fp32") -> dict[str, s
 
 
 def base_layout(height_px: int, **extra: Any) -> dict[str, Any]:
-    """Layout every chart starts from: fills its container's width, legend below the plot."""
+    """Layout every chart starts from: fills its container's width, legend below the plot.
+
+    The legend is anchored to the bottom of the whole figure (`yref: container`), not to the
+    plot area: plotly then reserves room for it below the x axis title, so on a phone, where
+    tick labels wrap and the axis grows, title and legend never overlap."""
     layout: dict[str, Any] = {
         "autosize": True,
         "height": height_px,
-        "margin": {"l": 56, "r": 12, "t": 36, "b": 40},
+        "margin": {"l": 56, "r": 12, "t": 36, "b": 16},
         "font": {"family": "system-ui, -apple-system, 'Segoe UI', sans-serif", "size": 12},
-        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "y": -0.16, "yanchor": "top"},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "yref": "container", "y": 0, "yanchor": "bottom"},
         "paper_bgcolor": "#ffffff",
         "plot_bgcolor": "#ffffff",
         "hoverlabel": {"namelength": -1},
@@ -81,12 +85,67 @@ def axis(title: str, **extra: Any) -> dict[str, Any]:
     return spec
 
 
-def log_if_wide(values: Sequence[float], ratio: float = 30.0) -> str:
-    """"log" when the values span more than `ratio` (a fast and a slow board on one axis)."""
+def log_if_wide(values: Sequence[float], ratio: float = 10.0) -> str:
+    """"log" when the values span more than `ratio` (a decade: a fast and a slow board, or a
+    0.009 ms and a 65 ms variant, on one axis), so the small ones are not flattened to zero."""
     positive = [v for v in values if v is not None and v > 0]
     if positive and max(positive) / min(positive) > ratio:
         return "log"
     return "linear"
+
+
+#: Tick labels with at most 3 significant digits (`0.0088`, `12.5`, `1.2k`-free): never the
+#: 0.008804…0.008812 of an axis zoomed onto a flat line.
+TICKS_3_DIGITS = ".3~g"
+
+
+def padded_range(values: Sequence[float], min_spread: float = 0.1) -> list[float] | None:
+    """A linear axis range around values that barely differ (a flat history line): at least
+    ±`min_spread`/2 of their middle, so ticks read 0.0084, 0.0088, 0.0092 and a 0.01 % wiggle
+    stays flat. None when the values already spread enough (plotly's autorange is fine)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return None
+    low, high = min(finite), max(finite)
+    middle = (low + high) / 2.0
+    if middle <= 0 or (high - low) >= min_spread * middle:
+        return None
+    half = middle * min_spread / 2.0
+    return [round(max(0.0, middle - half), 12), round(middle + half, 12)]
+
+
+def spread_labels(points: Sequence[tuple[float, float]], x_log: bool, y_log: bool, *, width: float = 0.14,
+                  height: float = 0.09) -> list[str | None]:
+    """A text position per point ("top center", "bottom center") or None (hover only), so that
+    no two labels overlap: points are placed greedily in order, each label a box of `width` ×
+    `height` of the axis spans above or below its point (log axes measured in decades)."""
+    def scale(values: Sequence[float], log: bool) -> list[float]:
+        mapped = [math.log10(v) if log and v > 0 else v for v in values]
+        low, high = min(mapped), max(mapped)
+        span = (high - low) or 1.0
+        return [(v - low) / span for v in mapped]
+
+    if not points:
+        return []
+    xs, ys = scale([p[0] for p in points], x_log), scale([p[1] for p in points], y_log)
+    taken: list[tuple[float, float, float, float]] = []
+    # the point itself is an obstacle too: a label must not sit on another point
+    dots = [(x - 0.01, y - 0.01, x + 0.01, y + 0.01) for x, y in zip(xs, ys)]
+    chosen: list[str | None] = []
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        pick = None
+        for position, box in (("top center", (x - width / 2, y + 0.02, x + width / 2, y + 0.02 + height)),
+                              ("bottom center", (x - width / 2, y - 0.02 - height, x + width / 2, y - 0.02))):
+            if not any(_overlap(box, other) for other in taken + dots[:i] + dots[i + 1:]):
+                pick = position
+                taken.append(box)
+                break
+        chosen.append(pick)
+    return chosen
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def board_picker(boards: Sequence[str], trace_boards: Sequence[str]) -> list[dict[str, Any]]:

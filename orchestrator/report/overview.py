@@ -3,9 +3,12 @@
 Pure logic on the records `Store.results` returns (no I/O, no HTML), so unit tests can check
 exactly which variant gets which marker.
 
-Colours follow `orchestrator.analysis.compare_values`: a change of at least
-`DEFAULT_MIN_EFFECT_PCT` (5 %) is "better"/"worse", anything smaller is "same" — below that,
-the run-to-run drift of the lab machines makes the difference meaningless.
+Latency and peak memory vs fp32 carry the verdict of THE comparison engine
+(`orchestrator.compare.compare_to_reference`: the variant's raw samples against fp32's on the
+same board and run, a rank test AND a minimum effect), so an int8 variant 7 % faster with
+overlapping intervals is "inconclusive", not green. Size (a file, no noise) follows
+`orchestrator.analysis.compare_values` (from 5 %), accuracy a ±1 point rule (see
+ACCURACY_EFFECT_PT): the engine compares latency and memory, not those.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import re
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from orchestrator.analysis import DEFAULT_MIN_EFFECT_PCT, NOISY_CV, compare_values
+from orchestrator.compare import CellComparison, compare_to_reference
 from orchestrator.report.pareto import pareto_front
 from orchestrator.runtimes import mixes_runtimes, runtime_label
 
@@ -123,6 +127,18 @@ class OverviewRow:
     flags: list[Flag] = dataclasses.field(default_factory=list)
     pareto: bool = False
     is_reference: bool = False  # the fp32 row the others are compared with
+    vs_fp32_cell: CellComparison | None = None  # the engine's comparison with fp32 (latency and memory)
+    size_is_variant: bool = True  # False: a failed variant whose own file was never made
+
+    @property
+    def vs_fp32_verdict(self) -> str | None:
+        """The engine's latency verdict vs fp32 (improved, unchanged, regressed, inconclusive);
+        "reference" for fp32 itself; None when there is nothing to compare with."""
+        if self.is_reference:
+            return "reference"
+        if self.vs_fp32_cell is None:
+            return None
+        return self.vs_fp32_cell.latency_verdict or "inconclusive"
 
     @property
     def ok(self) -> bool:
@@ -148,12 +164,21 @@ def row_sort_key(board: str, model: str, variant: str) -> tuple:
     return (_natural(board), _natural(model), variant_sort_key(variant))
 
 
-def build_rows(results: Sequence[Mapping[str, Any]]) -> list[OverviewRow]:
+LatencySource = Callable[[int], Sequence[float]]
+
+
+def build_rows(results: Sequence[Mapping[str, Any]], latencies_ms: LatencySource | None = None,
+               thresholds: Mapping[str, float] | None = None) -> list[OverviewRow]:
     """Rows for every result (failed ones too), sorted board, model, variant; with changes
-    vs fp32, best markers, Pareto membership and flags filled in."""
+    vs fp32, best markers, Pareto membership and flags filled in.
+
+    `latencies_ms(result_id)` gives a result's raw samples for the engine's verdict vs fp32
+    (without it every latency verdict is inconclusive); `thresholds` are compare_to_reference's
+    min_effect_pct / memory_min_effect_pct / alpha (default: farm's)."""
     rows = [_row(r) for r in results]
     rows.sort(key=lambda r: (*row_sort_key(r.board, r.model, r.variant), r.result_id))
-    fill_changes_vs_fp32(rows)
+    records = {int(r.get("result_id") or 0): r for r in results}
+    fill_changes_vs_fp32(rows, records, latencies_ms or (lambda result_id: ()), thresholds or {})
     mark_best(rows)
     mark_pareto(rows)
     mark_runtimes(rows)
@@ -183,14 +208,22 @@ def _row(result: Mapping[str, Any]) -> OverviewRow:
     )
     if not row.ok:
         row.values = {key: None for key in row.values}
-        row.values["size"] = finite_or_none(result.get("model_size_bytes"))
+        # a variant that could not be built has no file of its own: its size is not fp32's
+        own_size = ((result.get("details") or {}).get("variant") or {}).get("size_bytes")
+        row.size_is_variant = own_size is not None or row.variant == "fp32"
+        row.values["size"] = finite_or_none(own_size if own_size is not None else
+                                            result.get("model_size_bytes") if row.variant == "fp32" else None)
         return row
-    row.flags.extend(_measurement_flags(export))
+    row.flags.extend(_measurement_flags(export, result.get("details") or {}))
     return row
 
 
-def _measurement_flags(export: Mapping[str, Any]) -> list[Flag]:
+def _measurement_flags(export: Mapping[str, Any], details: Mapping[str, Any] | None = None) -> list[Flag]:
     flags = []
+    if export.get("provider_fallback"):
+        requested = ((details or {}).get("providers_requested") or ["the requested provider"])[0]
+        flags.append(Flag("fallback", "warn", f"asked for {requested}, ran on {export.get('provider') or 'another'}: "
+                          "onnxruntime fell back (use --strict to make this a failure)"))
     if export.get("throttled"):
         flags.append(Flag("throttled", "warn", "the board reported throttling while this was measured"))
     if export.get("freq_drop"):
@@ -226,8 +259,13 @@ def _groups(rows: Sequence[OverviewRow]) -> dict[tuple[str, str], list[OverviewR
     return groups
 
 
-def fill_changes_vs_fp32(rows: Sequence[OverviewRow]) -> None:
-    """Each ok row's change vs the fp32 row of the same board × model (same settings first)."""
+_TONES: dict[str | None, Tone] = {"improved": "better", "regressed": "worse", "unchanged": "same"}
+
+
+def fill_changes_vs_fp32(rows: Sequence[OverviewRow], records: Mapping[int, Mapping[str, Any]],
+                         latencies_ms: LatencySource, thresholds: Mapping[str, float]) -> None:
+    """Each ok row's change vs the fp32 row of the same board × model (same settings first):
+    latency and memory judged by the comparison engine, size and accuracy by their rules."""
     for group in _groups(rows).values():
         references = [r for r in group if r.variant == "fp32"]
         for row in group:
@@ -238,8 +276,31 @@ def fill_changes_vs_fp32(rows: Sequence[OverviewRow]) -> None:
             reference = (same or references or [None])[0]
             if reference is None:
                 continue
-            for key in CHANGE_METRICS:
+            for key in ("size", "accuracy"):
                 row.vs_fp32[key] = change(METRIC_BY_KEY[key], reference.values[key], row.values[key], "fp32")
+            if reference.result_id not in records or row.result_id not in records:
+                continue
+            cell = compare_to_reference(records[reference.result_id], records[row.result_id], latencies_ms,
+                                        **thresholds)
+            row.vs_fp32_cell = cell
+            row.vs_fp32["p50"] = engine_change(cell, "fp32")
+            row.vs_fp32["memory"] = memory_change(cell, "fp32")
+
+
+def engine_change(cell: CellComparison, against: str) -> Change:
+    """The latency change of a compared cell, coloured by the engine's verdict."""
+    lat = cell.latency
+    if lat is None:
+        return Change(None, "%", "unknown", cell.reason)
+    return Change(lat.change_pct, "%", _TONES.get(lat.verdict, "unknown"), f"{lat.verdict} vs {against}: {lat.reason}")
+
+
+def memory_change(cell: CellComparison, against: str) -> Change:
+    """The peak-memory change of a compared cell, coloured by the engine's memory verdict."""
+    verdict = cell.memory_verdict or "inconclusive"
+    pct = cell.memory_change_pct
+    title = f"{verdict} vs {against}" + ("" if pct is None else f": {pct:+.1f} %")
+    return Change(pct, "%", _TONES.get(cell.memory_verdict, "unknown"), title)
 
 
 def change(metric: Metric, base: float | None, new: float | None, against: str) -> Change:

@@ -54,23 +54,36 @@ def _phase_marks(series: ResultSeries) -> list[tuple[float, str]]:
     return derived
 
 
-def _mark_lines(marks: list[tuple[float, str]], top: float, name: str, colour: str, yaxis: str, text: bool) -> dict[str, Any]:
-    """Vertical dotted lines at each phase start, as one trace (None separates the lines)."""
+#: Phase labels closer than this fraction of the time axis to the previous label are left out
+#: (the dotted line stays; the hover and the caption name the phases).
+MIN_LABEL_GAP = 0.07
+
+
+def _mark_lines(marks: list[tuple[float, str]], top: float, name: str, colour: str, yaxis: str,
+                label_span_s: float | None) -> dict[str, Any]:
+    """Vertical dotted lines at each phase start, as one trace (None separates the lines).
+
+    With `label_span_s` (the time axis' length) the phases are also named at the top of their
+    line, staggered, and a label that would sit on the previous one is left out; one variant
+    per board is labelled, so the labels of several variants never pile up."""
     xs: list[float | None] = []
     ys: list[float | None] = []
     labels: list[str] = []
-    for i, (t, phase) in enumerate(marks):
+    last_labelled: float | None = None
+    for t, phase in marks:
         t = round(t, 3)
         xs += [t, t, None]
-        # labels of phases that start close together are staggered so they do not overlap
-        ys += [0.0, round(top * (1.0 - 0.09 * (i % 3)), 2), None]
-        labels += ["", label(phase), ""]
+        text = ""
+        if label_span_s and (last_labelled is None or t - last_labelled >= MIN_LABEL_GAP * label_span_s):
+            text, last_labelled = label(phase), t
+        ys += [0.0, round(top * (1.0 - 0.08 * (sum(1 for x in labels if x) % 2)), 2) if text else round(top, 2), None]
+        labels += ["", text, ""]
     trace: dict[str, Any] = {
         "type": "scatter", "mode": "lines", "x": xs, "y": ys, "yaxis": yaxis,
         "line": {"color": colour, "width": 1, "dash": "dot"}, "opacity": 0.7,
         "name": f"{name} phases", "legendgroup": name, "showlegend": False, "hoverinfo": "skip",
     }
-    if text:
+    if label_span_s and any(labels):
         trace.update(mode="lines+text", text=labels, textposition="top right", textfont={"size": 9, "color": colour})
     return trace
 
@@ -107,7 +120,10 @@ def memory_cpu_figures(rows: Sequence[OverviewRow], series: Mapping[int, ResultS
         boards = boards_of(model_rows)
         data, trace_boards = [], []
         for board in boards:
-            for row in sorted((r for r in model_rows if r.board == board), key=lambda r: variant_sort_key(r.variant)):
+            board_rows = sorted((r for r in model_rows if r.board == board), key=lambda r: variant_sort_key(r.variant))
+            span_s = max((float(x.get("t_s") or 0.0) for r in board_rows for x in series[r.result_id].samples),
+                         default=0.0)
+            for position, row in enumerate(board_rows):
                 s = series[row.result_id]
                 samples = thin(s.samples, MAX_TIMESERIES_POINTS)
                 t = [round(float(x.get("t_s") or 0.0), 2) for x in samples]
@@ -124,8 +140,9 @@ def memory_cpu_figures(rows: Sequence[OverviewRow], series: Mapping[int, ResultS
                 if marks:
                     top_rss = max((v for v in rss if v is not None), default=1.0)
                     top_cpu = max((v for v in cpu if v is not None), default=100.0)
-                    for trace in (_mark_lines(marks, top_rss, name, colour, "y", True),
-                                  _mark_lines(marks, top_cpu, name, colour, "y2", False)):
+                    labelled = span_s if position == 0 else None
+                    for trace in (_mark_lines(marks, top_rss, name, colour, "y", labelled),
+                                  _mark_lines(marks, top_cpu, name, colour, "y2", None)):
                         trace["visible"] = visible
                         data.append(trace)
                         trace_boards.append(board)

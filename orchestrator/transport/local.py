@@ -21,6 +21,8 @@ class LocalTransport:
         self._workdir = Path(workdir)
         self._env = env
         self._running: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self._closed = False  # after close() (Ctrl-C) nothing new starts
 
     @property
     def workdir(self) -> str:
@@ -49,7 +51,11 @@ class LocalTransport:
             )
         except OSError as exc:
             raise TransportError(f"{self.name}: cannot start {argv[0]!r}: {exc}", kind="missing-runtime") from exc
-        self._running.add(proc)
+        with self._lock:
+            self._running.add(proc)
+            closed = self._closed
+        if closed:  # closed while it was starting: stop it before it measures anything
+            _kill_group(proc)
         stderr = BoundedBuffer()
         stderr_thread = threading.Thread(target=_pump, args=(proc.stderr, stderr.feed), daemon=True)
         stderr_thread.start()
@@ -102,8 +108,12 @@ class LocalTransport:
         return Path(local_path).stat().st_size
 
     def close(self) -> None:
-        """Stop whatever is still running (used on Ctrl-C: no orphan agent or worker left)."""
-        for proc in list(self._running):
+        """Stop whatever is still running and start nothing more (used on Ctrl-C: no orphan agent
+        or worker left, and no cell that was about to start runs after it)."""
+        with self._lock:
+            self._closed = True
+            running = list(self._running)
+        for proc in running:
             _kill_group(proc)
 
 

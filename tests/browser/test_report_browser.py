@@ -96,7 +96,7 @@ def test_every_chart_is_drawn_as_a_non_empty_svg(loaded, reports, name):
         traces: div.querySelectorAll('.cartesianlayer .trace').length,
         width: div.getBoundingClientRect().width,
     }))""")
-    specs = page.evaluate("JSON.parse(document.getElementById('farm-figures').textContent).map(s => s.id)")
+    specs = page.evaluate("window.farmReport.specs.map(s => s.id)")
     assert [c["id"] for c in charts] == specs
     for chart in charts:
         assert chart["drawn"] and chart["svgs"] > 0 and chart["traces"] > 0 and chart["width"] > 300, chart

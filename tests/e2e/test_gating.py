@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,6 +11,7 @@ from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
 from orchestrator.store import open_store
 from tests import model_factory
+from tests.e2e.cli_process import FarmProcess
 
 FAST = ["--runs", "15", "--min-seconds", "0", "--warmup", "2", "--threads", "1", "--sample-interval", "0", "--no-report"]
 
@@ -98,24 +96,17 @@ def test_resume_after_killing_the_controller_measures_only_missing_cells(tmp_pat
     slow = model_factory.slow_matmul_chain(tmp_path / "slow.onnx")
     args = ["bench", "--db", db_url, "--no-report", "--threads", "1", "--runs", "3", "--min-seconds", "0",
             "--warmup", "0", "--sample-interval", "0", "-m", str(digits_model), "-m", str(slow)]
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and _count(db_url) < 1:
-            time.sleep(0.05)  # polling another process's progress, bounded
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == ExitStatus.INTERRUPTED
+    farm = FarmProcess(*args)
+    farm.wait_for_line("slow/fp32: started", timeout_s=120)  # digits is stored; slow takes seconds per run
+    farm.proc.send_signal(signal.SIGINT)
+    code, err = farm.finish()
+    assert code == ExitStatus.INTERRUPTED
     store = open_store(db_url)
     run = store.get_run("latest")
     assert run["status"] == "interrupted" and f"--resume {run['run_id']}" in err
     [first] = store.results(run["run_id"])
 
-    fast_args = [a if a != str(slow) else str(slow) for a in args]
-    assert main([*fast_args[:-1], str(slow), "--resume", run["run_id"]]) == ExitStatus.OK
+    assert main([*args, "--resume", run["run_id"]]) == ExitStatus.OK  # the same options: the same plan
     results = store.results(run["run_id"])
     assert [r["model"] for r in results] == ["digits_mlp", "slow"]
     assert results[0]["result_id"] == first["result_id"]  # the finished cell was not measured again

@@ -3,9 +3,7 @@ from the store; options that differ are refused; no cell is ever measured twice.
 from __future__ import annotations
 
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -14,6 +12,7 @@ from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
 from orchestrator.store import open_store
 from tests import model_factory
+from tests.e2e.cli_process import FarmProcess
 
 
 def two_local_boards(tmp_path: Path) -> Path:
@@ -25,36 +24,16 @@ def two_local_boards(tmp_path: Path) -> Path:
     return inventory
 
 
-def wait_for(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)  # polling another process's progress, bounded
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def results_of(db_url: str) -> int:
-    try:
-        return open_store(db_url).count_results()
-    except Exception:  # the other process may be creating the database
-        return 0
-
-
 def test_resume_alone_measures_only_the_missing_cells_of_that_runs_own_plan(tmp_path, db_url, digits_model, capsys):
     slow = model_factory.slow_matmul_chain(tmp_path / "slow.onnx")
     inventory = two_local_boards(tmp_path)
     args = ["bench", "--db", db_url, "--no-report", "-i", str(inventory), "--threads", "1", "--runs", "3",
             "--min-seconds", "0", "--warmup", "0", "--sample-interval", "0", "-m", str(digits_model), "-m", str(slow)]
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: results_of(db_url) >= 1, 120, "a first stored result")
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == ExitStatus.INTERRUPTED
+    farm = FarmProcess(*args)
+    farm.wait_for_line("slow/fp32: started", timeout_s=120)  # a board stored digits; slow takes seconds
+    farm.proc.send_signal(signal.SIGINT)
+    code, err = farm.finish()
+    assert code == ExitStatus.INTERRUPTED
     store = open_store(db_url)
     run = store.get_run("latest")
     assert run["status"] == "interrupted" and f"farm bench --resume {run['run_id']}" in err

@@ -66,21 +66,48 @@ def test_rows_say_their_runtime_only_where_a_board_and_model_mixed_runtimes():
     assert [r.variant for r in rows if r.board == "rpi4"] == ["fp32", "openvino-ir"]
 
 
-def test_changes_vs_fp32_are_coloured_by_the_five_percent_rule():
+def lognormal(median_ms, count, sigma=0.03, seed=0):
+    return list(median_ms * np.exp(np.random.default_rng(seed).normal(0.0, sigma, count)))
+
+
+def test_changes_vs_fp32_carry_the_engines_verdicts():
+    samples = {1: lognormal(10.0, 400, seed=1), 2: lognormal(6.0, 400, seed=2), 3: lognormal(9.8, 400, seed=3)}
     rows = by_variant(build_rows([
         result(1, "fp32", 10.0, 40e6, memory=100e6, accuracy=0.900),
         result(2, "int8-dynamic", 6.0, 10e6, memory=103e6, accuracy=0.880),
         result(3, "fp16", 9.8, 20e6, memory=120e6, accuracy=0.897),
-    ]))
+    ], samples.__getitem__))
     int8, fp16 = rows["int8-dynamic"].vs_fp32, rows["fp16"].vs_fp32
-    assert int8["p50"].value == pytest.approx(-40.0) and int8["p50"].tone == "better"
+    # latency: the engine's change of the medians of the raw samples, and its verdict
+    assert int8["p50"].value == pytest.approx(-40.0, abs=1.0) and int8["p50"].tone == "better"
+    assert rows["int8-dynamic"].vs_fp32_verdict == "improved"
+    assert int8["p50"].title.startswith("improved vs fp32: median")
     assert int8["size"].value == pytest.approx(-75.0) and int8["size"].tone == "better"
     assert int8["memory"].value == pytest.approx(3.0) and int8["memory"].tone == "same"
     assert int8["accuracy"].value == pytest.approx(-2.0) and int8["accuracy"].tone == "worse"
     assert int8["accuracy"].unit == "pt" and int8["accuracy"].text == "−2.0 pt"
     assert fp16["p50"].tone == "same" and fp16["memory"].tone == "worse"
+    assert rows["fp16"].vs_fp32_verdict == "unchanged"
     assert fp16["accuracy"].tone == "same"  # -0.3 points: within the evaluation set's noise
-    assert rows["fp32"].is_reference and rows["fp32"].vs_fp32 == {}
+    assert rows["fp32"].is_reference and rows["fp32"].vs_fp32 == {} and rows["fp32"].vs_fp32_verdict == "reference"
+
+
+def test_a_faster_variant_with_overlapping_intervals_is_not_green():
+    """−7.5 % on noisy, few samples: a ±5 % rule would colour it better; the engine cannot tell."""
+    fp32 = lognormal(10.0, 12, sigma=0.25, seed=4)
+    int8 = [v * 0.925 for v in lognormal(10.0, 12, sigma=0.25, seed=5)]
+    int8 = [v * (np.median(fp32) * 0.925 / np.median(int8)) for v in int8]  # medians exactly −7.5 % apart
+    rows = by_variant(build_rows([result(1, "fp32", 10.0, 40e6), result(2, "int8-dynamic", 9.25, 10e6)],
+                                 {1: fp32, 2: int8}.__getitem__))
+    change = rows["int8-dynamic"].vs_fp32["p50"]
+    assert change.value == pytest.approx(-7.5, abs=0.01)
+    assert rows["int8-dynamic"].vs_fp32_verdict == "inconclusive" and change.tone == "unknown"
+
+
+def test_without_samples_latency_vs_fp32_is_inconclusive_not_guessed():
+    rows = by_variant(build_rows([result(1, "fp32", 10.0, 40e6), result(2, "int8-dynamic", 5.0, 10e6)]))
+    assert rows["int8-dynamic"].vs_fp32_verdict == "inconclusive"
+    assert rows["int8-dynamic"].vs_fp32["p50"].tone == "unknown"
 
 
 def test_changes_compare_only_within_the_same_board_and_model():
@@ -113,7 +140,8 @@ def test_lone_variant_and_failed_results_get_no_star():
     ])
     assert all(r.best == {} for r in rows)
     failed = next(r for r in rows if not r.ok)
-    assert failed.values["p50"] is None and failed.values["size"] == 10e6 and failed.vs_fp32 == {}
+    # a failed variant whose file was never made shows no size (not fp32's, the column's fallback)
+    assert failed.values["p50"] is None and failed.values["size"] is None and failed.vs_fp32 == {}
 
 
 def test_pareto_flag_uses_accuracy_when_every_variant_has_it():
@@ -136,6 +164,8 @@ def test_measurement_flags_come_from_the_export_fields():
                              latency_ms_robust_cv=0.14, latency_ms_process_spread=0.12, truncated=True)])[0]
     assert [f.text for f in row.flags] == ["throttled", "clock drop", "noisy", "truncated"]
     assert "samples spread 14 %" in row.flags[2].title and "process medians spread 12 %" in row.flags[2].title
+    fallback = build_rows([result(1, "fp32", 10.0, 40e6, provider_fallback=True, provider="CPUExecutionProvider")])[0]
+    assert [f.text for f in fallback.flags] == ["fallback"] and "CPUExecutionProvider" in fallback.flags[0].title
 
 
 def test_rows_are_sorted_board_model_then_variant_by_invasiveness():

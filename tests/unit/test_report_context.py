@@ -1,6 +1,8 @@
 """Reports built from runs stored through the real store: context, comparison, history, HTML."""
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import re
 
@@ -9,6 +11,7 @@ import pytest
 from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
 from orchestrator.report import build_context, render_html, write_report
+from orchestrator.report.render import figure_specs, plotly_js
 from orchestrator.report.charts import MAX_BOX_POINTS
 from orchestrator.store import open_store
 from tests.browser.synthetic import HOSTILE, Cell, add_run, matrix
@@ -36,9 +39,9 @@ def two_runs(store):
 
 
 def embedded_figures(html: str) -> list[dict]:
-    match = re.search(r'<script type="application/json" id="farm-figures">(.*?)</script>', html, re.S)
-    assert match, "the figure data block is missing"
-    return json.loads(match.group(1))
+    specs = figure_specs(html)
+    assert specs, "the figure data block is missing"
+    return specs
 
 
 def test_context_has_one_row_per_result_and_a_chart_per_model_and_kind(store, two_runs):
@@ -145,7 +148,11 @@ def test_html_is_self_contained_with_plotly_inlined_once_and_names_escaped(store
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(2)&gt;" in html
     assert html.count("Plotly.newPlot") >= 1
-    assert len(re.findall(r"plotly\.js v\d", html)) == 1  # the library's banner: inlined exactly once
+    # plotly.js inlined exactly once: the packed cartesian bundle, which unpacks to the vendored file
+    packed = re.findall(r'<script type="application/octet-stream" id="farm-plotly"[^>]*>([^<]*)</script>', html)
+    assert len(packed) == 1 and html.count(packed[0]) == 1
+    source = gzip.decompress(base64.b64decode(packed[0])).decode()
+    assert source.startswith("/**\n* plotly.js (cartesian - minified) v4.") and source == plotly_js()
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html)  # nothing fetched
     specs = embedded_figures(html)
     assert specs and HOSTILE not in json.dumps(specs)  # plotly gets the HTML-escaped label
@@ -187,7 +194,7 @@ def test_fp32_can_be_the_fastest_variant(store):
 def test_write_report_keeps_its_three_argument_form(store, two_runs, tmp_path):
     base, new = two_runs
     path = write_report(store, new, tmp_path / "out" / "r.html")
-    assert path.exists() and "Overview" in path.read_text()
+    assert path.exists() and "All results" in path.read_text()
     path = write_report(store, new, tmp_path / "c.html", compare_run_id=base, history=0)
     assert "Comparison with" in path.read_text()
 
@@ -206,3 +213,40 @@ def test_cli_report_default_name_says_what_was_compared(db_url, two_runs, capsys
     base, new = two_runs
     assert main(["report", new, "--compare", base, "--db", db_url]) == ExitStatus.OK
     assert f"reports/{new}-vs-{base}.html" in capsys.readouterr().out
+
+
+def test_matrix_has_one_cell_per_board_and_variant_with_the_engines_verdict(store, two_runs):
+    from orchestrator.compare import compare_to_reference
+
+    _, new = two_runs
+    context = build_context(store, new)
+    results = {(r["board"], r["model"], r["variant"]): r for r in store.results(new)}
+    assert [m.model for m in context["matrices"]] == sorted(MODELS)
+    for m in context["matrices"]:
+        assert list(m.boards) == ["jetson", "rpi4"]  # board order, not the order results came in
+        assert [r.variant for r in m.rows] == VARIANTS
+        assert len(m.cells) == len(BOARDS) * len(VARIANTS)
+        for cell in m.cells:
+            if cell.variant == "fp32":
+                assert cell.verdict == "reference"
+                continue
+            engine = compare_to_reference(results[(cell.board, m.model, "fp32")], results[(cell.board, m.model, cell.variant)],
+                                          lambda rid: store.series(rid)[0])
+            assert cell.verdict == engine.latency_verdict
+            assert cell.change.value == pytest.approx(engine.latency.change_pct)
+    html = render_html(context)
+    for m_index, m in enumerate(context["matrices"]):
+        for cell in m.cells:
+            assert f'class="cell v-{cell.verdict}" data-board="{cell.board}"' in html
+
+
+def test_environment_shows_the_boards_cgroup_limits_not_the_hosts_memory():
+    from orchestrator.report.context import cpu_text, memory_text
+
+    facts = {"mem_total_bytes": int(23.5 * 2**30), "cpu_cores": 8, "cpu_cores_available": 2,
+             "cgroup_limits": {"memory_limit_bytes": 2**30, "cpu_quota_cores": 0.5}}
+    assert memory_text(facts) == "1.00 GiB (cgroup limit; machine 23.5 GiB)"
+    assert cpu_text(facts) == "0.5 (cgroup quota) of 8"
+    assert memory_text({"mem_total_bytes": 4 * 2**30, "cgroup_limits": {}}) == "4.00 GiB"
+    assert cpu_text({"cpu_cores": 8, "cpu_cores_available": 8}) == "8"
+    assert cpu_text({"cpu_cores": 8, "cpu_cores_available": 2}) == "2 usable of 8"

@@ -45,87 +45,136 @@
     });
   });
 
-  /* --- charts: one JSON block with every figure, drawn into its div --- */
+  /* --- charts: plotly.js and the figure specs arrive gzip + base64 (a third of their size);
+     the browser's own DecompressionStream unpacks them, nothing is fetched --- */
   var source = document.getElementById("farm-figures");
   if (!source) { document.documentElement.setAttribute("data-charts", "drawn"); return; }
-  if (typeof window.Plotly === "undefined") {
+
+  function chartError(text) {
     Array.prototype.forEach.call(document.querySelectorAll(".chart"), function (div) {
+      if (div.getAttribute("data-drawn") === "true") { return; }
       div.className += " chart-error";
-      div.textContent = "The charts could not be drawn (plotly.js did not load).";
+      div.textContent = text;
     });
+    document.documentElement.setAttribute("data-charts", "failed");
+  }
+
+  function unpack(id) {
+    var text = document.getElementById(id).textContent.trim();
+    var binary = window.atob(text);
+    var bytes = new Uint8Array(binary.length);
+    for (var i = 0; i < binary.length; i += 1) { bytes[i] = binary.charCodeAt(i); }
+    var stream = new Blob([bytes]).stream().pipeThrough(new window.DecompressionStream("gzip"));
+    return new Response(stream).text();
+  }
+
+  if (typeof window.DecompressionStream === "undefined") {
+    chartError("The charts need a browser with DecompressionStream (Chrome/Edge 80+, Firefox 113+, Safari 16.4+).");
     return;
   }
-  var config = {
-    responsive: true, displaylogo: false, showLink: false, showSendToCloud: false, showEditInChartStudio: false,
-    modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"],
-    toImageButtonOptions: { format: "png", scale: 2 }
-  };
-  var specs = JSON.parse(source.textContent);
-  var pending = specs.slice();
-  var scheduled = false;
-
-  function draw(spec) {
-    var div = document.getElementById(spec.id);
-    if (!div) { return; }
-    // the box keeps the figure's height: plotly's responsive resize sizes the plot to its box
-    if (spec.layout.height) { div.style.height = spec.layout.height + "px"; }
-    try {
-      window.Plotly.newPlot(div, spec.data, spec.layout, config);
-      div.setAttribute("data-drawn", "true");
-    } catch (error) {
-      div.className += " chart-error";
-      div.textContent = "This chart could not be drawn: " + error;
-      throw error;
-    }
-  }
-
-  function finished() {
-    document.documentElement.setAttribute("data-charts", "drawn");
-    document.dispatchEvent(new Event("farm:charts-drawn"));
-  }
-
-  /* Draw one chart per task so the page stays responsive while a big farm's charts come in;
-     charts scrolled into view jump the queue. */
-  function drawNext() {
-    scheduled = false;
-    var spec = pending.shift();
-    if (spec) { draw(spec); }
-    if (pending.length) { schedule(); } else { finished(); }
-  }
-  function schedule() {
-    if (!scheduled) { scheduled = true; window.setTimeout(drawNext, 0); }
-  }
-  function drawAll() {
-    while (pending.length) { draw(pending.shift()); }
-    finished();
-  }
-  if ("IntersectionObserver" in window) {
-    var observer = new IntersectionObserver(function (entries) {
-      entries.forEach(function (entry) {
-        if (!entry.isIntersecting) { return; }
-        observer.unobserve(entry.target);
-        for (var i = 0; i < pending.length; i += 1) {
-          if (pending[i].id === entry.target.id) { pending.unshift(pending.splice(i, 1)[0]); break; }
-        }
-      });
-    }, { rootMargin: "200px" });
-    specs.forEach(function (spec) {
-      var div = document.getElementById(spec.id);
-      if (div) { observer.observe(div); }
-    });
-  }
-  if (pending.length) { schedule(); } else { finished(); }
-
-  /* --- print: open the fact lists and fit the charts to the paper width --- */
-  function resizeCharts() {
-    Array.prototype.forEach.call(document.querySelectorAll(".chart.js-plotly-plot"), function (div) {
-      window.Plotly.Plots.resize(div);
-    });
-  }
-  window.addEventListener("beforeprint", function () {
-    Array.prototype.forEach.call(document.querySelectorAll("details"), function (d) { d.open = true; });
-    if (pending.length) { drawAll(); }
-    resizeCharts();
+  Promise.all([unpack("farm-plotly"), unpack("farm-figures")]).then(function (texts) {
+    (0, eval)(texts[0]);  // plotly.js, run at global scope like a <script>: defines window.Plotly
+    startCharts(JSON.parse(texts[1]));
+  }).catch(function (error) {
+    chartError("The charts could not be unpacked: " + error);
+    throw error;
   });
-  window.addEventListener("afterprint", resizeCharts);
+
+  function startCharts(specs) {
+    window.farmReport = { specs: specs };
+    if (typeof window.Plotly === "undefined") {
+      chartError("The charts could not be drawn (plotly.js did not load).");
+      return;
+    }
+    var config = {
+      responsive: true, displaylogo: false, showLink: false, showSendToCloud: false, showEditInChartStudio: false,
+      modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d"],
+      toImageButtonOptions: { format: "png", scale: 2 }
+    };
+    var pending = specs.slice();
+    var scheduled = false;
+
+    function draw(spec) {
+      var div = document.getElementById(spec.id);
+      if (!div) { return; }
+      // the box keeps the figure's height: plotly's responsive resize sizes the plot to its box
+      if (spec.layout.height) { div.style.height = spec.layout.height + "px"; }
+      try {
+        window.Plotly.newPlot(div, spec.data, spec.layout, config);
+        div.on("plotly_afterplot", function () { hideCrowdedLabels(div); });
+        hideCrowdedLabels(div);
+        div.setAttribute("data-drawn", "true");
+      } catch (error) {
+        div.className += " chart-error";
+        div.textContent = "This chart could not be drawn: " + error;
+        throw error;
+      }
+    }
+
+    /* Point labels (variant names, phase names) that would sit on one already shown are
+       hidden, whatever the chart's width: the hover still names every point. */
+    function hideCrowdedLabels(div) {
+      var shown = [];
+      Array.prototype.forEach.call(div.querySelectorAll(".textpoint text"), function (text) {
+        text.style.visibility = "";
+        if (!text.textContent) { return; }
+        var box = text.getBoundingClientRect();
+        if (!box.width) { return; }
+        var crowded = shown.some(function (other) {
+          return box.left < other.right && other.left < box.right && box.top < other.bottom && other.top < box.bottom;
+        });
+        if (crowded) { text.style.visibility = "hidden"; } else { shown.push(box); }
+      });
+    }
+
+    function finished() {
+      document.documentElement.setAttribute("data-charts", "drawn");
+      document.dispatchEvent(new Event("farm:charts-drawn"));
+    }
+
+    /* Draw one chart per task so the page stays responsive while a big farm's charts come in;
+       charts scrolled into view jump the queue. */
+    function drawNext() {
+      scheduled = false;
+      var spec = pending.shift();
+      if (spec) { draw(spec); }
+      if (pending.length) { schedule(); } else { finished(); }
+    }
+    function schedule() {
+      if (!scheduled) { scheduled = true; window.setTimeout(drawNext, 0); }
+    }
+    function drawAll() {
+      while (pending.length) { draw(pending.shift()); }
+      finished();
+    }
+    if ("IntersectionObserver" in window) {
+      var observer = new IntersectionObserver(function (entries) {
+        entries.forEach(function (entry) {
+          if (!entry.isIntersecting) { return; }
+          observer.unobserve(entry.target);
+          for (var i = 0; i < pending.length; i += 1) {
+            if (pending[i].id === entry.target.id) { pending.unshift(pending.splice(i, 1)[0]); break; }
+          }
+        });
+      }, { rootMargin: "200px" });
+      specs.forEach(function (spec) {
+        var div = document.getElementById(spec.id);
+        if (div) { observer.observe(div); }
+      });
+    }
+    if (pending.length) { schedule(); } else { finished(); }
+
+    /* --- print: open the fact lists and fit the charts to the paper width --- */
+    function resizeCharts() {
+      Array.prototype.forEach.call(document.querySelectorAll(".chart.js-plotly-plot"), function (div) {
+        window.Plotly.Plots.resize(div);
+      });
+    }
+    window.addEventListener("beforeprint", function () {
+      Array.prototype.forEach.call(document.querySelectorAll("details"), function (d) { d.open = true; });
+      if (pending.length) { drawAll(); }
+      resizeCharts();
+    });
+    window.addEventListener("afterprint", resizeCharts);
+  }
 })();
