@@ -34,6 +34,7 @@ the between-process drift, instead of the pooled samples.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal, Sequence
@@ -204,15 +205,19 @@ def _median_ci_ranks(n: int, level: float) -> tuple[int, float]:
     return j, coverage
 
 
+@functools.lru_cache(maxsize=256)
 def _binomial_half_cdf(n: int) -> np.ndarray:
     """cdf[k] = P(B <= k) for B ~ Binomial(n, 1/2), k = 0..n, computed in log space.
 
     Done here with numpy instead of scipy.stats because importing scipy.stats costs ~1 s, and
-    every `farm` command that summarises a run would pay it.
+    every `farm` command that summarises a run would pay it. Remembered per n (read-only): a
+    report judges hundreds of cells, most with the same sample counts.
     """
     k = np.arange(n + 1)
     log_pmf = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k]) - n * math.log(2.0)
-    return np.minimum(np.cumsum(np.exp(log_pmf)), 1.0)
+    cdf = np.minimum(np.cumsum(np.exp(log_pmf)), 1.0)
+    cdf.flags.writeable = False
+    return cdf
 
 
 def _order_statistic_interval(values: np.ndarray) -> tuple[float, float, float]:
