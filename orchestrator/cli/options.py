@@ -102,29 +102,23 @@ def _label_free(command: Any) -> None:
             param.metavar = _placeholder(param)
 
 
-class FarmCommand(typer.core.TyperCommand):
+class _LabelFreeHelp:
+    """Help without python type labels for flags or --help (mixed into typer's command classes)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _label_free(self)  # type: ignore[arg-type]
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class FarmCommand(_LabelFreeHelp, typer.core.TyperCommand):
     """A typer command whose help shows no python type labels for flags or --help."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _label_free(self)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
-
-
-class FarmGroup(typer.core.TyperGroup):
+class FarmGroup(_LabelFreeHelp, typer.core.TyperGroup):
     """A typer group (farm, farm runs, ...) with the same label-free help as FarmCommand."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _label_free(self)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
