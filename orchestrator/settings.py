@@ -165,7 +165,7 @@ class BenchSettings(BaseModel):
         10.0, "A board silent this long (no line, not even a heartbeat) is `disconnected`: a half-open link "
         "is found that way.", suite=False, identity=False, ge=1, le=600)
     max_samples_kept: int = setting(
-        2_000_000, "Latency samples kept per job: beyond this the board sends an evenly spaced subset (the "
+        5_000_000, "Latency samples kept per job: beyond this the board sends an evenly spaced subset (the "
         "summary columns still cover every run, and the record says how many were kept).", suite=False,
         identity=False, ge=1000, le=50_000_000)
     max_series_rows: int = setting(

@@ -24,8 +24,11 @@ def report(
     from orchestrator.report import build_context, render_html, write_html
     from orchestrator.store import open_store
 
+    from orchestrator.run_liveness import reap_abandoned_runs
+
     store = open_store(db)
     try:
+        reap_abandoned_runs(store)
         resolved = store.resolve_run_id(run_id)
         base = store.resolve_run_id(compare) if compare is not None else None
         default_name = f"{resolved}.html" if base is None else f"{resolved}-vs-{base}.html"

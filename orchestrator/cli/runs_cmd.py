@@ -48,7 +48,10 @@ def runs_ls(
     """List stored runs, newest first."""
     from orchestrator.store import open_store
 
+    from orchestrator.run_liveness import reap_abandoned_runs
+
     with open_store(db) as store:
+        reap_abandoned_runs(store)  # a run whose controller died here shows as abandoned, not running
         found = store.list_runs(limit, board=board, model=model, since=since)
     if not found:
         state.err.print("no runs match" if (board or model or since) else "no runs stored yet: run `farm bench`")
@@ -64,7 +67,10 @@ def runs_show(
     """Show one run: status, settings, the controller it ran on, and its results."""
     from orchestrator.store import open_store
 
+    from orchestrator.run_liveness import reap_abandoned_runs
+
     with open_store(db) as store:
+        reap_abandoned_runs(store)
         run = store.get_run(run_id)
         found = store.results(run["run_id"])
     esc = render.escape
