@@ -380,9 +380,10 @@ def _diagnose(line: str | bytes, exc: ValidationError) -> str:
     if message["type"] not in MESSAGE_TYPES:
         return f"unknown agent message type {_quote(message['type'])}"
     error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"][1:] if part not in MESSAGE_TYPES) or "(message)"
-    if where.startswith(("latency_ms.", "samples.", "outputs_npz.")):
-        where = where.split(".", 1)[1]
+    parts = list(error["loc"][1:])  # the first is the union's tag: the message type
+    if message["type"] == "chunk" and parts and parts[0] in ("latency_ms", "samples", "outputs_npz"):
+        parts = parts[1:]  # the chunk's own tag: its field
+    where = ".".join(str(part) for part in parts) or "(message)"
     return (f"agent sent an invalid {message['type']} message: field {where}: {strip_controls(error['msg'])} "
             f"(got {_quote(error.get('input'))})")
 

@@ -34,7 +34,6 @@ import binascii
 import dataclasses
 import hashlib
 import json
-import os
 import posixpath
 import queue
 import secrets
@@ -357,6 +356,8 @@ class AgentSession:
             sink.discard()
             raise AgentError(f"{self.name}: agent said it kept {result.latency_samples_kept} latency samples and "
                              f"{result.samples_kept} sampler rows but sent {len(latency)} and {len(samples)}")
+        if len(latency) == result.latency_samples_total:
+            _check_summary(self.name, result.latency, latency, outputs)
         return BenchReply(result.model_dump(), latency, samples, outputs[0] if outputs else None)
 
     def outputs(self, args: Sequence[str], timeout_s: float) -> BoardOutputs:
@@ -580,6 +581,17 @@ class AgentSession:
             self._fail(exc)
 
 
+def _check_summary(board: str, summary: Any, latency: Sequence[float], outputs: list[BoardOutputs]) -> None:
+    """The agent sent every sample: its summary must be theirs (a board cannot claim a better one)."""
+    mean = sum(latency) / len(latency)
+    if (min(latency), max(latency)) != (summary.min_ms, summary.max_ms) or abs(mean - summary.mean_ms) > 1e-6 * mean:
+        for item in outputs:
+            item.discard()
+        raise AgentError(f"{board}: the agent's latency summary (min {summary.min_ms}, mean {summary.mean_ms}, max "
+                         f"{summary.max_ms} ms) is not that of the samples it sent (min {min(latency)}, mean {mean}, "
+                         f"max {max(latency)} ms)")
+
+
 class _OutputsSink:
     """Dataset outputs arriving in base64 chunks, written to a temporary file, bounded in size."""
 
@@ -626,10 +638,6 @@ class _OutputsSink:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None
-
-
-def remove_tree_quietly(path: str | os.PathLike) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 __all__ = ["AgentSession", "BenchReply", "BoardOutputs"]

@@ -252,8 +252,8 @@ sys.exit(child.wait())
 
 
 @pytest.mark.parametrize("mode, field", [
-    ("string", "peak_rss_bytes"), ("phase-time", "phase_marks.0.t_s"), ("nan", "values.0"),
-    ("huge-count", "latency_samples_total"),
+    ("string", "result.peak_rss_bytes"), ("phase-time", "result.phase_marks.0.t_s"), ("nan", "values.0"),
+    ("huge-count", "result.latency_samples_total"),
 ])
 def test_a_lying_board_fails_its_job_as_agent_error_and_every_command_still_works(lab, tmp_path, db_url,
                                                                                    digits_model, capsys, mode, field):
