@@ -1000,8 +1000,12 @@ _CHILDREN_LOCK = threading.Lock()
 _on_worker = [lambda pid: None]
 
 
-def start_child(argv):
-    child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, universal_newlines=True,
+# A spare worker the session started ahead of the next job (see Session.prepare_worker), or None.
+_spare = [lambda: None]
+
+
+def start_child(argv, stdin=subprocess.DEVNULL):
+    child = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, universal_newlines=True,
                              start_new_session=True)
     with _CHILDREN_LOCK:
         _CHILDREN.add(child)
@@ -1009,6 +1013,22 @@ def start_child(argv):
     if current_job().cancelled.is_set():
         kill_children()
     return child
+
+
+def start_worker(config):
+    """The cell's worker: the session's spare (already past its start-up, given its config on
+    stdin) or a new one (config as its argument). Either is a fresh process used for one job."""
+    worker = _spare[0]()
+    if worker is not None:
+        try:
+            assert worker.stdin is not None
+            worker.stdin.write(json.dumps(config) + "\n")
+            worker.stdin.close()
+            _on_worker[0](worker.pid)
+            return worker
+        except (OSError, ValueError):
+            end_child(worker)  # it died waiting: start a new one
+    return start_child([sys.executable, os.path.abspath(__file__), "_worker", json.dumps(config)])
 
 
 def end_child(child):
@@ -1069,7 +1089,7 @@ def bench_main(args):
     }
     config.update(runtime_config(args))
     freq_before = cpu_freqs_khz()
-    worker = start_child([sys.executable, os.path.abspath(__file__), "_worker", json.dumps(config)])
+    worker = start_worker(config)
     try:
         return _watch_worker(args, worker, cooldown, freq_before, outputs_path)
     finally:
@@ -1507,6 +1527,7 @@ class Session:
         self.lease_lost = False
         self.jobs = queue.Queue()
         self.current = None
+        self.spare = None
         self.hash_cache = {}
         self._ending = threading.Lock()
         self._wake = threading.Event()  # never set: the watchdog's clock
@@ -1529,6 +1550,8 @@ class Session:
                  heartbeat_s=self.heartbeat_s, controller_timeout_s=self.controller_timeout_s)
         except ControllerGone:
             self.end("stdout closed before hello")
+        _spare[0] = self.take_spare_worker
+        self.prepare_worker()
         for target in (self.heartbeat_loop, self.watchdog_loop, self.job_loop):
             threading.Thread(target=target, daemon=True).start()
         stdin = sys.stdin.buffer
@@ -1603,6 +1626,8 @@ class Session:
                 self.current = None
                 _request.id = None
                 _request.job = None
+            if request.get("op") == "bench":
+                self.prepare_worker()
 
     def answer_error(self, kind, message, tb=None):
         try:
@@ -1687,6 +1712,28 @@ class Session:
             os.replace(part, path)
             answer.append({"name": item["name"], "present": True})
         emit("staged", files=answer)
+
+    # -- the next job's worker, started ahead
+
+    def prepare_worker(self):
+        """Start a spare worker for the next bench job, so that its Python start-up and numpy
+        import overlap the controller's round trips and uploads. It is the same fresh process a
+        job would start (it does the same work before its config, which it then reads from stdin),
+        so every figure it measures is the same: nothing runtime-specific is imported ahead."""
+        if self.spare is None or self.spare.poll() is not None:
+            try:
+                self.spare = start_child([sys.executable, os.path.abspath(__file__), "_worker"],
+                                         stdin=subprocess.PIPE)
+            except OSError as exc:
+                log("cannot start a spare worker: %s" % exc)
+                self.spare = None
+
+    def take_spare_worker(self):
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.poll() is not None:
+            end_child(spare)
+            return None
+        return spare
 
     # -- the lease, kept by the agent while its controller is alive
 
@@ -1824,7 +1871,7 @@ def build_parser(parser_class=argparse.ArgumentParser):
                        help="end the session (kill the workers, free the lease) after this long without a "
                             "line from the controller")
     worker = verbs.add_parser("_worker")
-    worker.add_argument("config")
+    worker.add_argument("config", nargs="?", help="JSON; without it, one line of stdin (a spare worker)")
     return parser
 
 
@@ -1846,7 +1893,16 @@ def main(argv=None):
         if args.verb == "clean":
             return clean_main(args)
         if args.verb == "_worker":
-            worker_main(json.loads(args.config))
+            if args.config is not None:
+                worker_main(json.loads(args.config))
+                return 0
+            try:  # a spare worker: what every worker does before its config, done while it waits
+                import numpy  # noqa: F401
+            except ImportError:
+                pass  # worker_main reports it as missing-runtime once there is a job
+            line = sys.stdin.readline()
+            if line.strip():
+                worker_main(json.loads(line))
             return 0
         emit_error("agent-error", "no verb given (serve, facts, bench, outputs, lease, clean)")
         return 2
