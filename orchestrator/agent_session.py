@@ -492,7 +492,11 @@ class AgentSession:
             now = time.monotonic()
             if now >= next_beat and self._hello_event.is_set() and not self._closing:
                 next_beat = now + self.heartbeat_s
-                self._send_quietly({"op": "beat"})
+                try:
+                    stream.send(b'{"op":"beat"}\n', min(SEND_TIMEOUT_S, self.dead_after_s))
+                except TransportError as exc:
+                    self._fail(exc)
+                    return
             silent_s = now - self._last_heard
             if silent_s > self.dead_after_s and not self._closing:
                 self._fail(TransportError(
@@ -513,10 +517,15 @@ class AgentSession:
                 splitter.feed(data)
 
     def _drop_connection(self) -> None:
-        """A silent link: close the whole connection, so that a retry makes a new one."""
+        """A silent link: drop the whole connection at once (nothing can reach the board through it;
+        the agent cleans up by itself), so that a retry makes a new one."""
         self._closing = True
+        drop = getattr(self.transport, "drop_connection", None)
         try:
-            self.transport.close()
+            if drop is not None:
+                drop()
+            elif self._stream is not None:
+                self._stream.stop()  # a local agent gone silent: kill it
         except (TransportError, OSError):
             pass
 

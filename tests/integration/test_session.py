@@ -202,6 +202,39 @@ def test_a_half_open_link_is_disconnected_within_30_s_and_the_agent_cleans_up(la
     wait_until(lambda: not board_processes(workdir), max(deadline_s, 1.0), "the cut-off agent to clean up")
 
 
+def test_after_a_half_open_link_the_retry_takes_the_board_back_from_the_cut_off_agent(lab, tcp_proxy, tmp_path,
+                                                                                      db_url):
+    target = next(b for b in lab.boards if b.name == "jetson-nano-1")
+    proxy = tcp_proxy((target.address, target.port))
+    board = board_of(lab, "jetson-nano-1", name="jetson-stalled-once", host="127.0.0.1", port=proxy.port,
+                     accept_new_host_keys=True, known_hosts_file=str(tmp_path / "known_hosts"))
+    workdir = workdir_of(lab, "jetson-nano-1")
+    model = model_factory.slow_matmul_chain(tmp_path / "stall_once.onnx", size=256, layers=4)
+    seen: dict[str, object] = {}
+
+    def on_event(kind, info):
+        if kind == "cell_phase" and info["phase"] == "measure" and "stall" not in seen:
+            seen["cut_off"] = board_processes(workdir)  # the agent and worker that will be cut off
+            proxy.stall()  # this connection goes half-open; the next one is forwarded
+            seen["stall"] = time.monotonic()
+        elif kind == "board_retry":
+            seen.setdefault("retry", (time.monotonic(), info["kind"]))
+        elif kind == "board_takeover":
+            seen["takeover"] = info
+
+    settings = SETTINGS.replace(min_seconds=4.0, retries=1, lease_ttl_s=60.0)
+    outcome, rows = bench(db_url, [board], [model], settings, on_event)
+    assert rows[(board.name, "stall_once")]["status"] == "ok"  # measured again, whole, on a new connection
+    retry_at, kind = seen["retry"]
+    assert kind == "disconnected" and retry_at - seen["stall"] <= 30.0
+    # The new agent took its own lease back from the cut-off one, killing that agent first (and its
+    # worker: the one measuring, or, if that one had finished meanwhile, the spare it had started).
+    [cut_off_agent] = [pid for pid, cmd in seen["cut_off"].items() if " -c " in cmd]
+    killed = seen["takeover"]["killed"]
+    assert cut_off_agent in killed and len(killed) == 2
+    assert not set(board_processes(workdir)) & {*seen["cut_off"], *killed}
+
+
 # ------------------------------------------------------------------------------------------- results
 
 

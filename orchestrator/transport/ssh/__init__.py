@@ -124,6 +124,13 @@ class SSHTransport:
         """Copy a board file (relative paths: inside the work dir) to `local_path`; returns bytes received."""
         return self._files.fetch(remote_path, local_path)
 
+    def drop_connection(self) -> None:
+        """Close the connection now, without trying to stop commands through it (it is dead: a
+        half-open link); the next use connects again."""
+        self._commands.forget_all()
+        with self._conn.lock:
+            self._conn.drop()
+
     def close(self) -> None:
         """Stop commands still running (Ctrl-C: no orphan agent or worker left on the board),
         then close the connection and the jump hosts'. Safe to call more than once, from any thread."""

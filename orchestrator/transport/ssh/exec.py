@@ -163,6 +163,11 @@ class CommandRunner:
         for pid in running:
             self._stop_remote(pid)
 
+    def forget_all(self) -> None:
+        """The connection is gone: nothing can be stopped through it any more."""
+        with self._running_lock:
+            self._running.clear()
+
     def _started(self, pid: int) -> None:
         with self._running_lock:
             self._running.add(pid)
