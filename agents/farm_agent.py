@@ -1626,8 +1626,8 @@ class Session:
                 self.current = None
                 _request.id = None
                 _request.job = None
-            if request.get("op") == "bench":
-                self.prepare_worker()
+            if request.get("op") == "bench" and request.get("more"):
+                self.prepare_worker()  # the controller said another bench job follows
 
     def answer_error(self, kind, message, tb=None):
         try:

@@ -307,9 +307,10 @@ class AgentSession:
         return [posixpath.join(self.workdir, name) for _, name, _ in files], sent
 
     def bench(self, args: Sequence[str], timeout_s: float, *, max_samples: int, max_series_rows: int,
-              on_phase: Callable[[str], None] = lambda phase: None) -> BenchReply:
+              on_phase: Callable[[str], None] = lambda phase: None, more: bool = False) -> BenchReply:
         """One bench job (`args`: the agent's bench arguments). The agent is told the limits, and
-        sending more than them is an agent error."""
+        sending more than them is an agent error. `more`: another bench job follows on this board
+        (the agent then starts the next worker ahead)."""
         args = [*args, "--max-samples", str(max_samples), "--max-series-rows", str(max_series_rows)]
         latency = array.array("d")
         samples: list[dict[str, Any]] = []
@@ -345,7 +346,7 @@ class AgentSession:
             return None
 
         try:
-            message = self._exchange("bench", {"args": args}, timeout_s, handle)
+            message = self._exchange("bench", {"args": args, "more": more}, timeout_s, handle)
         except BaseException:
             sink.discard()
             for item in outputs:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
+from orchestrator.agent_messages import strip_controls
 from orchestrator.analysis import summarize_latency
 
 RECORD_FORMAT_VERSION = 1
@@ -119,7 +120,7 @@ def failed_record(cell: CellIdentity, kind: str, message: str, facts: Mapping[st
         **cell.columns(),
         "status": "failed",
         "error_kind": kind,
-        "error_message": message[:2000],
+        "error_message": strip_controls(message)[:2000],  # it may quote a board's stderr or banner
         "facts": dict(facts),
         "details": {"format_version": RECORD_FORMAT_VERSION, "variant": dict(cell.manifest),
                     "export": {**empty_export(), **variant_export_fields(cell.manifest)}},

@@ -20,6 +20,7 @@ import threading
 from typing import Any, Callable, Iterable, Sequence
 
 import orchestrator
+from agents.farm_common import agent_file_name
 from orchestrator.accuracy.on_board import BoardAccuracy
 from orchestrator.agent_bundle import agent_bundle_sha256
 from orchestrator.agent_client import provision_hint, staged_file_name
@@ -30,13 +31,17 @@ from orchestrator.fanout import fan_out
 from orchestrator.hashing import file_sha256
 from orchestrator.lease import BoardLease, LeaseHolder, describe_lease
 from orchestrator.plan import Cell
-from orchestrator.record import CellIdentity, ResultRecord, failed_record, measured_record
+from orchestrator.record import (
+    CellIdentity,
+    ResultRecord,
+    failed_record,
+    measured_record,
+)
 from orchestrator.repeats import merge_process_results
 from orchestrator.run_liveness import reap_abandoned_runs, this_controller
 from orchestrator.settings import BenchSettings
 from orchestrator.store import CellKey, Store
 from orchestrator.transport import Transport, open_transport
-from agents.farm_common import agent_file_name
 
 # Failures of the connection, not of the measurement: worth a retry after a pause. A cell's own
 # timeout is not retried (a hung model would hang again); connecting can time out and be retried.
@@ -295,7 +300,8 @@ class BenchRunner:
         outcomes: list[CellOutcome] = []
         measured: dict[int, list[tuple[BenchReply, int]]] = {index: [] for index in range(len(cells))}
         ended: set[int] = set()
-        for _ in range(self.settings.repeats):
+        last = (self.settings.repeats - 1, len(cells) - 1)
+        for round_index in range(self.settings.repeats):
             for index, cell in enumerate(cells):
                 if index in ended:
                     continue
@@ -306,7 +312,8 @@ class BenchRunner:
                                       kind="busy")
                     rest = [c for i, c in enumerate(cells) if i not in ended]
                     return outcomes + self._fail_all(run_id, board, rest, lost, link.facts)
-                outcome = self._run_cell(run_id, board, link, cell, accuracy, measured[index])
+                more = (round_index, index) != last
+                outcome = self._run_cell(run_id, board, link, cell, accuracy, measured[index], more)
                 if outcome is not None:
                     outcomes.append(outcome)
                     ended.add(index)
@@ -314,10 +321,11 @@ class BenchRunner:
 
     def _run_cell(
         self, run_id: str, board: Board, link: BoardLink, cell: Cell, accuracy: BoardAccuracy,
-        measured: list[tuple[BenchReply, int]],
+        measured: list[tuple[BenchReply, int]], more: bool = False,
     ) -> CellOutcome | None:
         """One round of a cell: one fresh worker process. Returns the stored outcome when the cell
-        ended (its last round measured, or a failure), None while rounds remain (`measured` grows)."""
+        ended (its last round measured, or a failure), None while rounds remain (`measured` grows).
+        `more`: another round or cell follows on this board."""
         if cell.build_error is not None:
             return self._store_failure(run_id, board, cell, "variant-error", cell.build_error, link.facts)
         info = {"board": board.name, "model": cell.model.name, "variant": cell.variant,
@@ -339,7 +347,7 @@ class BenchRunner:
             reply = session.bench(
                 args, timeout_s=self.settings.job_timeout_s, max_samples=self.settings.max_samples_kept,
                 max_series_rows=self.settings.max_series_rows,
-                on_phase=lambda phase: self.on_event("cell_phase", {**info, "phase": phase}),
+                on_phase=lambda phase: self.on_event("cell_phase", {**info, "phase": phase}), more=more,
             )
             return reply, bytes_sent
 
