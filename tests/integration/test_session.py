@@ -228,11 +228,11 @@ def test_after_a_half_open_link_the_retry_takes_the_board_back_from_the_cut_off_
     retry_at, kind = seen["retry"]
     assert kind == "disconnected" and retry_at - seen["stall"] <= 30.0
     # The new agent took its own lease back from the cut-off one, killing that agent first (and its
-    # worker: the one measuring, or, if that one had finished meanwhile, the spare it had started).
+    # worker, unless the worker had finished its job meanwhile).
     [cut_off_agent] = [pid for pid, cmd in seen["cut_off"].items() if " -c " in cmd]
     killed = seen["takeover"]["killed"]
-    assert cut_off_agent in killed and len(killed) == 2
-    assert not set(board_processes(workdir)) & {*seen["cut_off"], *killed}
+    assert cut_off_agent in killed and set(killed) <= set(seen["cut_off"])
+    assert not set(board_processes(workdir)) & set(seen["cut_off"])
 
 
 # ------------------------------------------------------------------------------------------- results
