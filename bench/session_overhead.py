@@ -456,7 +456,7 @@ def write_results(summary: dict[str, Any], rounds: int, quick: bool) -> None:
             f"{QUOTA_CORES:g}-core row.\n\n- Date: {summary['date']}\n- Machine: {summary['machine']}; 1-minute load "
             f"average {summary['load_1min_at_start']} at the start (shared with other sessions).\n\n"
             + render(summary) + "\n")
-    record_section(REPO / "bench" / "RESULTS.md", "session_overhead", text)
+    record_section(REPO / "bench" / "RESULTS.md", "session_overhead", text, keep_heading="### What the figures say")
 
 
 if __name__ == "__main__":
