@@ -39,7 +39,7 @@ worker is seen as SIGKILL (exit 137) instead of a dropped connection, and the sa
 memory and CPU stay out of the figures (the worker holds this module too: ~1 MiB of stdlib
 imports besides the runtime and the model). Workers are started fresh (exec), not forked from
 a parent that has the runtime imported: forking is ~3x faster to start but its peak RSS is
-~12 % lower than a fresh process's (the parent's untouched library pages are not counted), so
+~10 % lower than a fresh process's (the parent's untouched library pages are not counted), so
 it would not measure what a deployed process uses (bench/session_overhead.py measures both).
 """
 from __future__ import annotations
