@@ -1,34 +1,57 @@
 #!/usr/bin/env python3
 """farm board agent: one file, Python >= 3.8, stdlib (+ numpy and onnxruntime for inference).
 
-The controller uploads this file to the board as ``agent-<sha256[:12]>.py`` and runs it with a
-verb. Everything on stdout is protocol: one JSON object per line, each carrying the protocol
-version ``v``. Logs go to stderr. Every error is a JSON object
-``{"v": 1, "type": "error", "kind": ..., "message": ..., "traceback": ...}``.
+The controller uploads this file to the board as ``agent-<sha256[:12]>.py``. Everything on
+stdout is protocol: one JSON object per line, each carrying the protocol version ``v``. Logs go
+to stderr. Every error is a JSON object
+``{"v": 2, "type": "error", "kind": ..., "message": ..., "traceback": ...}``.
 
-Verbs
+The session (what `farm bench` uses: one agent process per board per run)
+  serve [--heartbeat-s S] [--controller-timeout-s T]
+                        requests on stdin, one JSON object a line: {"id": N, "op": OP, ...};
+                        OP is a verb below (with "args": its command-line arguments),
+                        stage_check / stage_commit (files by content hash), cancel, beat, bye.
+                        Every answer carries its request's "id"; a heartbeat line comes every S
+                        seconds. On end-of-file, or T seconds without a controller line, the
+                        agent kills its workers, frees its lease and exits (see Session).
+
+Verbs (also runnable one at a time: `agent.py VERB ARGS`)
   facts                 what the board is: arch, CPU, RAM, OS, Python, runtimes, governor,
                         temperatures, throttle state, cgroup limits, free disk.
-  bench  --model PATH [--weights BIN]
-                        load the model in a worker child process, time load and first
+  bench  --model PATH [--weights BIN] [--dataset NPZ]
+                        load the model in a fresh worker process, time load and first
                         inference, warm up, then measure at least --runs runs AND at least
                         --min-seconds seconds; sample the worker's memory/CPU and the board's
                         temperature/frequency meanwhile (pidstat -r/-u style, read from /proc).
-  outputs --model PATH --dataset NPZ --out NPZ
+                        Samples and time series come back in bounded `chunk` messages (at most
+                        --max-samples / --max-series-rows of them, evenly spaced), then the
+                        `result` with an exact summary of every run. With --dataset the same
+                        worker runs the dataset afterwards and its outputs come back too.
+  outputs --model PATH --dataset NPZ [--out NPZ]
                         run every input of a dataset through the model, save the outputs
-                        for the controller to score (accuracy is scored on the controller).
+                        (or stream them back) for the controller to score.
+  lease acquire|renew|release --holder JSON --ttl S
+                        who measures on this board (a file in the work dir, under an flock).
+  clean                 drop interrupted uploads and old staged files (size/age policy).
 
 Why a worker child: the parent can watch it from outside (/proc/<pid>), an OOM kill of the
 worker is seen as SIGKILL (exit 137) instead of a dropped connection, and the sampler's own
 memory and CPU stay out of the figures (the worker holds this module too: ~1 MiB of stdlib
-imports besides the runtime and the model).
+imports besides the runtime and the model). Workers are started fresh (exec), not forked from
+a parent that has the runtime imported: forking is ~3x faster to start but its peak RSS is
+~10 % lower than a fresh process's (the parent's untouched library pages are not counted), so
+it would not measure what a deployed process uses (bench/session_overhead.py measures both).
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import hashlib
 import json
 import os
 import platform
+import queue
 import shutil
 import signal
 import subprocess
@@ -40,14 +63,16 @@ import traceback
 # farm:common-begin -- the controller replaces this block with agents/farm_common.py itself when
 # it uploads the agent (orchestrator.agent_bundle), so a board receives one file.
 try:
-    from farm_common import (LEASE_FILE, PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, first_line,
-                             openvino_reason, ort_provider_name)
+    from farm_common import (CHUNK_BYTES, CHUNK_ROWS, CHUNK_VALUES, DEFAULT_HEARTBEAT_S, LEASE_FILE, PART_NAME_RE,
+                             PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, first_line, openvino_reason,
+                             ort_provider_name)
 except ImportError:  # imported as agents.farm_agent (tests, bench scripts)
-    from agents.farm_common import (LEASE_FILE, PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, first_line,
+    from agents.farm_common import (CHUNK_BYTES, CHUNK_ROWS, CHUNK_VALUES, DEFAULT_HEARTBEAT_S, LEASE_FILE,
+                                    PART_NAME_RE, PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, first_line,
                                     openvino_reason, ort_provider_name)
 # farm:common-end
 
-AGENT_VERSION = "0.2.0"
+AGENT_VERSION = "0.3.0"
 
 # Tests point these at a fake sysfs/procfs tree to simulate a hot, throttling board.
 SYSFS_ROOT = os.environ.get("FARM_SYSFS_ROOT", "/sys")
@@ -66,15 +91,28 @@ class AgentFailure(Exception):
 # protocol
 
 _emit_lock = threading.Lock()
+# The request an answer belongs to: set per thread by the session (None for one-shot verbs and
+# for the heartbeat), added to every message as "id".
+_request = threading.local()
+
+
+class ControllerGone(Exception):
+    """Writing to the controller failed: it is gone (the session cleans up and exits)."""
 
 
 def emit(message_type, **fields):
     message = {"v": PROTOCOL_VERSION, "type": message_type}
+    request_id = getattr(_request, "id", None)
+    if request_id is not None and "id" not in fields:
+        message["id"] = request_id
     message.update(fields)
     line = json.dumps(message, separators=(",", ":"), allow_nan=False, default=str)
     with _emit_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            raise ControllerGone("stdout closed")
 
 
 def emit_error(kind, message, tb=None):
@@ -82,8 +120,11 @@ def emit_error(kind, message, tb=None):
 
 
 def log(message):
-    sys.stderr.write("farm-agent: %s\n" % message)
-    sys.stderr.flush()
+    try:
+        sys.stderr.write("farm-agent: %s\n" % message)
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -664,8 +705,13 @@ def worker_main(config):
     emit("phase", phase="done", t_ns=time.monotonic_ns())
     peak_rss_inference_bytes = peak.end_phase()
 
+    kept = decimate(samples_ns, config.get("max_samples"))
+    for seq, start in enumerate(range(0, len(kept), CHUNK_VALUES)):
+        emit("worker_chunk", field="latency_ms", seq=seq, values=[s / 1e6 for s in kept[start:start + CHUNK_VALUES]])
     result = dict(
-        latency_ms=[s / 1e6 for s in samples_ns],
+        latency=latency_summary(np, samples_ns),
+        latency_samples_total=len(samples_ns),
+        latency_samples_kept=len(kept),
         load_ms=load_ns / 1e6,
         first_inference_ms=first_ns / 1e6,
         measure_s=measure_ns / 1e9,
@@ -675,9 +721,47 @@ def worker_main(config):
         peak_rss_reset_supported=peak.reset_supported,
         worker_pid=os.getpid(),
         inputs=[{"name": name, "shape": list(value.shape), "dtype": str(value.dtype)} for name, value in feeds.items()],
+        outputs_error=None,
     )
     result.update(runtime.describe())
+    del samples_ns, kept
+    if config.get("dataset"):
+        # Accuracy on the same loaded model, after everything measured is taken (the peaks above are
+        # final): no second process, no second model load.
+        emit("phase", phase="outputs", t_ns=time.monotonic_ns())
+        try:
+            emit("worker_outputs", **write_outputs(np, runtime, config["dataset"], config["outputs_path"], 1))
+        except AgentFailure as exc:
+            result["outputs_error"] = "%s: %s" % (exc.kind, exc)
     emit("worker_result", **result)
+
+
+def decimate(samples, limit):
+    """At most `limit` of `samples`, evenly spaced (every k-th), or all of them."""
+    if not limit or len(samples) <= limit:
+        return samples
+    step = -(-len(samples) // int(limit))
+    return samples[::step]
+
+
+def latency_summary(np, samples_ns):
+    """The exact summary of every measured run (ms), whatever number of samples is sent back.
+
+    Same definitions as the controller's orchestrator.analysis.summarize_latency: numpy's linear
+    percentiles, the sample standard deviation (ddof 1; 0 for one run).
+    """
+    values = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    p50, p90, p99 = (float(v) for v in np.percentile(values, [50.0, 90.0, 99.0]))
+    return {
+        "count": int(values.size),
+        "min_ms": float(values.min()),
+        "max_ms": float(values.max()),
+        "mean_ms": float(values.mean()),
+        "stdev_ms": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+    }
 
 
 class PeakTracker:
@@ -830,19 +914,23 @@ class Sampler(threading.Thread):
 
 
 def cool_down(seconds, below_temp_c, max_seconds):
-    """Wait a fixed time and/or until the hottest zone is below a threshold, capped. Returns facts."""
+    """Wait a fixed time and/or until the hottest zone is below a threshold, capped. Returns facts.
+
+    A cancelled job (the controller's cancel, or the controller gone) stops waiting at once.
+    """
+    stop = current_job().cancelled
     started = time.monotonic()
     if seconds > 0:
-        time.sleep(seconds)
+        stop.wait(seconds)
     hottest = None
     if below_temp_c is not None:
         deadline = started + max(max_seconds, seconds)
-        while True:
+        while not stop.is_set():
             temps = thermal_zones_c()
             hottest = max(temps.values()) if temps else None
             if hottest is None or hottest < below_temp_c or time.monotonic() >= deadline:
                 break
-            time.sleep(0.5)
+            stop.wait(0.5)
     return {"cooldown_s": round(time.monotonic() - started, 3), "temp_c_after_cooldown": hottest}
 
 
@@ -877,7 +965,105 @@ def check_model_files(args):
             raise AgentFailure("model-error", "model file not found on the board: %s" % path)
 
 
+# ---------------------------------------------------------------------------------------------
+# jobs: what the session is doing now, so that a cancel (or the controller's death) can stop it
+
+
+class Job:
+    """One request being carried out. `cancelled` is set by the controller's cancel or by the
+    session ending; `cancel_kind`/`cancel_message` say how the job is to be reported then."""
+
+    def __init__(self, request_id=None):
+        self.id = request_id
+        self.cancelled = threading.Event()
+        self.cancel_kind = "interrupted"
+        self.cancel_message = "cancelled by the controller"
+
+    def cancel(self, kind, message):
+        self.cancel_kind = kind if kind in ("timeout", "interrupted") else "interrupted"
+        self.cancel_message = str(message or self.cancel_message)[:500]
+        self.cancelled.set()
+        kill_children()
+
+    def check(self):
+        if self.cancelled.is_set():
+            raise AgentFailure(self.cancel_kind, self.cancel_message)
+
+
+_ONE_SHOT_JOB = Job()
+
+
+def current_job():
+    return getattr(_request, "job", None) or _ONE_SHOT_JOB
+
+
+# Child processes (workers) running now: killed, with their process groups, when the job is
+# cancelled or the controller is gone. Each worker leads its own process group.
+_CHILDREN = set()
+_CHILDREN_LOCK = threading.Lock()
+# Called with the pid of a worker that starts (and None when it ends): the session writes it
+# into the lease, so a controller taking over a dead holder's lease can stop it.
+_on_worker = [lambda pid: None]
+
+
+# A spare worker the session started ahead of the next job (see Session.prepare_worker), or None.
+_spare = [lambda: None]
+
+
+def start_child(argv, stdin=subprocess.DEVNULL):
+    child = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, universal_newlines=True,
+                             start_new_session=True)
+    with _CHILDREN_LOCK:
+        _CHILDREN.add(child)
+    _on_worker[0](child.pid)
+    if current_job().cancelled.is_set():
+        kill_children()
+    return child
+
+
+def start_worker(config):
+    """The cell's worker: the session's spare (already past its start-up, given its config on
+    stdin) or a new one (config as its argument). Either is a fresh process used for one job."""
+    worker = _spare[0]()
+    if worker is not None:
+        try:
+            assert worker.stdin is not None
+            worker.stdin.write(json.dumps(config) + "\n")
+            worker.stdin.close()
+            _on_worker[0](worker.pid)
+            return worker
+        except (OSError, ValueError):
+            end_child(worker)  # it died waiting: start a new one
+    return start_child([sys.executable, os.path.abspath(__file__), "_worker", json.dumps(config)])
+
+
+def end_child(child):
+    """Reap `child` (its whole process group is killed: nothing it started is left behind)."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    returncode = child.wait()
+    with _CHILDREN_LOCK:
+        _CHILDREN.discard(child)
+    _on_worker[0](None)
+    return returncode
+
+
+def kill_children():
+    with _CHILDREN_LOCK:
+        children = list(_CHILDREN)
+    for child in children:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def bench_main(args):
+    """Measure one cell in a fresh worker process; stream its samples and time series back in
+    bounded chunks, then the result (and, with --dataset, the dataset's outputs)."""
+    job = current_job()
     check_model_files(args)
     shapes = {}
     for text in args.shape or []:
@@ -886,7 +1072,13 @@ def bench_main(args):
             shapes[name] = [int(d) for d in dims.replace(",", "x").split("x")]
         except ValueError:
             raise AgentFailure("input-error", "bad --shape %r (expected NAME=1x3x224x224)" % text)
+    if args.dataset and not os.path.isfile(args.dataset):
+        raise AgentFailure("input-error", "dataset not found on the board: %s" % args.dataset)
     cooldown = cool_down(args.cooldown_s, args.cooldown_below_c, args.cooldown_max_s)
+    job.check()
+    outputs_path = None
+    if args.dataset:
+        outputs_path = os.path.abspath("outputs-%s.npz" % binascii.hexlify(os.urandom(6)).decode())
     config = {
         "model": os.path.abspath(args.model),
         "weights": os.path.abspath(args.weights) if args.weights else None,
@@ -897,21 +1089,27 @@ def bench_main(args):
         "threads": args.threads,
         "shapes": shapes,
         "cpu_arena": not args.no_cpu_arena,
+        "max_samples": args.max_samples,
+        "dataset": os.path.abspath(args.dataset) if args.dataset else None,
+        "outputs_path": outputs_path,
     }
     config.update(runtime_config(args))
     freq_before = cpu_freqs_khz()
-    worker = subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), "_worker", json.dumps(config)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        universal_newlines=True,
-    )
-    forward_signals_to(worker)
+    worker = start_worker(config)
+    try:
+        return _watch_worker(args, worker, cooldown, freq_before, outputs_path)
+    finally:
+        end_child(worker)
+        if outputs_path:
+            remove_quietly(outputs_path)
+
+
+def _watch_worker(args, worker, cooldown, freq_before, outputs_path):
+    job = current_job()
     sampler = Sampler(worker.pid, args.sample_interval) if args.sample_interval > 0 else None
     if sampler is not None:
         sampler.start()
-    worker_result = None
-    worker_error = None
+    worker_result = worker_error = worker_outputs = None
     assert worker.stdout is not None
     for line in worker.stdout:
         try:
@@ -919,17 +1117,23 @@ def bench_main(args):
         except ValueError:
             log("worker wrote a non-protocol line: %r" % line[:200])
             continue
-        if message.get("type") == "phase":
+        kind = message.get("type")
+        if kind == "phase":
             if sampler is not None:
                 sampler.mark(message["phase"])
             emit("phase", phase=message["phase"])
-        elif message.get("type") == "worker_result":
+        elif kind == "worker_chunk":
+            emit("chunk", field=message["field"], seq=message["seq"], values=message["values"])
+        elif kind == "worker_outputs":
+            worker_outputs = message
+        elif kind == "worker_result":
             worker_result = message
-        elif message.get("type") == "error":
+        elif kind == "error":
             worker_error = message
     returncode = worker.wait()
     if sampler is not None:
         sampler.stop()
+    job.check()
     if worker_error is not None:
         emit("error", kind=worker_error.get("kind", "agent-error"), message=worker_error.get("message"),
              traceback=worker_error.get("traceback"))
@@ -942,28 +1146,56 @@ def bench_main(args):
         return 1
     samples = sampler.samples if sampler is not None else []
     marks = sampler.phase_marks if sampler is not None else []
-    worker_result.pop("type", None)
-    worker_result.pop("v", None)
+    for key in ("type", "v"):
+        worker_result.pop(key, None)
     loads = [worker_result["peak_rss_load_bytes"], worker_result["peak_rss_inference_bytes"]]
     result = dict(worker_result)
     result.update(cooldown)
     result["peak_rss_bytes"] = max(v for v in loads if v is not None) if any(v is not None for v in loads) else None
     result["sample_interval_s"] = args.sample_interval
-    result["samples"] = samples
     result["phase_marks"] = marks
     result.update(summarize_run(samples, marks, freq_before))
+    kept = decimate(samples, args.max_series_rows)
+    for seq, start in enumerate(range(0, len(kept), CHUNK_ROWS)):
+        emit("chunk", field="samples", seq=seq, values=kept[start:start + CHUNK_ROWS])
+    result["samples_total"] = len(samples)
+    result["samples_kept"] = len(kept)
+    if worker_outputs is not None:
+        stream_outputs(worker_outputs)
     emit("result", result=result)
     return 0
 
 
-def forward_signals_to(child):
-    """SIGTERM/SIGINT/SIGHUP on the agent stop its worker too: no orphan left on the board."""
+def stream_outputs(message):
+    """Send an outputs file back in chunks (base64), then its `outputs` message; remove the file."""
+    path = message["path"]
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for seq in range(1 << 40):
+            data = handle.read(CHUNK_BYTES)
+            if not data:
+                break
+            digest.update(data)
+            size += len(data)
+            emit("chunk", field="outputs_npz", seq=seq, data=base64.b64encode(data).decode("ascii"))
+    remove_quietly(path)
+    emit("outputs", count=message["count"], output_names=message["output_names"], runtime=message["runtime"],
+         size_bytes=size, sha256=digest.hexdigest())
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def forward_signals_to(_child):
+    """SIGTERM/SIGINT/SIGHUP on a one-shot agent stop its workers too: no orphan left on the board."""
 
     def handler(signum, frame):
-        try:
-            child.kill()
-        except OSError:
-            pass
+        kill_children()
         raise SystemExit(128 + signum)
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -987,22 +1219,15 @@ def runtime_config(args):
     }
 
 
-def outputs_main(args):
-    """Run every input of a dataset through the model and save the outputs as .npz."""
+def write_outputs(np, runtime, dataset, out, batch):
+    """Run every input of `dataset` (.npz with `inputs`) through the loaded model, save the outputs
+    as .npz at `out`; returns what the `outputs` message says about them."""
     try:
-        import numpy as np
-    except ImportError:
-        raise AgentFailure("missing-runtime", "numpy is not installed for %s" % sys.executable)
-    check_model_files(args)
-    runtime = make_runtime(runtime_config(args))
-    runtime.load(args.model, args.weights)
-    try:
-        data = np.load(args.dataset, allow_pickle=False)
+        data = np.load(dataset, allow_pickle=False)
         inputs = data["inputs"]
     except (OSError, KeyError, ValueError) as exc:
-        raise AgentFailure("input-error", "cannot read dataset %s: %s" % (args.dataset, first_line(exc)))
+        raise AgentFailure("input-error", "cannot read dataset %s: %s" % (dataset, first_line(exc)))
     name, dtype, _ = runtime.input_specs()[0]
-    batch = args.batch
     outputs = None
     for start in range(0, len(inputs), batch):
         chunk = inputs[start:start + batch].astype(dtype or "float32")
@@ -1015,64 +1240,219 @@ def outputs_main(args):
         for index, value in enumerate(result):
             outputs[index].append(np.asarray(value))
     arrays = {"output_%d" % i: np.concatenate(parts) for i, parts in enumerate(outputs or [])}
-    tmp = args.out + ".tmp"
+    tmp = out + ".tmp"
     with open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
-    os.replace(tmp, args.out)
-    emit("outputs", path=os.path.abspath(args.out), count=int(len(inputs)), output_names=runtime.output_names(),
-         runtime=runtime.describe())
+    os.replace(tmp, out)
+    return {"path": os.path.abspath(out), "count": int(len(inputs)), "output_names": runtime.output_names(),
+            "runtime": runtime.describe()}
+
+
+def outputs_main(args):
+    """Run every input of a dataset through the model and save the outputs as .npz (--out), or,
+    without --out, stream them back (base64 chunks) and keep nothing on the board."""
+    try:
+        import numpy as np
+    except ImportError:
+        raise AgentFailure("missing-runtime", "numpy is not installed for %s" % sys.executable)
+    check_model_files(args)
+    runtime = make_runtime(runtime_config(args))
+    runtime.load(args.model, args.weights)
+    if args.out:
+        info = write_outputs(np, runtime, args.dataset, args.out, args.batch)
+        emit("outputs", path=info["path"], count=info["count"], output_names=info["output_names"],
+             runtime=info["runtime"])
+        return 0
+    out = os.path.abspath("outputs-%s.npz" % binascii.hexlify(os.urandom(6)).decode())
+    try:
+        stream_outputs(write_outputs(np, runtime, args.dataset, out, args.batch))
+    finally:
+        remove_quietly(out)
     return 0
 
 
-# ---------------------------------------------------------------------------------------------
+def outputs_in_child(argv):
+    """The session's `outputs`: the outputs verb in a fresh process (a runtime crash cannot take
+    the session down), its messages forwarded."""
+    child = start_child([sys.executable, os.path.abspath(__file__), "outputs"] + list(argv))
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            for key in ("v", "id"):
+                message.pop(key, None)
+            emit(message.pop("type", "error"), **message)
+        returncode = child.wait()
+    finally:
+        end_child(child)
+    current_job().check()
+    if returncode not in (0, 1):
+        emit_error("oom-killed" if returncode in (-signal.SIGKILL, 137) else "agent-error",
+                   "the outputs process exited with status %s" % returncode)
+    return returncode
 
 
 # ---------------------------------------------------------------------------------------------
 # leases: who is using this board, recorded on the board so every controller sees it
+#
+# A lease also names the agent process that holds it and its running worker (pid, start time,
+# boot id): a controller taking over an expired lease, or ours from a session that went away,
+# first kills what that holder left running, so nothing measures beside the new holder.
 
-def read_lease(workdir):
-    """The current lease, or None when there is none or it has expired (board clock)."""
+
+def proc_start_ticks(pid):
+    """A process's start time (clock ticks since boot, /proc/<pid>/stat field 22), or None."""
+    text = read_text("/proc/%d/stat" % pid)
+    if text is None:
+        return None
+    try:
+        return int(text[text.rindex(")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def boot_id():
+    return read_text("/proc/sys/kernel/random/boot_id")
+
+
+def process_identity(pid):
+    return {"pid": pid, "start": proc_start_ticks(pid), "boot": boot_id()}
+
+
+def same_process(identity):
+    """`identity` (a lease's record of a process) names a process alive now (not a reused pid)."""
+    if not isinstance(identity, dict) or not isinstance(identity.get("pid"), int) or identity["pid"] <= 1:
+        return False
+    if identity.get("boot") != boot_id() or identity.get("start") is None:
+        return False
+    return proc_start_ticks(identity["pid"]) == identity["start"]
+
+
+def read_lease_file(workdir):
     try:
         with open(os.path.join(workdir, LEASE_FILE)) as handle:
             lease = json.load(handle)
     except (OSError, ValueError):
         return None
-    if not isinstance(lease, dict) or float(lease.get("expires_at", 0)) <= time.time():
+    return lease if isinstance(lease, dict) else None
+
+
+def lease_expired(lease):
+    try:
+        return float(lease.get("expires_at", 0)) <= time.time()
+    except (TypeError, ValueError):
+        return True
+
+
+def read_lease(workdir):
+    """The current lease, or None when there is none or it has expired (board clock)."""
+    lease = read_lease_file(workdir)
+    if lease is None or lease_expired(lease):
         return None
     lease["expires_in_s"] = round(float(lease["expires_at"]) - time.time(), 1)
     return lease
 
 
-def lease_main(args):
-    """acquire / renew / release, atomic under an flock so two controllers never both win."""
-    import fcntl
+def write_lease(workdir, lease):
+    tmp = os.path.join(workdir, LEASE_FILE + ".tmp")
+    with open(tmp, "w") as handle:
+        json.dump(lease, handle)
+    os.replace(tmp, os.path.join(workdir, LEASE_FILE))
 
-    if not os.path.isdir(args.workdir):
-        os.makedirs(args.workdir)
+
+class LeaseLock:
+    """The flock that makes every lease change atomic between agents on the board."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+
+    def __enter__(self):
+        import fcntl
+
+        if not os.path.isdir(self.workdir):
+            os.makedirs(self.workdir)
+        self.handle = open(os.path.join(self.workdir, "lease.lock"), "a")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+def kill_leftovers(lease):
+    """Kill the worker and the agent a lease names, where they are still those processes."""
+    killed = []
+    worker = lease.get("worker")
+    if same_process(worker) and worker["pid"] != os.getpid():
+        try:
+            os.killpg(worker["pid"], signal.SIGKILL)
+            killed.append(worker["pid"])
+        except OSError:
+            pass
+    agent = lease.get("agent")
+    if same_process(agent) and agent["pid"] != os.getpid():
+        try:
+            os.kill(agent["pid"], signal.SIGKILL)
+            killed.append(agent["pid"])
+        except OSError:
+            pass
+    if killed:
+        log("killed what the previous holder left running: %s" % killed)
+    return killed
+
+
+def lease_main(args, session=None):
+    """acquire / renew / release, atomic under an flock so two controllers never both win.
+
+    `session`: the agent session asking (its identity goes into the lease, and it renews the
+    lease itself while its controller is alive); None for the one-shot `lease` verb.
+    """
     holder = json.loads(args.holder)
-    with open(os.path.join(args.workdir, "lease.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        current = read_lease(args.workdir)
-        mine = current is not None and current.get("holder", {}).get("id") == holder.get("id")
-        if args.action == "release":
-            if mine:
-                os.remove(os.path.join(args.workdir, LEASE_FILE))
-            emit("lease", acquired=False, released=mine, lease=None if mine else current)
-            return 0
-        if current is not None and not mine:
-            emit("lease", acquired=False, lease=current)
-            return 0
-        if args.action == "renew" and not mine:
-            emit("lease", acquired=False, lease=None, lost=True)
-            return 0
-        now = time.time()
-        lease = {"holder": holder, "since": current["since"] if mine else now, "expires_at": now + args.ttl}
-        tmp = os.path.join(args.workdir, LEASE_FILE + ".tmp")
-        with open(tmp, "w") as handle:
-            json.dump(lease, handle)
-        os.replace(tmp, os.path.join(args.workdir, LEASE_FILE))
-        emit("lease", acquired=True, lease=lease)
+    answer = lease_change(args.workdir, args.action, holder, args.ttl, session)
+    emit("lease", **answer)
     return 0
+
+
+def lease_change(workdir, action, holder, ttl, session=None):
+    with LeaseLock(workdir):
+        raw = read_lease_file(workdir)
+        current = raw if raw is not None and not lease_expired(raw) else None
+        mine = current is not None and (current.get("holder") or {}).get("id") == holder.get("id")
+        same_session = session is None or (current or {}).get("agent", {}) is None or \
+            ((current or {}).get("agent") or {}).get("session") == session.id
+        if action == "release":
+            released = mine and same_session
+            if released:
+                os.remove(os.path.join(workdir, LEASE_FILE))
+            return {"acquired": False, "released": released, "lease": None if mine else current}
+        if current is not None and not mine:
+            return {"acquired": False, "lease": current}
+        if action == "renew" and not mine:
+            return {"acquired": False, "lease": None, "lost": True}
+        killed, previous = [], None
+        if action == "acquire" and raw is not None and (current is None or not same_session):
+            killed = kill_leftovers(raw)  # an expired holder's, or ours from a session that went away
+            if current is None and (raw.get("holder") or {}).get("id") != holder.get("id"):
+                previous = raw  # we take over another holder's expired lease: the controller says whose
+        now = time.time()
+        lease = {"holder": holder, "since": current["since"] if mine else now, "expires_at": now + ttl,
+                 "agent": session.identity() if session is not None else None,
+                 "worker": current.get("worker") if (mine and same_session and session is not None) else None}
+        write_lease(workdir, lease)
+        return {"acquired": True, "lease": lease, "killed": killed, "previous": previous}
+
+
+def note_worker(workdir, session, pid):
+    """Record the session's running worker (None: none) in its lease, if it still holds it."""
+    with LeaseLock(workdir):
+        lease = read_lease_file(workdir)
+        if lease is None or ((lease.get("agent") or {}).get("session") != session.id):
+            return
+        lease["worker"] = process_identity(pid) if pid else None
+        write_lease(workdir, lease)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1114,6 +1494,331 @@ def clean_main(args):
     return 0
 
 
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# the session: one agent process per board per run, requests in, answers out, both on one channel
+
+
+MAX_REQUEST_BYTES = 1 << 20
+
+
+class Session:
+    """`serve`: the agent the controller starts once per board per run (labgrid's agent model).
+
+    stdin carries the controller's requests, one JSON object a line ({"id", "op", ...}); stdout
+    carries the answers, each tagged with its request's id, and a heartbeat line every
+    `heartbeat_s`. Requests run one at a time in a job thread; the reading thread stays free for
+    `cancel`, `beat` and `bye`. The agent owns its cleanup: on end-of-file on stdin, or when no
+    controller line came for `controller_timeout_s` (a half-open link), or on SIGTERM/SIGHUP, it
+    kills its workers' process groups, frees its lease and exits. While the controller is alive
+    it renews its lease itself (every third of the lease's ttl), so no second connection is needed.
+    """
+
+    def __init__(self, args):
+        self.workdir = os.getcwd()
+        self.heartbeat_s = max(0.1, float(args.heartbeat_s))
+        self.controller_timeout_s = max(2.0 * self.heartbeat_s, float(args.controller_timeout_s))
+        self.id = binascii.hexlify(os.urandom(8)).decode()
+        self.last_heard = time.monotonic()
+        self.lease_holder = None
+        self.lease_ttl = None
+        self.lease_renewed_at = 0.0
+        self.lease_lost = False
+        self.jobs = queue.Queue()
+        self.current = None
+        self.spare = None
+        self.hash_cache = {}
+        self._ending = threading.Lock()
+        self._wake = threading.Event()  # never set: the watchdog's clock
+        self._beat_now = threading.Event()  # a heartbeat (and the news it carries) is due now
+
+    def identity(self):
+        identity = process_identity(os.getpid())
+        identity["session"] = self.id
+        return identity
+
+    # -- the threads
+
+    def run(self):
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(signum, lambda signum, frame: self.end("signal %d" % signum))
+        _on_worker[0] = lambda pid: self.note_worker(pid)
+        try:
+            emit("hello", agent_version=AGENT_VERSION, session=self.id, pid=os.getpid(), workdir=self.workdir,
+                 python_executable=sys.executable, python_version=platform.python_version(),
+                 heartbeat_s=self.heartbeat_s, controller_timeout_s=self.controller_timeout_s)
+        except ControllerGone:
+            self.end("stdout closed before hello")
+        _spare[0] = self.take_spare_worker
+        self.prepare_worker()
+        for target in (self.heartbeat_loop, self.watchdog_loop, self.job_loop):
+            threading.Thread(target=target, daemon=True).start()
+        stdin = sys.stdin.buffer
+        while True:
+            line = stdin.readline(MAX_REQUEST_BYTES)
+            if not line:
+                self.end("the controller closed the channel (end of file)")
+            self.last_heard = time.monotonic()
+            if not line.endswith(b"\n"):
+                log("a request line over %d bytes: ignored" % MAX_REQUEST_BYTES)
+                while line and not line.endswith(b"\n"):
+                    line = stdin.readline(MAX_REQUEST_BYTES)
+                continue
+            try:
+                request = json.loads(line)
+                op = request["op"]
+            except (ValueError, KeyError, TypeError):
+                log("not a request: %r" % line[:200])
+                continue
+            if op == "beat":
+                continue
+            if op == "cancel":
+                job = self.current
+                if job is not None and job.id == request.get("target"):
+                    job.cancel(request.get("kind"), request.get("message"))
+                continue
+            if op == "bye":
+                self.end("the controller said bye", request.get("id"))
+            self.jobs.put(request)
+
+    def heartbeat_loop(self):
+        while True:
+            self._beat_now.wait(self.heartbeat_s)
+            self._beat_now.clear()
+            try:
+                if self.lease_lost:
+                    self.lease_lost = False
+                    emit("lease", id=None, acquired=False, lease=read_lease(self.workdir), lost=True)
+                emit("heartbeat", id=None)
+            except ControllerGone:
+                self.end("stdout closed")
+
+    def watchdog_loop(self):
+        """Liveness of the controller, and lease renewal. Never writes to stdout (a stalled link
+        can block a write for ever; this thread must still notice the silence and clean up)."""
+        while not self._wake.wait(min(1.0, self.heartbeat_s)):
+            silent_s = time.monotonic() - self.last_heard
+            if silent_s > self.controller_timeout_s:
+                self.end("no word from the controller for %.0f s" % silent_s)
+            if self.lease_holder is not None and time.monotonic() - self.lease_renewed_at >= self.lease_ttl / 3.0:
+                self.renew_lease()
+
+    def job_loop(self):
+        while True:
+            request = self.jobs.get()
+            job = Job(request.get("id"))
+            self.current = job
+            _request.id = job.id
+            _request.job = job
+            try:
+                self.handle(request)
+            except AgentFailure as exc:
+                self.answer_error(exc.kind, str(exc))
+            except ControllerGone:
+                self.end("stdout closed")
+            except MemoryError:
+                self.answer_error("oom-killed", "out of memory (MemoryError)", traceback.format_exc())
+            except Exception as exc:  # the agent must answer in protocol, whatever happens
+                self.answer_error("agent-error", "%s: %s" % (type(exc).__name__, first_line(exc)),
+                                  traceback.format_exc())
+            finally:
+                self.current = None
+                _request.id = None
+                _request.job = None
+            if request.get("op") == "bench" and request.get("more"):
+                self.prepare_worker()  # the controller said another bench job follows
+
+    def answer_error(self, kind, message, tb=None):
+        try:
+            emit_error(kind, message, tb)
+        except ControllerGone:
+            self.end("stdout closed")
+
+    # -- requests
+
+    def handle(self, request):
+        op = request.get("op")
+        if op == "stage_check":
+            return self.stage_check(request.get("files") or [])
+        if op == "stage_commit":
+            return self.stage_commit(request.get("files") or [])
+        if op not in ("facts", "lease", "clean", "bench", "outputs"):
+            raise AgentFailure("agent-error", "unknown request %r" % (op,))
+        argv = request.get("args") or []
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise AgentFailure("input-error", "request %r: args must be a list of strings" % op)
+        if op in ("bench", "outputs"):
+            self.check_lease()
+        if op == "outputs":
+            return outputs_in_child(argv)
+        args = build_parser(SessionParser).parse_args([op] + argv)
+        args.workdir = self.workdir
+        if op == "facts":
+            emit("facts", facts=collect_facts(self.workdir, quick=args.quick))
+        elif op == "lease":
+            holder = json.loads(args.holder)
+            answer = lease_change(self.workdir, args.action, holder, args.ttl, self)
+            if args.action == "release" and answer.get("released"):
+                self.lease_holder = None
+            elif answer.get("acquired"):
+                self.lease_holder, self.lease_ttl = holder, args.ttl
+                self.lease_renewed_at = time.monotonic()
+            emit("lease", **answer)
+        elif op == "clean":
+            clean_main(args)
+        else:
+            bench_main(args)
+
+    def staged_path(self, name, pattern):
+        if not isinstance(name, str) or not pattern.match(name):
+            raise AgentFailure("input-error", "not a staged file name: %r" % (name,))
+        return os.path.join(self.workdir, name)
+
+    def hash_of(self, path):
+        """sha256 of a file, remembered for the session while its size and mtime stay the same."""
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        key = (stat.st_size, stat.st_mtime_ns)
+        cached = self.hash_cache.get(path)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        digest = file_sha256(path)
+        self.hash_cache[path] = (key, digest)
+        return digest
+
+    def stage_check(self, files):
+        """Which of the files ({name, sha256}) the work dir has with that content."""
+        answer = []
+        for item in files:
+            path = self.staged_path(item.get("name"), STAGED_NAME_RE)
+            answer.append({"name": item["name"], "present": self.hash_of(path) == item.get("sha256")})
+        emit("staged", files=answer)
+
+    def stage_commit(self, files):
+        """Uploads ({part, name, sha256}) that arrived under a temporary name: each is hashed and
+        renamed into place, or removed when its content is not what was sent."""
+        answer = []
+        for item in files:
+            part = self.staged_path(item.get("part"), PART_NAME_RE)
+            path = self.staged_path(item.get("name"), STAGED_NAME_RE)
+            got = file_sha256(part) if os.path.isfile(part) else None
+            if got != item.get("sha256"):
+                remove_quietly(part)
+                raise AgentFailure("agent-error", "the upload of %s arrived as %s, not %s (the board's copy was "
+                                   "removed)" % (item["name"], got or "nothing", item.get("sha256")))
+            os.replace(part, path)
+            answer.append({"name": item["name"], "present": True})
+        emit("staged", files=answer)
+
+    # -- the next job's worker, started ahead
+
+    def prepare_worker(self):
+        """Start a spare worker for the next bench job, so that its Python start-up and numpy
+        import overlap the controller's round trips and uploads. It is the same fresh process a
+        job would start (it does the same work before its config, which it then reads from stdin),
+        so every figure it measures is the same: nothing runtime-specific is imported ahead."""
+        if self.spare is None or self.spare.poll() is not None:
+            try:
+                self.spare = start_child([sys.executable, os.path.abspath(__file__), "_worker"],
+                                         stdin=subprocess.PIPE)
+            except OSError as exc:
+                log("cannot start a spare worker: %s" % exc)
+                self.spare = None
+
+    def take_spare_worker(self):
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.poll() is not None:
+            end_child(spare)
+            return None
+        return spare
+
+    # -- the lease, kept by the agent while its controller is alive
+
+    def renew_lease(self):
+        holder = self.lease_holder
+        if holder is None:
+            return
+        try:
+            answer = lease_change(self.workdir, "renew", holder, self.lease_ttl, self)
+        except (OSError, ValueError) as exc:
+            log("cannot renew the lease: %s" % exc)
+            return
+        if answer.get("acquired"):
+            self.lease_renewed_at = time.monotonic()
+        else:
+            self.lease_holder = None
+            self.lease_lost = True  # reported by the heartbeat thread; the controller starts no new job
+            self._beat_now.set()
+
+    def check_lease(self):
+        """Before a job: the lease this session took must still be ours (renewed now), or the job
+        fails as `busy` — nothing is measured beside another holder."""
+        if self.lease_ttl is None:
+            return  # no lease was taken in this session (a tool, not `farm bench`)
+        if self.lease_holder is not None:
+            self.renew_lease()
+        if self.lease_holder is None:
+            holder = (read_lease(self.workdir) or {}).get("holder") or {}
+            raise AgentFailure("busy", "our lease on the board was taken over (now held by %s@%s, pid %s)"
+                               % (holder.get("user"), holder.get("host"), holder.get("pid")))
+
+    def note_worker(self, pid):
+        if self.lease_holder is not None:
+            try:
+                note_worker(self.workdir, self, pid)
+            except (OSError, ValueError) as exc:
+                log("cannot note the worker in the lease: %s" % exc)
+
+    def end(self, reason, bye_id=None):
+        """Kill the workers, free the lease, exit. Safe from any thread; runs once."""
+        if not self._ending.acquire(False):
+            if threading.current_thread() is threading.main_thread():
+                self._wake.wait(10)
+            return
+        log("session ends: %s" % reason)
+        job = self.current
+        if job is not None:
+            job.cancelled.set()
+        kill_children()
+        holder = self.lease_holder
+        if holder is not None:
+            self.lease_holder = None
+            try:
+                lease_change(self.workdir, "release", holder, self.lease_ttl, self)
+            except (OSError, ValueError) as exc:
+                log("cannot release the lease: %s" % exc)
+        if bye_id is not None:
+            try:
+                emit("bye", id=bye_id)
+            except ControllerGone:
+                pass
+        os._exit(0)
+
+
+class SessionParser(argparse.ArgumentParser):
+    """The verbs' parser inside a session: a bad request is an answer, never an exit."""
+
+    def error(self, message):
+        raise AgentFailure("input-error", "bad request arguments: %s" % message)
+
+    def exit(self, status=0, message=None):
+        raise AgentFailure("input-error", "bad request arguments: %s" % (message or "exit %s" % status))
+
+
+def serve_main(args):
+    Session(args).run()
+    return 0
+
+
 def add_runtime_options(parser):
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--runtime", required=True, choices=RUNTIME_NAMES)
@@ -1122,8 +1827,8 @@ def add_runtime_options(parser):
     parser.add_argument("--strict", action="store_true", help="fail instead of falling back to another provider")
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="farm-agent", description=__doc__.split("\n")[0])
+def build_parser(parser_class=argparse.ArgumentParser):
+    parser = parser_class(prog="farm-agent", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version="farm-agent %s (protocol %d)" % (AGENT_VERSION, PROTOCOL_VERSION))
     verbs = parser.add_subparsers(dest="verb")
     facts = verbs.add_parser("facts")
@@ -1145,6 +1850,10 @@ def build_parser():
     bench.add_argument("--cooldown-s", type=float, required=True)
     bench.add_argument("--cooldown-below-c", type=float, default=None)
     bench.add_argument("--cooldown-max-s", type=float, required=True)
+    bench.add_argument("--max-samples", type=int, default=None,
+                       help="send at most this many latency samples (evenly spaced); the summary covers all")
+    bench.add_argument("--max-series-rows", type=int, default=None, help="send at most this many sampler rows")
+    bench.add_argument("--dataset", help="after measuring, run this dataset (.npz) and send its outputs back")
     lease = verbs.add_parser("lease")
     lease.add_argument("action", choices=["acquire", "renew", "release"])
     lease.add_argument("--workdir", default=".")
@@ -1159,11 +1868,16 @@ def build_parser():
     outputs.add_argument("--model", required=True)
     outputs.add_argument("--weights", help="the weights file of a two-file model (OpenVINO IR .bin)")
     outputs.add_argument("--dataset", required=True)
-    outputs.add_argument("--out", required=True)
+    outputs.add_argument("--out", help="where to save the outputs (default: stream them back, keep nothing)")
     add_runtime_options(outputs)
     outputs.add_argument("--batch", type=int, default=1)
+    serve = verbs.add_parser("serve", help="the agent session: requests on stdin, answers on stdout")
+    serve.add_argument("--heartbeat-s", type=float, default=DEFAULT_HEARTBEAT_S)
+    serve.add_argument("--controller-timeout-s", type=float, default=120.0,
+                       help="end the session (kill the workers, free the lease) after this long without a "
+                            "line from the controller")
     worker = verbs.add_parser("_worker")
-    worker.add_argument("config")
+    worker.add_argument("config", nargs="?", help="JSON; without it, one line of stdin (a spare worker)")
     return parser
 
 
@@ -1174,7 +1888,10 @@ def main(argv=None):
             emit("facts", facts=collect_facts(args.workdir, quick=args.quick))
             return 0
         if args.verb == "bench":
+            forward_signals_to(None)
             return bench_main(args)
+        if args.verb == "serve":
+            return serve_main(args)
         if args.verb == "outputs":
             return outputs_main(args)
         if args.verb == "lease":
@@ -1182,9 +1899,18 @@ def main(argv=None):
         if args.verb == "clean":
             return clean_main(args)
         if args.verb == "_worker":
-            worker_main(json.loads(args.config))
+            if args.config is not None:
+                worker_main(json.loads(args.config))
+                return 0
+            try:  # a spare worker: what every worker does before its config, done while it waits
+                import numpy  # noqa: F401
+            except ImportError:
+                pass  # worker_main reports it as missing-runtime once there is a job
+            line = sys.stdin.readline()
+            if line.strip():
+                worker_main(json.loads(line))
             return 0
-        emit_error("agent-error", "no verb given (facts, bench, outputs)")
+        emit_error("agent-error", "no verb given (serve, facts, bench, outputs, lease, clean)")
         return 2
     except AgentFailure as exc:
         emit_error(exc.kind, str(exc))

@@ -8,10 +8,28 @@ so keep it stdlib-only, Python >= 3.8, free of `from __future__` imports and sid
 """
 import re
 
-PROTOCOL_VERSION = 1
+# 2: the agent session (`serve`): requests and answers tagged by id, heartbeats both ways,
+# results streamed in bounded chunks, stage checks in the session.
+PROTOCOL_VERSION = 2
 
 # Every message the agent may send (the controller refuses any other type).
-MESSAGE_TYPES = ("facts", "phase", "result", "error", "outputs", "lease", "cleaned")
+MESSAGE_TYPES = (
+    "hello", "heartbeat", "facts", "phase", "chunk", "result", "error", "outputs", "lease", "cleaned", "staged",
+    "bye",
+)
+
+# The operations a controller may ask of an agent session (one JSON line each: {"id", "op", ...}).
+# `beat` is the controller's heartbeat (no answer); `cancel` stops the request named by `target`.
+SESSION_OPS = ("facts", "lease", "clean", "stage_check", "stage_commit", "bench", "outputs", "beat", "cancel", "bye")
+
+# The agent's heartbeat line comes every this many seconds (unless the controller asks otherwise).
+DEFAULT_HEARTBEAT_S = 2.0
+
+# Streaming: one chunk message carries at most this many latency values / sampler rows / raw bytes,
+# so every line stays far below the controller's line limit whatever the size of the result.
+CHUNK_VALUES = 50000
+CHUNK_ROWS = 2000
+CHUNK_BYTES = 256 * 1024
 
 # Every failed job is stored with exactly one of these kinds; an agent error naming another kind
 # is recorded as "agent-error".
@@ -64,6 +82,8 @@ LEASE_FILE = "lease.json"
 STAGED_NAME_RE = re.compile(
     r"^([0-9a-f]{16}\.(onnx|npz|xml|bin)|agent-[0-9a-f]{12}\.py|outputs-[0-9a-f]+\.npz)$"
 )
+# An upload in flight: a staged name plus `.part-<hex>` (renamed into place once its hash is right).
+PART_NAME_RE = re.compile(r"^([0-9a-f]{16}\.(onnx|npz|xml|bin)|agent-[0-9a-f]{12}\.py)\.part-[0-9a-f]{6,32}$")
 
 
 def staged_name(sha256_hex, suffix):

@@ -1,7 +1,8 @@
 """The peer farm is measured against: the fabric script a user would write by hand.
 
 For each board: connect with fabric, `put` the model, run a bare onnxruntime loop over it with
-the board's Python and read back the median; boards in parallel with fabric's ThreadingGroup.
+the board's Python and read back the median; boards in parallel, a thread each (as fabric's
+ThreadingGroup, which cannot give each board its own remote path: simulated boards share a disk).
 It does what `farm bench -m MODEL --runs N --min-seconds 0 --warmup W --threads 1
 --sample-interval 0 --no-report` does at its core and nothing more: no facts, no lease, no
 memory sampling, no store, no checks of what comes back. That is the point of comparison.
@@ -23,7 +24,7 @@ from typing import Sequence
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from fabric import Connection, ThreadingGroup  # noqa: E402
+from fabric import Connection  # noqa: E402
 
 from orchestrator.boards import Board  # noqa: E402
 
@@ -51,20 +52,22 @@ def connection(board: Board) -> Connection:
 
 
 def run_fabric_peer(boards: Sequence[Board], model: Path, runs: int = 20, warmup: int = 2) -> dict[str, float]:
-    """Push `model` to every board and time `runs` inferences there; board host -> median ms."""
-    group = ThreadingGroup.from_connections([connection(b) for b in boards])
-    by_host = {b.host or b.name: b for b in boards}
-    remote = f"/tmp/farm-peer-{model.name}"
-    try:
-        group.put(str(model), remote=remote)
-        python = {b.python for b in boards}
-        if len(python) != 1:
-            raise SystemExit("the boards use different pythons; run the peer per board")
-        command = f"{shlex.quote(python.pop())} -c {shlex.quote(BARE_LOOP)} {remote} {runs} {warmup}"
-        results = group.run(command, hide=True)
-    finally:
-        group.close()
-    return {by_host[conn.host].name: float(result.stdout.split()[-1]) for conn, result in results.items()}
+    """Push `model` to every board and time `runs` inferences there; board name -> median ms.
+
+    Boards run in parallel, one thread each (what fabric's ThreadingGroup does); each board gets
+    the model at a path of its own (its work dir), since simulated boards share one file system.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(board: Board) -> float:
+        remote = f"{board.workdir or '/tmp'}/farm-peer-{model.name}"
+        command = f"{shlex.quote(board.python)} -c {shlex.quote(BARE_LOOP)} {shlex.quote(remote)} {runs} {warmup}"
+        with connection(board) as conn:
+            conn.put(str(model), remote=remote)
+            return float(conn.run(command, hide=True).stdout.split()[-1])
+
+    with ThreadPoolExecutor(max_workers=len(boards)) as pool:
+        return dict(zip([b.name for b in boards], pool.map(one, boards)))
 
 
 def main(argv: list[str] | None = None) -> int:

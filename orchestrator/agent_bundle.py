@@ -51,6 +51,11 @@ def agent_bundle_sha256() -> str:
     return _bundle()[1]
 
 
+def agent_bundle_bytes() -> tuple[bytes, str]:
+    """The bundled agent's bytes and their sha256 (what a session sends a board that lacks it)."""
+    return _bundle()
+
+
 def agent_bundle_path() -> Path:
     """The bundled agent file in farm's cache (`agent-<sha256[:12]>.py`), written if missing."""
     data, digest = _bundle()

@@ -1,7 +1,10 @@
-"""Speak to the board agent: upload it by content hash, run a verb, validate every message.
+"""Speak to the board agent one verb at a time: upload it by content hash, run a verb, validate
+every message. (`farm bench` talks to a long-running agent instead: orchestrator.agent_session;
+this one-shot client serves `farm inventory check` and tools that need a single answer.)
 
-Agent output is untrusted: lines are size-bounded, JSON-checked, and must carry the protocol
-version this controller speaks; anything else becomes an AgentError quoting the first bytes.
+Agent output is untrusted: lines are size-bounded and validated against the protocol's schema
+(orchestrator.agent_messages); anything else becomes an AgentError quoting the field or the
+first bytes.
 
 Which Python runs the agent. `farm inventory provision` (orchestrator.provision) makes a
 virtualenv `<workdir>/venv` on the board from the inventory's `python` and writes that
@@ -23,21 +26,20 @@ with the command that fixes it: `farm inventory provision -i <inventory> -l <boa
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import posixpath
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from agents.farm_common import (
-    FAILURE_KINDS,
-    MESSAGE_TYPES,
+from agents.farm_common import (  # noqa: F401 - PROTOCOL_VERSION: re-exported for callers
     PROTOCOL_VERSION,
     PYTHON_MARKER_NAME,
     VENV_DIR_NAME,
     staged_name,
 )
 from orchestrator.agent_bundle import agent_bundle_path, agent_bundle_sha256
+from orchestrator.agent_messages import parse_agent_line
+from orchestrator.boards import Board
 from orchestrator.errors import AgentError, TransportError
 from orchestrator.hashing import file_sha256
 from orchestrator.transport.base import MAX_LINE_BYTES, LineSplitter, Transport
@@ -69,23 +71,32 @@ def staged_file_name(local_path: Path | str, suffix: str) -> str:
 
 
 def parse_message(line: str) -> dict[str, Any]:
-    """One protocol line → a message dict, or AgentError saying what was wrong with it."""
+    """One protocol line → the validated message as a dict, or AgentError saying what was wrong."""
     if len(line) > MAX_LINE_BYTES or line.endswith(LineSplitter.MARKER.format(limit=MAX_LINE_BYTES)):
         raise AgentError(f"agent line exceeds the {MAX_LINE_BYTES} byte limit; it began: {line[:80]!r}")
-    try:
-        message = json.loads(line)
-    except ValueError:
-        raise AgentError(f"agent answered something that is not protocol JSON: {line[:80]!r}") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise AgentError(f"agent message without a type: {line[:80]!r}")
-    if message.get("v") != PROTOCOL_VERSION:
-        raise AgentError(
-            f"agent speaks protocol {message.get('v')!r}, this controller speaks {PROTOCOL_VERSION}: "
-            "upgrade farm or the agent"
-        )
-    if message["type"] not in MESSAGE_TYPES:
-        raise AgentError(f"unknown agent message type {message['type']!r}")
-    return message
+    return parse_agent_line(line).model_dump(exclude_unset=True)
+
+
+def provision_hint(board: Board, transport: Transport, inventory: str | None, args: Sequence[str] = ()) -> str:
+    """"; make the board ready with: farm inventory provision -i INV -l BOARD" (empty for the
+    built-in local board, which runs farm's own Python)."""
+    if _is_local_process(board.python, transport):
+        return ""
+    from orchestrator.provision import provision_command
+
+    runtime = None
+    args = list(args)
+    if "--runtime" in args[:-1]:
+        runtime = args[args.index("--runtime") + 1]
+    inventory = inventory or os.environ.get("FARM_INVENTORY") or None
+    return "; make the board ready with: " + provision_command(transport.name, inventory, runtime)
+
+
+def _is_local_process(python: str, transport: Transport) -> bool:
+    """The built-in local board: the agent runs with the controller's own interpreter."""
+    import sys
+
+    return python == sys.executable and type(transport).__name__ == "LocalTransport"
 
 
 class AgentClient:
@@ -159,11 +170,10 @@ class AgentClient:
         reply = AgentReply(messages=messages, exit_code=result.exit_code, stderr=result.stderr)
         error = reply.first("error")
         if error is not None:
-            kind = error.get("kind") if error.get("kind") in FAILURE_KINDS else "agent-error"
             message = f"{self.transport.name}: {error.get('message')}"
-            if kind == "missing-runtime":
+            if error["kind"] == "missing-runtime":
                 message += self.provision_hint(args)
-            raise AgentError(message, kind=kind)
+            raise AgentError(message, kind=error["kind"])
         if problems:
             raise problems[0]
         if result.exit_code is None:
@@ -191,24 +201,12 @@ class AgentClient:
         return ["sh", "-c", _PICK_PYTHON, "farm-python", venv, self.python, agent, verb, *args]
 
     def provision_hint(self, args: Sequence[str] = ()) -> str:
-        """"; make the board ready with: farm inventory provision -i INV -l BOARD" (empty for
-        the built-in local board, which runs farm's own Python)."""
-        if self._is_local_process():
-            return ""
-        from orchestrator.provision import provision_command
-
-        runtime = None
-        args = list(args)
-        if "--runtime" in args[:-1]:
-            runtime = args[args.index("--runtime") + 1]
-        inventory = self.inventory or os.environ.get("FARM_INVENTORY") or None
-        return "; make the board ready with: " + provision_command(self.transport.name, inventory, runtime)
+        """The provisioning hint of a missing-runtime error (see `provision_hint`)."""
+        return provision_hint(Board(name=self.transport.name, python=self.python), self.transport,
+                              self.inventory, args)
 
     def _is_local_process(self) -> bool:
-        """The built-in local board: the agent runs with the controller's own interpreter."""
-        import sys
-
-        return self.python == sys.executable and type(self.transport).__name__ == "LocalTransport"
+        return _is_local_process(self.python, self.transport)
 
     def facts(self, timeout_s: float = 60.0, quick: bool = False) -> dict[str, Any]:
         """The board's facts; `quick` skips importing the runtimes on the board (versions only)."""

@@ -1,9 +1,14 @@
-"""Board leases: a job holds an expiring, renewed lease recorded on the board itself.
+"""Board leases: who measures on a board, recorded on the board itself and kept by its agent.
 
 Two controllers on two laptops see each other's lease because it lives in the board's work
-dir (agent verb `lease`, atomic under an flock on the board). A controller that dies stops
-renewing, so its lease expires after `ttl_s` and the next controller takes over — unlike
-locks that never expire. Waiting for a busy board is bounded and reported as progress.
+dir (agent verb `lease`, atomic under an flock on the board). The lease is taken through the
+run's agent session, and the agent renews it itself while it hears from its controller (no
+second connection). A controller that dies stops talking: its agent notices (end-of-file, or
+silence for the lease's ttl), kills its workers and frees the lease; if even the agent is gone
+or frozen, the lease expires after `ttl_s` and the next controller takes over. The lease names
+the agent and its running worker, so a taker-over first kills what the dead holder left
+running, and reports whose lease it took (its run is then marked `abandoned`). Waiting for a
+busy board is bounded and reported as progress.
 """
 from __future__ import annotations
 
@@ -15,10 +20,13 @@ import platform
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from orchestrator.agent_client import AgentClient
 from orchestrator.errors import AgentError, TransportError
+
+if TYPE_CHECKING:
+    from orchestrator.agent_messages import LeaseMessage
+    from orchestrator.agent_session import AgentSession
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,13 +60,21 @@ def describe_lease(lease: dict[str, Any] | None) -> str:
     return f"held by {holder.get('user')}@{holder.get('host')} (pid {holder.get('pid')}{run}) since {since} UTC"
 
 
+@dataclasses.dataclass(frozen=True)
+class Takeover:
+    """What acquiring a board found: the expired lease of another holder that it replaced (None
+    when the board was free or ours), and the pids of leftovers it killed."""
+
+    previous: dict[str, Any] | None
+    killed: list[int]
+
+
 class BoardLease:
-    """Acquire (waiting at most `wait_s`), keep renewed in the background, release."""
+    """Acquire through an agent session (waiting at most `wait_s`), then the agent keeps it."""
 
     def __init__(
         self,
-        client: AgentClient,
-        renew_client: Callable[[], AgentClient],
+        session: "AgentSession",
         holder: LeaseHolder,
         ttl_s: float = 120.0,
         wait_s: float = 60.0,
@@ -66,69 +82,45 @@ class BoardLease:
         on_wait: Callable[[dict[str, Any], float], None] = lambda lease, waited_s: None,
         poll_s: float = 2.0,
     ) -> None:
-        self.client = client
-        self.renew_client = renew_client
+        self.session = session
         self.holder = holder
         self.ttl_s = ttl_s
         self.wait_s = wait_s
         self.cancel = cancel or threading.Event()
         self.on_wait = on_wait
         self.poll_s = poll_s
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._renewer: threading.Thread | None = None
 
-    def _call(self, client: AgentClient, action: str) -> dict[str, Any]:
-        args = [action, "--workdir", client.transport.workdir, "--holder", self.holder.to_json(), "--ttl", repr(self.ttl_s)]
-        message = client.call("lease", args, timeout_s=60).first("lease")
-        if message is None:
-            raise AgentError(f"{client.transport.name}: the agent gave no lease answer")
-        return message
+    @property
+    def lost(self) -> threading.Event:
+        """Set when the agent found someone else holding the board at a renewal."""
+        return self.session.lease_lost
 
-    def acquire(self) -> None:
+    def _call(self, action: str) -> "LeaseMessage":
+        return self.session.lease(action, self.holder.to_json(), self.ttl_s)
+
+    def acquire(self) -> Takeover:
         """Take the lease, or raise AgentError(kind="busy") once `wait_s` has passed."""
         started = time.monotonic()
         while True:
-            answer = self._call(self.client, "acquire")
-            if answer.get("acquired"):
-                break
+            answer = self._call("acquire")
+            if answer.acquired:
+                previous = answer.previous.model_dump() if answer.previous is not None else None
+                return Takeover(previous, list(answer.killed))
+            current = answer.lease.model_dump() if answer.lease is not None else {}
             waited_s = time.monotonic() - started
             if waited_s >= self.wait_s or self.cancel.is_set():
                 raise AgentError(
-                    f"{self.client.transport.name}: board busy, {describe_lease(answer.get('lease'))}; "
-                    f"waited {waited_s:.0f} s (--lease-wait)",
+                    f"{self.session.name}: board busy, {describe_lease(current)}; waited {waited_s:.0f} s (--lease-wait)",
                     kind="busy",
                 )
-            self.on_wait(answer.get("lease") or {}, waited_s)
+            self.on_wait(current, waited_s)
             self.cancel.wait(min(self.poll_s, max(0.1, self.wait_s - waited_s)))
-        self._renewer = threading.Thread(target=self._renew_loop, name=f"farm-lease-{self.client.transport.name}",
-                                         daemon=True)
-        self._renewer.start()
-
-    def _renew_loop(self) -> None:
-        client = self.renew_client()
-        try:
-            while not self._stop.wait(self.ttl_s / 3):
-                try:
-                    if not self._call(client, "renew").get("acquired"):
-                        self.lost.set()  # someone took it (our renewals failed for a whole ttl)
-                        return
-                except (AgentError, TransportError):
-                    continue  # a missed renewal is fine: the next one comes well before expiry
-        finally:
-            client.transport.close()
 
     def release(self) -> None:
-        """Free the board. After Ctrl-C the run's own connection is closed (it stopped the
-        command on the board), so the release goes over a fresh one (`renew_client`)."""
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join(timeout=30)
-        client = self.renew_client() if self.cancel.is_set() else self.client
+        """Free the board now (best effort: an agent that ends frees it too, and it expires anyway)."""
+        if not self.session.alive:
+            return
         try:
-            self._call(client, "release")
+            self._call("release")
         except (AgentError, TransportError):
-            pass  # unreleased, it simply expires after ttl_s
-        finally:
-            if client is not self.client:
-                client.transport.close()
+            pass  # unreleased, it expires after ttl_s

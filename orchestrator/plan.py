@@ -164,7 +164,7 @@ def plan_cells(
     on_event: Callable[[str, dict[str, Any]], None] = lambda kind, info: None,
 ) -> list[Cell]:
     """Build every variant of every model (cached); fp32 first so fidelity has its reference."""
-    from orchestrator.variants import VariantBuildError, build_variant, parse_variant_list
+    from orchestrator.variants import VariantBuildError, parse_variant_list  # build_variant: only if needed
 
     specs = parse_variant_list(",".join(variant_specs))
     specs.sort(key=lambda s: s.name != "fp32")  # stable: fp32 first, the rest as given
@@ -182,6 +182,8 @@ def plan_cells(
             try:
                 if spec.needs_calibration and calibration_data is None:
                     calibration_data = _calibration_for(task, calibration)
+                from orchestrator.variants import build_variant
+
                 record = build_variant(model.path, spec, cache_dir, calibration_data if spec.needs_calibration else None,
                                        shapes_mapping(task.shapes))
             except (VariantBuildError, BadInputError) as exc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping, Sequence
 
+from orchestrator.agent_messages import strip_controls
 from orchestrator.analysis import NOISY_CV, process_spread, summarize_latency
 
 RECORD_FORMAT_VERSION = 1
@@ -134,7 +135,7 @@ def failed_record(cell: CellIdentity, kind: str, message: str, facts: Mapping[st
         **cell.columns(),
         "status": "failed",
         "error_kind": kind,
-        "error_message": message[:2000],
+        "error_message": strip_controls(message)[:2000],  # it may quote a board's stderr or banner
         "facts": dict(facts),
         "details": {"format_version": RECORD_FORMAT_VERSION, "variant": dict(cell.manifest),
                     "export": {**empty_export(), **variant_export_fields(cell.manifest), "batch": cell.batch,
@@ -154,6 +155,17 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
     processes = result.get("processes") or [process_summary(result)]
     summary = summarize_latency(latency_ms)
     stats = summary.as_dict()
+    runs = summary.runs
+    total = int(result.get("latency_samples_total") or len(latency_ms))
+    exact = result.get("latency")
+    if total != len(latency_ms) and exact:
+        # The board kept an evenly spaced subset of the samples: the summary columns come from its
+        # exact summary of every run; the interval and `noisy` from the samples kept.
+        stats.update(latency_ms_min=exact["min_ms"], latency_ms_mean=exact["mean_ms"], latency_ms_p50=exact["p50_ms"],
+                     latency_ms_p90=exact["p90_ms"], latency_ms_p99=exact["p99_ms"], latency_ms_max=exact["max_ms"],
+                     latency_ms_stdev=exact["stdev_ms"], fps=1000.0 / exact["mean_ms"],
+                     cv=exact["stdev_ms"] / exact["mean_ms"])
+        runs = total
     export = empty_export()
     export.update({field: result.get(field) for field in MEASUREMENT_EXPORT_FIELDS})
     export.update(variant_export_fields(cell.manifest))
@@ -181,11 +193,17 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
         "bytes_sent": bytes_sent,
         "model_path": model_path,
         "processes": processes,
+        # What was kept of what was measured (orchestrator.settings: max_samples_kept, max_series_rows).
+        "latency_samples_total": total,
+        "latency_samples_kept": len(latency_ms),
+        "latency_summary_exact": total == len(latency_ms) or bool(exact),
+        "series_rows_total": int(result.get("samples_total") or len(result.get("samples") or [])),
+        "series_rows_kept": len(result.get("samples") or []),
     }
     row = {
         **cell.columns(),
         "status": "ok",
-        "runs": summary.runs,
+        "runs": runs,
         **{field: stats[field] for field in SUMMARY_FIELDS},
         "fps": stats["fps"] * cell.batch,  # images per second: batch × calls per second
         "load_ms": float(result["load_ms"]),

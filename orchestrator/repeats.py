@@ -18,9 +18,15 @@ PROCESS_FIELDS = ("load_ms", "first_inference_ms", "peak_rss_bytes", "worker_pid
 
 
 def process_summary(result: dict[str, Any]) -> dict[str, Any]:
-    latency_ms = [float(x) for x in result["latency_ms"]]
-    return {"runs": len(latency_ms), "latency_ms_p50": statistics.median(latency_ms),
-            **{field: result.get(field) for field in PROCESS_FIELDS}}
+    """One process's runs and median (ms): the board's exact summary where it sent one (it may have
+    kept only a subset of the samples), else the samples'."""
+    exact = result.get("latency")
+    if exact:
+        runs, p50 = int(exact["count"]), float(exact["p50_ms"])
+    else:
+        latency_ms = [float(x) for x in result["latency_ms"]]
+        runs, p50 = len(latency_ms), statistics.median(latency_ms)
+    return {"runs": runs, "latency_ms_p50": p50, **{field: result.get(field) for field in PROCESS_FIELDS}}
 
 
 def _largest(values: Sequence[Any]) -> Any:
@@ -46,6 +52,9 @@ def merge_process_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if len(results) == 1:
         return merged
     merged["latency_ms"] = [x for r in results for x in r["latency_ms"]]
+    # Several processes: the summary columns come from the samples kept (exact when all were kept).
+    merged["latency"] = None
+    merged["latency_samples_total"] = sum(int(r.get("latency_samples_total") or len(r["latency_ms"])) for r in results)
     for field in ("load_ms", "first_inference_ms"):
         merged[field] = statistics.median(float(r[field]) for r in results)
     for field in ("peak_rss_bytes", "peak_rss_load_bytes", "peak_rss_inference_bytes", "rss_steady_bytes",

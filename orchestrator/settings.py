@@ -164,6 +164,19 @@ class BenchSettings(BaseModel):
     retry_backoff_s: float = setting(1.0, "Pause before the first retry, doubled after each.", suite=False,
                                      identity=False, ge=0)
     load_timeout_s: float = setting(300.0, "Longest model load and first inference, seconds.", identity=False, gt=0)
+    heartbeat_s: float = setting(
+        2.0, "The board's agent and the controller send a heartbeat line this often, seconds.", suite=False,
+        identity=False, ge=0.1, le=60)
+    disconnect_after_s: float = setting(
+        10.0, "A board silent this long (no line, not even a heartbeat) is `disconnected`: a half-open link "
+        "is found that way.", suite=False, identity=False, ge=1, le=600)
+    max_samples_kept: int = setting(
+        5_000_000, "Latency samples kept per job: beyond this the board sends an evenly spaced subset (the "
+        "summary columns still cover every run, and the record says how many were kept).", suite=False,
+        identity=False, ge=1000, le=50_000_000)
+    max_series_rows: int = setting(
+        100_000, "Sampler rows (memory/CPU/thermal time series) kept per job, evenly spaced beyond this.",
+        suite=False, identity=False, ge=100, le=10_000_000)
 
     @model_validator(mode="after")
     def _min_below_max(self) -> "BenchSettings":

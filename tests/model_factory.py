@@ -114,6 +114,32 @@ def slow_matmul_chain(path: Path, size: int = 2048, layers: int = 10) -> Path:
     return save(helper.make_model(graph, opset_imports=OPSET), path)
 
 
+def endless_loop(path: Path) -> Path:
+    """A model whose every inference runs a Loop of 2**62 iterations: it never finishes by itself.
+
+    For tests that must stop a job while it runs: the job cannot end before the stop arrives,
+    however late that is (waiting on its `first_inference` phase is then enough).
+    """
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [1])],
+        [numpy_helper.from_array(np.array([1.0], dtype=np.float32), "one")],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["M", "cond", "x"], ["y"], body=body)],
+        "endless",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [numpy_helper.from_array(np.array(2**62, dtype=np.int64), "M"), numpy_helper.from_array(np.array(True), "cond")],
+    )
+    return save(helper.make_model(graph, opset_imports=OPSET), path)
+
+
 def plain_digits_classifier(path: Path) -> Path:
     """The demo digits MLP with standard ONNX ops only: its Scaler (ai.onnx.ml) becomes Sub and Mul,
     and the label branch (ArgMax, ArrayFeatureExtractor) goes, so OpenVINO reads it too. The same

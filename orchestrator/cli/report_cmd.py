@@ -28,8 +28,11 @@ def report(
     from orchestrator.store import open_store
 
     baseline = _deprecated_alias(baseline, compare, "--compare/-c", "--baseline")
+    from orchestrator.run_liveness import reap_abandoned_runs
+
     store = open_store(db, read_only=True)
     try:
+        reap_abandoned_runs(store)
         resolved = store.resolve_run_id(run_id)
         base = store.resolve_run_id(baseline) if baseline is not None else None
         default_name = f"{resolved}.html" if base is None else f"{resolved}-vs-{base}.html"

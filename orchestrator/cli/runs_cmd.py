@@ -51,7 +51,10 @@ def runs_ls(
     """List stored runs, newest first."""
     from orchestrator.store import open_store
 
+    from orchestrator.run_liveness import reap_abandoned_runs
+
     with open_store(db, read_only=True) as store:
+        reap_abandoned_runs(store)  # a run whose controller died here shows as abandoned, not running
         found = store.list_runs(limit, board=board, model=model, since=since)
     if as_json:
         typer.echo(json.dumps(found, indent=2, default=str))
@@ -71,7 +74,10 @@ def runs_show(
     """Show one run: status, settings, the controller it ran on, and its results."""
     from orchestrator.store import open_store
 
+    from orchestrator.run_liveness import reap_abandoned_runs
+
     with open_store(db, read_only=True) as store:
+        reap_abandoned_runs(store)
         run = store.get_run(run_id)
         if as_json:
             typer.echo(json.dumps({"run": run, "results": store.export_records(run["run_id"])}, indent=2, default=str))

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from orchestrator.store import migrations
-from orchestrator.store.engine import for_writes, safe_url, wrap_errors
+from orchestrator.store.engine import for_writes, is_read_only, safe_url, wrap_errors
 
 _Self = TypeVar("_Self", bound="Database")
 
@@ -48,6 +48,11 @@ class Database:
             if not sa.inspect(conn).has_table(migrations.schema_version.name):
                 return None
             return migrations.read_schema_version(conn)
+
+    @property
+    def read_only(self) -> bool:
+        """Opened on a SQLite file this user cannot write (see engine.make_engine)."""
+        return is_read_only(self.engine)
 
     @property
     def safe_url(self) -> str:

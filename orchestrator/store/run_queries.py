@@ -91,6 +91,23 @@ class RunsMixin(Database):
             )
         return run_id
 
+    # --- runs whose controller died (orchestrator.run_liveness) -----------------------------
+
+    def running_runs(self) -> list[tuple[str, dict[str, Any]]]:
+        """(run id, controller record) of every run stored as `running`."""
+        with self._connect() as conn:
+            rows = conn.execute(sa.select(runs.c.run_id, runs.c.controller_json).where(runs.c.status == "running"))
+            return [(rid, json.loads(text or "{}")) for rid, text in rows]
+
+    def mark_abandoned(self, run_id: str) -> bool:
+        """`running` -> `abandoned` (its controller died mid-run; its stored results stay). Only a
+        run still `running` changes, so a live controller's later finish_run is not overwritten by
+        mistake and two callers do not both report it. Returns whether this call changed it."""
+        with self._begin() as conn:
+            changed = conn.execute(runs.update().where(runs.c.run_id == run_id, runs.c.status == "running")
+                                   .values(status="abandoned", finished_at=now_iso())).rowcount
+        return bool(changed)
+
     def done_cells(self, run_id: str) -> set[CellKey]:
         """The cells of a run that have an ok result: what `--resume` skips.
 

@@ -16,7 +16,7 @@ schema_version = sa.Table(
     sa.Column("applied_at", sa.String(40), nullable=False),
 )
 
-RUN_STATUSES = ("running", "finished", "failed", "interrupted")
+RUN_STATUSES = ("running", "finished", "failed", "interrupted", "abandoned")  # abandoned: its controller died
 
 runs = sa.Table(
     "runs",

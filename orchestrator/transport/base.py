@@ -24,6 +24,33 @@ class CommandResult:
 
 
 @runtime_checkable
+class Stream(Protocol):
+    """A command on the board that we talk to while it runs (the agent session): its stdin is ours
+    to write, its stdout ours to read. Made by `Transport.open_stream`.
+
+    - `send(data, timeout_s)` writes to the command's stdin; TransportError("disconnected") when
+      the command or the connection is gone, or the write stalls for `timeout_s`.
+    - `receive(timeout_s)` returns what the command wrote to stdout since the last call, b"" when
+      nothing came within `timeout_s`, None once stdout has ended. Never more than one read's worth.
+    - `close_input()` ends the command's stdin (it reads end-of-file).
+    - `wait(timeout_s)` the exit status after stdout ended (None: unknown, or not within timeout_s).
+    - `stop()` kills the command and everything it started; `stderr_text()` the last of stderr.
+    """
+
+    def send(self, data: bytes, timeout_s: float) -> None: ...
+
+    def receive(self, timeout_s: float) -> bytes | None: ...
+
+    def close_input(self) -> None: ...
+
+    def wait(self, timeout_s: float) -> int | None: ...
+
+    def stop(self) -> None: ...
+
+    def stderr_text(self) -> str: ...
+
+
+@runtime_checkable
 class Transport(Protocol):
     """How farm reaches one board.
 
@@ -37,7 +64,12 @@ class Transport(Protocol):
       by content hash by the caller; an implementation skips the copy when the board
       already has a file with that name AND the same sha256. Returns (path, bytes_sent).
     - `fetch_file` copies a board file (e.g. dataset outputs) back to the controller.
-    - `workdir` is the board's farm work directory (created on demand).
+    - `put_file` copies a local file to a path in the work dir as it is (no hash check, no
+      rename: the agent session checks and renames it); returns the bytes sent.
+    - `open_stream` starts `argv` (no shell, not in the work dir: it may not exist yet) and
+      returns a `Stream` to talk to it while it runs.
+    - `workdir` is the board's farm work directory (created on demand); `learn_workdir` tells
+      the transport the work dir's real path when something else (the agent) created it.
     """
 
     name: str
@@ -58,11 +90,17 @@ class Transport(Protocol):
         """Copy a file from the board to the controller; returns the bytes received."""
         ...
 
+    def put_file(self, local_path: Path, remote_name: str) -> int: ...
+
+    def open_stream(self, argv: Sequence[str]) -> Stream: ...
+
+    def learn_workdir(self, path: str) -> None: ...
+
     def close(self) -> None: ...
 
 
 # A board's output is untrusted: no line, and no transcript, may grow without bound.
-MAX_LINE_BYTES = 8 * 1024 * 1024  # a result with 100k latency samples is ~2 MB
+MAX_LINE_BYTES = 8 * 1024 * 1024  # agent lines are ~1 MB at most: results stream in chunks
 MAX_TRANSCRIPT_BYTES = 32 * 1024 * 1024
 MAX_STDERR_BYTES = 256 * 1024
 OVERSIZE_QUOTE_BYTES = 200

@@ -7,7 +7,7 @@ import threading
 from orchestrator.agent_client import AgentClient
 from orchestrator.board_check import check_board
 from orchestrator.boards import Board
-from orchestrator.lease import BoardLease, LeaseHolder
+from orchestrator.lease import LeaseHolder
 from orchestrator.models import load_model_file
 from orchestrator.plan import ModelTask, plan_cells
 from orchestrator.runner import BenchRunner
@@ -81,8 +81,10 @@ def test_two_controllers_never_hold_a_board_at_once():
     for t in threads:
         t.join(timeout=60)
     assert len(wins) == 1
-    lease = BoardLease(client, lambda: client, next(h for h in holders if h.id == wins[0]))
-    lease.release()
+    winner = next(h for h in holders if h.id == wins[0])
+    reply = client.call("lease", ["release", "--workdir", client.transport.workdir, "--holder", winner.to_json()],
+                        timeout_s=60)
+    assert reply.first("lease")["released"] is True
     assert check_board(BOARD).facts["lease"] is None
 
 
@@ -90,7 +92,7 @@ def test_a_lease_taken_over_mid_run_stops_further_jobs_on_that_board(db_url, dig
     from orchestrator.agent_client import AgentClient
 
     def take_over(kind, info):
-        if kind == "cell_started" and info["model"] == "digits_mlp":
+        if kind == "cell_phase" and info["model"] == "digits_mlp" and info["phase"] == "measure":
             # as if our renewals had failed for a whole ttl and someone else took the board
             workdir = AgentClient(open_transport(BOARD)).transport.workdir
             lease_file = __import__("pathlib").Path(workdir) / "lease.json"

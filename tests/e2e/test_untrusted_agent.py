@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.farm_common import PROTOCOL_VERSION
 from orchestrator.boards import Board
 from orchestrator.models import load_model_file
 from orchestrator.plan import ModelTask, plan_cells
@@ -30,7 +31,7 @@ def liar(tmp_path: Path, body: str) -> str:
     [
         ("echo 'hello, I am not JSON'", "not protocol JSON: 'hello, I am not JSON'"),
         ("echo '{\"v\": 99, \"type\": \"facts\", \"facts\": {}}'", "speaks protocol 99"),
-        ("echo '{\"v\": 1, \"type\": \"rm -rf\"}'", "unknown agent message type"),
+        (f"echo '{{\"v\": {PROTOCOL_VERSION}, \"type\": \"rm -rf\"}}'", "unknown agent message type"),
         ("head -c 104857600 /dev/zero | tr '\\0' 'x'; echo", "exceeds the"),
     ],
     ids=["garbage", "version", "type", "100MB-line"],

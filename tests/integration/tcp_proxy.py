@@ -5,6 +5,10 @@ Listens on 127.0.0.1 only and forwards only to loopback targets. Modes:
   `cut_after_bytes` (both directions together) after which both sides are closed;
 - silent: accept connections and never answer (a hung board: banner timeout).
 
+`stall()` makes every connection open at that moment a half-open link: nothing is forwarded
+either way any more, but both sockets stay open (no FIN, no RST), as when a router between
+the two ends dies. Connections made later are forwarded normally.
+
 Every loop is bounded: at most `max_connections` connections, and nothing lives
 longer than `lifetime_s`; `stop()` ends everything and joins the threads.
 """
@@ -52,6 +56,7 @@ class TcpProxy:
         self.bytes_to_target = 0
         self.bytes_to_client = 0
         self.cut = threading.Event()
+        self.stalled_connections = 0  # connections 1..N are stalled (see stall())
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -97,6 +102,11 @@ class TcpProxy:
 
     # -- internals
 
+    def stall(self) -> None:
+        """Stop forwarding on every open connection, keeping its sockets open (a half-open link)."""
+        with self._lock:
+            self.stalled_connections = self.connections
+
     def cut_all(self) -> None:
         """Drop every open connection now (a link failure), keep accepting new ones."""
         with self._lock:
@@ -136,14 +146,17 @@ class TcpProxy:
                 _close(client)
                 continue
             self._track(upstream)
-            self._spawn(self._pump, client, upstream, "to_target")
-            self._spawn(self._pump, upstream, client, "to_client")
+            self._spawn(self._pump, client, upstream, "to_target", self.connections)
+            self._spawn(self._pump, upstream, client, "to_client", self.connections)
 
-    def _pump(self, source: socket.socket, sink: socket.socket, direction: str) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, direction: str, number: int = 0) -> None:
         # Blocking sockets with a timeout: recv only after select says ready, and a peer that
         # stops reading makes sendall fail after SEND_TIMEOUT_S instead of hanging.
         source.settimeout(SEND_TIMEOUT_S)
         while self._running():
+            if number <= self.stalled_connections:
+                self._stop.wait(POLL_S)  # stalled: read nothing, forward nothing, close nothing
+                continue
             try:
                 ready, _, _ = select.select([source], [], [], POLL_S)
             except (OSError, ValueError):

@@ -32,11 +32,16 @@ def bench_args(model: Path, *extra: str) -> list[str]:
 
 
 def bench(model: Path, *extra: str) -> dict:
+    """The result, with the streamed chunks put back: `latency_ms` and `samples` (sampler rows)."""
     messages, code, stderr = run_agent(*bench_args(model, *extra))
     assert code == 0, (messages, stderr)
     for message in messages:
         assert message["v"] == PROTOCOL_VERSION  # every line carries the protocol version
     [result] = [m["result"] for m in messages if m["type"] == "result"]
+    for field in ("latency_ms", "samples"):
+        chunks = [m for m in messages if m["type"] == "chunk" and m["field"] == field]
+        assert [m["seq"] for m in chunks] == list(range(len(chunks)))  # in order, none missing
+        result[field] = [value for m in chunks for value in m["values"]]
     return result
 
 

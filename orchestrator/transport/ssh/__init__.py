@@ -22,7 +22,8 @@ One module a job; `SSHTransport` only composes them:
 - host_keys.py: known_hosts checks (unknown key refused or appended, changed key refused).
 - exec.py: the remote command shape (the wrapper script and its pid line), streaming
   output, timeouts and killing the command's whole process tree.
-- sftp.py: staging by content hash verified on the board, fetching, free space, rename.
+- sftp.py: staging by content hash verified on the board, fetching, free space, rename;
+  over exec channels where the board has no SFTP.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ import paramiko
 from orchestrator.boards import Board
 from orchestrator.transport.base import CommandResult, LineCallback
 from orchestrator.transport.ssh.connect import BoardConnection
-from orchestrator.transport.ssh.exec import CommandRunner
+from orchestrator.transport.ssh.exec import CommandRunner, SSHStream
 from orchestrator.transport.ssh.sftp import BoardFiles
 
 __all__ = ["SSHTransport"]
@@ -83,6 +84,37 @@ class SSHTransport:
         command = self._commands.command_line(argv, workdir)
         return self._commands.execute(command, argv, timeout_s, on_stdout_line, started)
 
+    @property
+    def known_workdir(self) -> str | None:
+        """The work dir's real path once known (never runs a command to find it)."""
+        with self._conn.lock:
+            return self._workdir
+
+    def learn_workdir(self, path: str) -> None:
+        """The work dir's real path, from whoever created it (the agent session): no command needed."""
+        with self._conn.lock:
+            if self._workdir is None:
+                self._workdir = path
+
+    def open_stream(self, argv: Sequence[str]) -> SSHStream:
+        """Start `argv` (in the work dir when it is known, else in the login directory) and keep
+        its stdin open; see transport.base.Stream."""
+        argv = tuple(argv)
+        if not argv:
+            raise ValueError("open_stream() needs a program to run")
+        with self._conn.lock:
+            workdir = self._workdir
+        return self._commands.open_stream(argv, workdir)
+
+    def put_file(self, local_path: Path, remote_name: str) -> int:
+        """Copy `local_path` to `<workdir>/<remote_name>` as it is (SFTP, else an exec channel)."""
+        return self._files.put(local_path, remote_name)
+
+    @property
+    def sftp_missing(self) -> bool:
+        """The board's SSH server refused SFTP: files go over exec channels."""
+        return self._files.sftp_missing
+
     def stage_file(self, local_path: Path, remote_name: str, sha256: str) -> tuple[str, int]:
         """Put `local_path` at `<workdir>/<remote_name>` unless the board has it with this sha256
         (checked on the board); returns (path on the board, bytes sent). See sftp.py."""
@@ -91,6 +123,13 @@ class SSHTransport:
     def fetch_file(self, remote_path: str, local_path: Path) -> int:
         """Copy a board file (relative paths: inside the work dir) to `local_path`; returns bytes received."""
         return self._files.fetch(remote_path, local_path)
+
+    def drop_connection(self) -> None:
+        """Close the connection now, without trying to stop commands through it (it is dead: a
+        half-open link); the next use connects again."""
+        self._commands.forget_all()
+        with self._conn.lock:
+            self._conn.drop()
 
     def close(self) -> None:
         """Stop commands still running (Ctrl-C: no orphan agent or worker left on the board),

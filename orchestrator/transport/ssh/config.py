@@ -166,17 +166,21 @@ def _resolve(
     user: str | None,
     identity_file: str | None,
     proxy_jump: str | None,
-    seen: tuple[str, ...],
+    seen: tuple[tuple[str, str, int, str], ...],
 ) -> ResolvedSSH:
-    if alias in seen or len(seen) >= MAX_JUMP_HOPS:
-        chain = " -> ".join((*seen, alias))
-        raise BadInputError(f"{shown}: the ProxyJump chain loops or is too long: {chain}")
     found = config.lookup(alias)
     hostname = found.get("hostname") or alias
     if port is None:
         port = _config_port(found.get("port"), shown, alias)
     if user is None:
         user = found.get("user") or _current_user(alias)
+    # A loop is the same (host, port, user) twice; the same host on another port is another server.
+    here = (alias, hostname, port, user)
+    if here[1:] in [hop[1:] for hop in seen] or len(seen) >= MAX_JUMP_HOPS:
+        chain = " -> ".join(hop[0] for hop in (*seen, here))
+        where = f"{shown}: " if config.get_hostnames() - {"*"} else ""
+        raise BadInputError(f"{where}the ProxyJump chain loops or is too long: {chain} "
+                            f"({user}@{hostname}:{port} {'again' if len(seen) < MAX_JUMP_HOPS else 'is too far'})")
     if identity_file is not None:
         identity_files: tuple[str, ...] = (identity_file,)
     else:
@@ -201,7 +205,7 @@ def _resolve(
                     user=hop.user,
                     identity_file=None,
                     proxy_jump=None,
-                    seen=(*seen, alias),
+                    seen=(*seen, here),
                 )
                 # A hop's own ProxyJump comes before it (as `ssh -J` does), flattened.
                 jump_hosts.extend(resolved.jump_hosts)

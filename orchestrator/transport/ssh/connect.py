@@ -106,7 +106,12 @@ class BoardConnection:
     # ------------------------------------------------------------------ connecting
 
     def _connect(self) -> None:
-        resolved = self._resolved or resolve_ssh_settings(self._board)
+        try:
+            resolved = self._resolved or resolve_ssh_settings(self._board)
+        except BadInputError as exc:
+            # This board's settings (its ssh config, its proxy jump) cannot be used: the board is
+            # unreachable, a failure of this board only, never of the whole run.
+            raise TransportError(f"{self.name}: cannot tell how to reach it: {exc}", kind="unreachable") from exc
         self._resolved = resolved
         hops = [*resolved.jump_hosts, resolved]
         clients: list[paramiko.SSHClient] = []

@@ -8,11 +8,15 @@ login shell, which hands them as positional parameters to a fixed wrapper script
 The wrapper prints its pid as the first stdout line (never given to the caller), checks
 that the program exists (if not: TransportError "missing-runtime", as LocalTransport
 raises when it cannot start the program), starts
-`"$@"` under `setsid` in its own session/process group, waits for it, kills what
+`"$@"` under `setsid` in its own session/process group (with the channel's stdin: a shell
+gives a background job /dev/null unless told otherwise), waits for it, kills what
 is left of that group (no orphans after a normal exit either) and exits with the
 command's status, so a command killed by SIGKILL (the OOM killer) reports 137
 instead of a channel with no status. On timeout or any exception while waiting,
 a second exec channel kills the wrapper's descendants and their process groups.
+
+`open_stream` runs a command the same way but keeps its stdin open and hands back an
+`SSHStream` (transport.base.Stream): the agent session talks to the agent over it.
 """
 from __future__ import annotations
 
@@ -53,7 +57,7 @@ _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _WRAPPER = (
     f'echo "{PID_MARKER} $$"; '
     f'command -v "$1" >/dev/null 2>&1 || {{ echo "{NOT_FOUND_MARKER}" >&2; exit 127; }}; '
-    'if command -v setsid >/dev/null 2>&1; then setsid "$@" & else "$@" & fi; '
+    'if command -v setsid >/dev/null 2>&1; then setsid "$@" <&3 3<&- & else "$@" <&3 3<&- & fi 3<&0; '
     'p=$!; wait "$p"; s=$?; '
     'kill -KILL -- "-$p" 2>/dev/null; '
     'exit "$s"'
@@ -106,14 +110,15 @@ class CommandRunner:
             )
         return path[0]
 
-    def command_line(self, argv: tuple[str, ...], workdir: str) -> str:
-        """The login shell's command line that runs `argv` in `workdir` under the wrapper."""
+    def command_line(self, argv: tuple[str, ...], workdir: str | None) -> str:
+        """The login shell's command line that runs `argv` in `workdir` (None: the login
+        directory) under the wrapper."""
         env_words = []
         for key, value in self._env.items():
             if not _ENV_NAME_RE.match(key):
                 raise BadInputError(f"{self.name}: bad environment variable name {key!r}")
             env_words.append(shlex.quote(f"{key}={value}"))
-        words = ["cd", shlex.quote(workdir), "&&", "exec"]
+        words = ["cd", shlex.quote(workdir), "&&", "exec"] if workdir is not None else ["exec"]
         if env_words:
             words += ["env", *env_words]
         words += ["sh", "-c", shlex.quote(_WRAPPER), "farm-run", *(shlex.quote(a) for a in argv)]
@@ -138,12 +143,30 @@ class CommandRunner:
                 with self._running_lock:
                     self._running.discard(streams.pid)
 
+    def open_stream(self, argv: tuple[str, ...], workdir: str | None) -> "SSHStream":
+        """Start `argv` under the wrapper with its stdin open; see SSHStream."""
+        command = self.command_line(argv, workdir)
+        chan = self._conn.open_session()
+        try:
+            chan.exec_command(command)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            chan.close()
+            raise TransportError(
+                f"{self.name}: the connection broke while starting {argv[0]!r}: {describe(exc)}", kind="disconnected"
+            ) from exc
+        return SSHStream(self, chan, argv)
+
     def stop_all(self) -> None:
         """Stop every command still running (no orphan agent or worker left on the board)."""
         with self._running_lock:
             running = sorted(self._running)
         for pid in running:
             self._stop_remote(pid)
+
+    def forget_all(self) -> None:
+        """The connection is gone: nothing can be stopped through it any more."""
+        with self._running_lock:
+            self._running.clear()
 
     def _started(self, pid: int) -> None:
         with self._running_lock:
@@ -218,6 +241,104 @@ class CommandRunner:
                 chan.close()
         except (paramiko.SSHException, EOFError, OSError):
             pass  # best effort: the caller is already reporting a failure
+
+
+class SSHStream:
+    """A command on the board we talk to while it runs (transport.base.Stream), over one channel.
+
+    The wrapper's pid line is taken out of stdout (and the pid registered, so the transport's
+    close() stops the command); stderr is drained into a bounded buffer on every read, so a
+    chatty stderr never stalls the channel.
+    """
+
+    def __init__(self, runner: CommandRunner, chan: paramiko.Channel, argv: tuple[str, ...]) -> None:
+        self.name = runner.name
+        self._runner = runner
+        self._chan = chan
+        self._argv = argv
+        self._head = bytearray()  # stdout until the wrapper's pid line has been seen
+        self.pid: int | None = None
+        self._stderr = BoundedBuffer()
+        self._send_lock = threading.Lock()
+
+    def send(self, data: bytes, timeout_s: float) -> None:
+        with self._send_lock:
+            try:
+                self._chan.settimeout(timeout_s)
+                self._chan.sendall(data)
+            except (paramiko.SSHException, EOFError, OSError) as exc:  # socket.timeout is an OSError
+                raise TransportError(f"{self.name}: cannot write to {self._argv[0]!r} on the board: {describe(exc)}",
+                                     kind="disconnected") from exc
+
+    def receive(self, timeout_s: float) -> bytes | None:
+        deadline = time.monotonic() + timeout_s
+        chan = self._chan
+        try:
+            while True:
+                while chan.recv_stderr_ready():
+                    self._stderr.feed(chan.recv_stderr(READ_CHUNK_BYTES))
+                if chan.recv_ready():
+                    return self._take_pid_line(chan.recv(READ_CHUNK_BYTES))
+                if chan.eof_received or chan.closed:
+                    if chan.recv_stderr_ready():
+                        continue
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return b""
+                select.select([chan], [], [], min(remaining, 0.5))
+        except (paramiko.SSHException, EOFError, OSError):
+            return None
+
+    def _take_pid_line(self, data: bytes) -> bytes:
+        if self.pid is not None:
+            return data
+        self._head += data
+        cut = self._head.find(b"\n")
+        if cut < 0:
+            if len(self._head) > 200:  # no wrapper line: hand the bytes on as they are
+                self.pid, data = 0, bytes(self._head)
+                return data
+            return b""
+        line, rest = bytes(self._head[: cut + 1]), bytes(self._head[cut + 1:])
+        self._head.clear()
+        match = _PID_LINE_RE.match(line)
+        if match:
+            self.pid = int(match.group(1))
+            self._runner._started(self.pid)
+            return rest
+        self.pid = 0
+        return line + rest
+
+    def close_input(self) -> None:
+        with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+            self._chan.shutdown_write()
+
+    def wait(self, timeout_s: float) -> int | None:
+        if not self._chan.status_event.wait(timeout_s):
+            return None
+        self._forget()
+        code = self._chan.exit_status
+        with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
+            while self._chan.recv_stderr_ready():
+                self._stderr.feed(self._chan.recv_stderr(READ_CHUNK_BYTES))
+        self._chan.close()
+        return None if code == -1 else code
+
+    def stop(self) -> None:
+        """Kill the command's whole process tree (second channel), then close this one."""
+        if self.pid:
+            self._runner._stop_remote(self.pid)
+        self._forget()
+        self._chan.close()
+
+    def _forget(self) -> None:
+        if self.pid:
+            with self._runner._running_lock:
+                self._runner._running.discard(self.pid)
+
+    def stderr_text(self) -> str:
+        return self._stderr.text()
 
 
 # ---------------------------------------------------------------------- reading a command's output

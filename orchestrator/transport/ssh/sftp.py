@@ -1,4 +1,9 @@
-"""Moving files to and from a board over SFTP: staging by content hash, fetching outputs.
+"""Moving files to and from a board: staging by content hash, fetching outputs.
+
+Files go over SFTP where the board's SSH server has it, else over an exec channel (`cat >
+<temporary name>` with the bytes on stdin; `cat <file>` to fetch), chosen automatically as
+Ansible does: dropbear (common on Yocto images) and OpenSSH configs without a `Subsystem sftp`
+line refuse the SFTP subsystem, and the first refusal switches this connection to exec.
 
 A staged file is checked by hashing it on the board, never trusted by name alone, and
 arrives under a temporary name that is renamed into place only once its hash is right.
@@ -13,6 +18,7 @@ import os
 import posixpath
 import re
 import secrets
+import shlex
 from pathlib import Path
 from typing import BinaryIO
 
@@ -32,6 +38,11 @@ DF_TIMEOUT_S = 30.0
 MOVE_TIMEOUT_S = 60.0
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+EXEC_CHUNK_BYTES = 256 * 1024
+
+# Without SFTP: write stdin to $1 (creating its folder), or print $1.
+_EXEC_PUT = 'mkdir -p -- "${1%/*}" && cat > "$1"'
+_EXEC_GET = 'cat -- "$1"'
 
 # Prints the sha256 of $1, or "missing"; creates $1's folder. sha256sum, else the board's Python.
 _HASH_SCRIPT = (
@@ -62,6 +73,7 @@ class BoardFiles:
         self._board = board
         self._python = python
         self._sftp: paramiko.SFTPClient | None = None
+        self.sftp_missing = False  # the server refused the SFTP subsystem: files go over exec channels
         conn.on_drop(self._close_sftp)
 
     def stage(self, local_path: Path, remote_name: str, sha256: str) -> tuple[str, int]:
@@ -90,14 +102,8 @@ class BoardFiles:
         except OSError as exc:
             raise BadInputError(f"cannot read {local_path}: {exc.strerror or exc}") from exc
         try:
-            sftp = self._sftp_client()
             reader = _HashingReader(handle)
-            try:
-                sftp.putfo(reader, tmp, file_size=size_bytes, confirm=True)
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                if reader.read_error is not None:
-                    raise BadInputError(f"cannot read {local_path}: {reader.read_error}") from exc
-                raise self._upload_error(exc, path, size_bytes) from exc
+            self._put(reader, tmp, size_bytes, local_path)
             if reader.hexdigest() != want:
                 raise BadInputError(
                     f"{local_path}: its sha256 is {reader.hexdigest()}, not the {want} it was staged as "
@@ -106,13 +112,72 @@ class BoardFiles:
             got = self._remote_sha256(tmp)
             if got != want:
                 raise self._upload_error(None, path, size_bytes, detail=f"the board's copy hashes to {got}")
-            self._rename(sftp, tmp, path)
+            self._rename(tmp, path)
         except BaseException:
             self._remove_quietly(tmp)
             raise
         finally:
             handle.close()
         return path, size_bytes
+
+    def put(self, local_path: Path, remote_name: str) -> int:
+        """Copy `local_path` to `<workdir>/<remote_name>` as it is (the caller checks and renames
+        it on the board: the agent session does); returns the bytes sent."""
+        _check_remote_name(remote_name)
+        local_path = Path(local_path)
+        try:
+            size_bytes = local_path.stat().st_size
+            handle = open(local_path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise BadInputError(f"cannot read {local_path}: {exc.strerror or exc}") from exc
+        with handle:
+            self._put(_HashingReader(handle), posixpath.join(self._board.workdir, remote_name), size_bytes,
+                      local_path)
+        return size_bytes
+
+    def _put(self, reader: "_HashingReader", path: str, size_bytes: int, local_path: Path) -> None:
+        """Write what `reader` reads to `path` on the board: over SFTP, else over an exec channel."""
+        sftp = self._sftp_client()
+        try:
+            if sftp is not None:
+                sftp.putfo(reader, path, file_size=size_bytes, confirm=True)
+            else:
+                self._exec_put(reader, path)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if reader.read_error is not None:
+                raise BadInputError(f"cannot read {local_path}: {reader.read_error}") from exc
+            raise self._upload_error(exc, path, size_bytes) from exc
+
+    def _exec_put(self, reader: "_HashingReader", path: str) -> None:
+        """`cat > path` with the file on stdin (no SFTP on the board)."""
+        chan = self._exec(_EXEC_PUT, path)
+        try:
+            for data in iter(lambda: reader.read(EXEC_CHUNK_BYTES), b""):
+                chan.sendall(data)
+            chan.shutdown_write()
+            status, stderr = self._exec_status(chan)
+        finally:
+            chan.close()
+        if status != 0:
+            raise OSError(stderr.strip() or f"cat exited with status {status}")
+
+    def _exec(self, script: str, path: str) -> paramiko.Channel:
+        chan = self._conn.open_session()
+        chan.settimeout(self._stall_timeout_s())
+        chan.exec_command(" ".join(["exec", "sh", "-c", shlex.quote(script), "farm-file", shlex.quote(path)]))
+        return chan
+
+    def _exec_status(self, chan: paramiko.Channel) -> tuple[int | None, str]:
+        """The exit status of an exec channel whose output has been read (None: it did not come)."""
+        stderr = b""
+        if not chan.status_event.wait(self._stall_timeout_s()):
+            raise TimeoutError("no exit status from the board")
+        while chan.recv_stderr_ready() and len(stderr) < 65536:
+            stderr += chan.recv_stderr(65536)
+        return chan.exit_status, stderr.decode("utf-8", errors="replace")
+
+    def _stall_timeout_s(self) -> float:
+        return max(MIN_SFTP_STALL_TIMEOUT_S, 3 * self._conn.connect_timeout_s)
 
     def fetch(self, remote_path: str, local_path: Path) -> int:
         """Copy a board file (relative paths: inside the work dir) to `local_path`; returns bytes received.
@@ -128,7 +193,10 @@ class BoardFiles:
             sftp = self._sftp_client()
             try:
                 with open(tmp, "wb") as handle:
-                    sftp.getfo(remote_path, handle)
+                    if sftp is not None:
+                        sftp.getfo(remote_path, handle)
+                    else:
+                        self._exec_get(remote_path, handle)
             except FileNotFoundError as exc:
                 raise TransportError(f"{self.name}: cannot fetch {remote_path}: no such file on the board",
                                      kind="agent-error") from exc
@@ -149,15 +217,39 @@ class BoardFiles:
             tmp.unlink(missing_ok=True)
         return local_path.stat().st_size
 
+    def _exec_get(self, remote_path: str, handle: BinaryIO) -> None:
+        """`cat remote_path` into `handle` (no SFTP on the board)."""
+        chan = self._exec(_EXEC_GET, remote_path)
+        try:
+            chan.shutdown_write()
+            for data in iter(lambda: chan.recv(EXEC_CHUNK_BYTES), b""):
+                handle.write(data)
+            status, stderr = self._exec_status(chan)
+        finally:
+            chan.close()
+        if status != 0:
+            if "No such file" in stderr:
+                raise FileNotFoundError(remote_path)
+            raise TransportError(f"{self.name}: cannot fetch {remote_path}: {stderr.strip() or status}",
+                                 kind="agent-error")
+
     # ------------------------------------------------------------------ the SFTP session
 
-    def _sftp_client(self) -> paramiko.SFTPClient:
+    def _sftp_client(self) -> paramiko.SFTPClient | None:
+        """The SFTP session (opened on first use), or None when the board's server has no SFTP."""
         with self._conn.lock:
             transport = self._conn.transport()
+            if self.sftp_missing:
+                return None
             if self._sftp is None or self._sftp.get_channel() is None or self._sftp.get_channel().closed:
                 try:
                     self._sftp = paramiko.SFTPClient.from_transport(transport)
                 except (paramiko.SSHException, EOFError, OSError) as exc:
+                    if self._conn.active_transport() is not None and not is_timeout(exc):
+                        # the connection is fine: the server refused the subsystem (no SFTP there)
+                        self.sftp_missing = True
+                        self._sftp = None
+                        return None
                     raise TransportError(
                         f"{self.name}: cannot start SFTP on the board: {describe(exc)}",
                         kind="timeout" if is_timeout(exc) else "disconnected",
@@ -171,6 +263,8 @@ class BoardFiles:
         """The connection and the SFTP channel are both still up (an SFTP status error, not a drop)."""
         if self._conn.active_transport() is None:
             return False
+        if self.sftp_missing:
+            return True  # exec channels: the connection is all there is
         channel = self._sftp.get_channel() if self._sftp is not None else None
         return channel is not None and not channel.closed
 
@@ -238,12 +332,14 @@ class BoardFiles:
         except (TransportError, IndexError, ValueError):
             return None
 
-    def _rename(self, sftp: paramiko.SFTPClient, tmp: str, path: str) -> None:
-        try:
-            sftp.posix_rename(tmp, path)
-            return
-        except OSError:
-            pass  # the server lacks posix-rename@openssh.com: mv is atomic within one filesystem too
+    def _rename(self, tmp: str, path: str) -> None:
+        sftp = self._sftp if not self.sftp_missing else None
+        if sftp is not None:
+            try:
+                sftp.posix_rename(tmp, path)
+                return
+            except OSError:
+                pass  # the server lacks posix-rename@openssh.com: mv is atomic within one filesystem too
         result = self._board.run(["mv", "-f", tmp, path], MOVE_TIMEOUT_S)
         if result.exit_code != 0:
             raise TransportError(
@@ -254,7 +350,9 @@ class BoardFiles:
         try:
             if self._sftp is not None:
                 self._sftp.remove(path)
-        except (OSError, EOFError, paramiko.SSHException):
+            elif self.sftp_missing and self._conn.active_transport() is not None:
+                self._board.run(["rm", "-f", path], MOVE_TIMEOUT_S)
+        except (OSError, EOFError, paramiko.SSHException, TransportError):
             pass
 
 

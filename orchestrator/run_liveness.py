@@ -1,0 +1,84 @@
+"""Runs whose controller died: found and marked `abandoned`, never left `running` for ever.
+
+A `kill -9` of `farm bench` (or a power cut of the laptop) runs no handler, so its run stays
+`running` in the store. Two things notice:
+
+* the next controller or command that reads runs on the same machine (`farm bench`, `farm runs
+  ls/show`, `farm report`): the run's controller record names its host, boot, pid and the pid's
+  start time, so a run whose process is gone (or whose pid now belongs to another process, or whose
+  machine rebooted) is marked `abandoned`;
+* the next controller that takes over a board lease the dead controller held (a lease names its
+  run): from any machine, through the shared store (orchestrator.runner).
+
+A run from another machine is left alone by the first check: its process cannot be seen from here.
+"""
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any, Mapping
+
+from orchestrator.store import Store
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def boot_id() -> str | None:
+    """This machine's boot id (Linux), to tell a pid from before a reboot."""
+    return _read("/proc/sys/kernel/random/boot_id")
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, Linux), or None."""
+    text = _read(f"/proc/{pid}/stat")
+    if text is None:
+        return None
+    try:
+        return int(text[text.rindex(")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None
+
+
+def this_controller() -> dict[str, Any]:
+    """What a run's controller record says about the process, so that others can tell it died."""
+    pid = os.getpid()
+    return {"pid": pid, "pid_start": process_start_ticks(pid), "boot_id": boot_id()}
+
+
+def controller_is_dead(controller: Mapping[str, Any]) -> bool:
+    """True only when the controller ran on this machine and is certainly gone."""
+    pid = controller.get("pid")
+    if controller.get("hostname") != platform.node() or not isinstance(pid, int) or pid <= 0:
+        return False
+    booted = boot_id()
+    if booted is not None and controller.get("boot_id") not in (None, booted):
+        return True  # this machine rebooted since
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    start = controller.get("pid_start")
+    return start is not None and process_start_ticks(pid) not in (None, start)
+
+
+def reap_abandoned_runs(store: Store) -> list[str]:
+    """Mark `abandoned` every `running` run whose controller died on this machine; their ids.
+    A database opened read-only (a copy on a read-only mount) is left as it is."""
+    if store.read_only:
+        return []
+    reaped = []
+    for run_id, controller in store.running_runs():
+        if controller_is_dead(controller) and store.mark_abandoned(run_id):
+            reaped.append(run_id)
+    return reaped
+
+
+__all__ = ["controller_is_dead", "reap_abandoned_runs", "this_controller"]
