@@ -222,14 +222,14 @@ def _pairs(bases: Sequence[Mapping[str, Any]], news: Sequence[Mapping[str, Any]]
         identity = identity_of(new)
         compatible = [b for b in bases if same_identity(identity_of(b), identity)]
         base = next((b for b in compatible if b.get("settings_hash") == new.get("settings_hash")), None)
-        base = base or _preferred(compatible)
+        base = base or preferred_result(compatible)
         matched |= {id(b) for b in compatible}
         pairs.append((base, new))
     leftovers = [b for b in bases if id(b) not in matched]
     while leftovers:
         identity = identity_of(leftovers[0])
         group = [b for b in leftovers if same_identity(identity_of(b), identity)]
-        pairs.append((_preferred(group), None))
+        pairs.append((preferred_result(group), None))
         leftovers = [b for b in leftovers if b not in group]
     return pairs
 
@@ -295,7 +295,7 @@ def _by_key(records: Sequence[Mapping[str, Any]]) -> dict[CellKey, list[Mapping[
     return found
 
 
-def _preferred(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def preferred_result(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """A cell's result that stands for its run: an ok one before a failed one, then the newest."""
     if not records:
         return None

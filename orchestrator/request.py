@@ -14,7 +14,8 @@ from orchestrator.models import ModelFile, check_model_paths, demo_models, load_
 from orchestrator.plan import check_plan, plan_cells, plan_tasks
 from orchestrator.resume import plan_record, resumed_request
 from orchestrator.runner import BenchRunner, Event, RunOutcome, _no_event
-from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT, BenchSettings
+from orchestrator.pairing import paired_baselines
+from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT, GATE_REPEATS, BenchSettings
 from orchestrator.store import Store, open_store
 
 DEFAULT_REPORTS_DIR = Path("reports")
@@ -42,6 +43,7 @@ class BenchRequest:
     fail_on_memory_regression: float | None = None  # peak-memory change (%) that fails; None: the suite's, else latency's
     fail_on_inconclusive: bool = False  # an inconclusive cell fails the gate (exit 5) instead of being skipped
     baseline_optional: bool = False  # no baseline to be found is fine (a first nightly), not an error
+    paired: bool | None = None  # measure the baseline's own files beside the new ones; None: when they still exist
     junit: Path | None = None  # JUnit XML: one test case per board × model × variant
     markdown: Path | None = None  # a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)
     # The request fields and BenchSettings fields the user gave (not defaults): with `resume`
@@ -104,6 +106,7 @@ class SuitePlan:
     shapes: dict[str, tuple[str, ...]]
     latency_pct: float | None
     memory_pct: float | None
+    sets_repeats: bool = False  # the suite's settings say how many processes per cell
 
 
 def apply_suite(request: BenchRequest) -> tuple[BenchRequest, SuitePlan]:
@@ -128,7 +131,8 @@ def apply_suite(request: BenchRequest) -> tuple[BenchRequest, SuitePlan]:
         baseline=request.baseline or suite.baseline,
     )
     shapes = {name: tuple(m.shapes) for name, m in zip(names, suite.models) if m.shapes}
-    return request, SuitePlan(names, shapes, suite.thresholds.latency_pct, suite.thresholds.memory_pct)
+    return request, SuitePlan(names, shapes, suite.thresholds.latency_pct, suite.thresholds.memory_pct,
+                              sets_repeats="repeats" in suite.settings.given())
 
 
 def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store | None = None) -> BenchOutcome:
@@ -166,11 +170,16 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
     # thresholds without a suite baseline, or JUnit/Markdown alone, compare when they can.
     baseline_optional = request.baseline_optional or not (request.fail_on_regression is not None
                                                           or request.baseline is not None)
+    repeats_chosen = "repeats" in request.explicit or request.settings.repeats != 1 or plan.sets_repeats
+    if comparing and resumed_run is None and not repeats_chosen:
+        # verdicts test process medians: one process per cell cries wolf (settings.GATE_REPEATS)
+        request = dataclasses.replace(request, settings=request.settings.replace(repeats=GATE_REPEATS))
     own_store = store is None
     store = store or open_store(request.db_url)
     try:
+        baseline_id = None
         if request.baseline not in (None, "latest"):
-            store.resolve_run_id(request.baseline)  # a bad run id or tag fails now, not after the run
+            baseline_id = store.resolve_run_id(request.baseline)  # a bad run id or tag fails now, not after the run
         elif comparing and not baseline_optional and not store.has_finished_run():
             raise BadInputError(  # a mistyped FARM_DB: say so now, not after measuring
                 f"--baseline latest: {store.safe_url} holds no finished run to compare with; check --db / FARM_DB, "
@@ -182,14 +191,21 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
             resume_run_id = store.reopen_run(resumed_run["run_id"])
             done = store.done_cells(resume_run_id)
         cells = plan_cells(tasks, request.variants, request.calibration, on_event=on_event)
+        if comparing and baseline_id is None and request.baseline in (None, "latest"):
+            baseline_id = store.latest_run_measuring([b.name for b in boards], [m.name for m in models],
+                                                     [c.variant for c in cells])
+        pairs = {}
+        if comparing and baseline_id is not None and request.paired is not False:
+            pairs = paired_baselines(store, baseline_id, boards, cells)
         runner = BenchRunner(store, boards, cells, request.settings, forks=request.forks, on_event=on_event,
                              resume_run_id=resume_run_id, done_cells=done, inventory=request.inventory,
-                             plan=plan_record(request, [m.name for m in models]))
+                             plan=plan_record(request, [m.name for m in models]), pairs=pairs)
         run = runner.run()
         gate = None
         if comparing:
-            baseline = gating.resolve_baseline(store, request.baseline or "latest", run.run_id,
-                                               optional=baseline_optional)
+            # the baseline the cells were paired with; found now when there was none before the run
+            baseline = baseline_id or gating.resolve_baseline(store, request.baseline or "latest", run.run_id,
+                                                              optional=baseline_optional)
             memory_pct = request.fail_on_memory_regression or plan.memory_pct
             gate = gating.evaluate_gate(store, run.run_id, baseline, latency_pct or DEFAULT_MIN_EFFECT_PCT,
                                         memory_pct=memory_pct, fail_on_inconclusive=request.fail_on_inconclusive,

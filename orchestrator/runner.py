@@ -30,7 +30,8 @@ from orchestrator.errors import AgentError, FarmError, TransportError
 from orchestrator.fanout import fan_out
 from orchestrator.hashing import file_sha256
 from orchestrator.lease import BoardLease, LeaseHolder, describe_lease
-from orchestrator.plan import Cell
+from orchestrator.pairing import PairedBaseline, PairKey
+from orchestrator.plan import Cell, ModelFiles
 from orchestrator.record import (
     CellIdentity,
     ResultRecord,
@@ -38,6 +39,7 @@ from orchestrator.record import (
     measured_record,
 )
 from orchestrator.repeats import merge_process_results
+from orchestrator.rounds import CellRounds, process_p50
 from orchestrator.run_liveness import reap_abandoned_runs, this_controller
 from orchestrator.settings import BenchSettings
 from orchestrator.store import CellKey, Store
@@ -181,6 +183,7 @@ class BenchRunner:
         done_cells: Iterable[CellKey] = (),
         inventory: str | None = None,
         plan: Mapping[str, Any] | None = None,
+        pairs: Mapping[PairKey, PairedBaseline] | None = None,
     ) -> None:
         self.store = store
         self.boards = list(boards)
@@ -197,6 +200,7 @@ class BenchRunner:
         self.resume_run_id = resume_run_id
         self.done_cells = {CellKey(*cell) for cell in done_cells}
         self.plan = dict(plan or {})  # what `--resume RUN` continues (orchestrator.resume.plan_record)
+        self.pairs = dict(pairs or {})  # cells measured beside their baseline's file (orchestrator.pairing)
         self.settings_hash = settings.settings_hash()
 
     def cells_for(self, board: Board) -> list[Cell]:
@@ -297,90 +301,121 @@ class BenchRunner:
                 self._links.pop(board.name, None)
 
     def _run_rounds(self, run_id: str, board: Board, link: BoardLink, cells: Sequence[Cell]) -> list[CellOutcome]:
-        """Every cell of the board, `repeats` rounds of one fresh worker process each (A B A B ...);
-        a cell's result is stored after its last round, a failure as soon as it happens."""
+        """Every cell of the board in rounds of one fresh worker process each (A B A B ...): drift
+        hits every cell alike. A cell takes `repeats` rounds; one paired with its baseline's file
+        (orchestrator.pairing) measures that file too in each round, in alternating order, and takes
+        rounds until the paired rounds decide (or the cap). A result is stored after its last
+        round, a failure as soon as it happens."""
         accuracy = BoardAccuracy(link, self.settings, board)
         outcomes: list[CellOutcome] = []
-        measured: dict[int, list[tuple[BenchReply, int]]] = {index: [] for index in range(len(cells))}
-        ended: set[int] = set()
-        last = (self.settings.repeats - 1, len(cells) - 1)
-        for round_index in range(self.settings.repeats):
-            for index, cell in enumerate(cells):
-                if index in ended:
-                    continue
+        states = [CellRounds(cell, self.pairs.get((board.name, cell.model.name, cell.variant)), self.settings.repeats)
+                  for cell in cells]
+        round_index = 0
+        while any(not state.ended for state in states):
+            pending = [state for state in states if not state.ended]
+            for position, state in enumerate(pending):
                 if self._cancel.is_set():
                     return outcomes
                 if link.lease_lost.is_set():  # another controller took the board: measure nothing more
                     lost = AgentError(f"{board.name}: our lease on the board was taken over by another holder",
                                       kind="busy")
-                    rest = [c for i, c in enumerate(cells) if i not in ended]
+                    rest = [s.cell for s in states if not s.ended]
                     return outcomes + self._fail_all(run_id, board, rest, lost, link.facts)
-                more = (round_index, index) != last
-                outcome = self._run_cell(run_id, board, link, cell, accuracy, measured[index], more)
+                more = position < len(pending) - 1 or len(state.measured) + 1 < state.most
+                outcome = self._run_round(run_id, board, link, state, accuracy, round_index, more)
                 if outcome is not None:
                     outcomes.append(outcome)
-                    ended.add(index)
+                    state.ended = True
+            round_index += 1
         return outcomes
 
-    def _run_cell(
-        self, run_id: str, board: Board, link: BoardLink, cell: Cell, accuracy: BoardAccuracy,
-        measured: list[tuple[BenchReply, int]], more: bool = False,
-    ) -> CellOutcome | None:
-        """One round of a cell: one fresh worker process. Returns the stored outcome when the cell
-        ended (its last round measured, or a failure), None while rounds remain (`measured` grows).
-        `more`: another round or cell follows on this board."""
+    def _run_round(self, run_id: str, board: Board, link: BoardLink, state: CellRounds,
+                   accuracy: BoardAccuracy, round_index: int, more: bool) -> CellOutcome | None:
+        """One round of a cell: its fresh worker process (and, paired, its baseline file's, first
+        in even rounds). Returns the stored outcome when the cell ended (its last round measured,
+        or a failure), None while rounds remain. `more`: another job follows on this board."""
+        cell = state.cell
         if cell.build_error is not None:
             return self._store_failure(run_id, board, cell, "variant-error", cell.build_error, link.facts)
         info = {"board": board.name, "model": cell.model.name, "variant": cell.variant,
-                "round": len(measured) + 1, "rounds": self.settings.repeats}
-        last_round = len(measured) + 1 == self.settings.repeats
-        # The dataset runs in the last round's worker, after it measured: no second process or load.
-        with_dataset = last_round and cell.dataset is not None and accuracy.can_share_worker(cell)
+                "round": len(state.measured) + 1, "rounds": state.most, "paired": state.twin is not None}
+        # The dataset runs in a measuring worker, after it measured: no second process or load. It
+        # runs in the last round when the number of rounds is known, else in the first.
+        dataset_round = 0 if state.fewest != state.most else state.most - 1
+        with_dataset = (len(state.measured) == dataset_round and cell.dataset is not None
+                        and accuracy.can_share_worker(cell))
         self.on_event("cell_started", info)
-
-        def attempt() -> tuple[BenchReply, int]:
-            session = link.ensure()
-            files = _stage_list(cell, with_dataset)
-            paths, bytes_sent = session.stage(files)
-            self.on_event("cell_staged", {**info, "bytes_sent": bytes_sent})
-            model_args = [arg for (option, _, _), path in zip(cell.files.uploads(), paths) for arg in (option, path)]
-            args = self.settings.bench_args(model_args, board, cell.shapes, cell.runtime)
-            if with_dataset:
-                args += ["--dataset", paths[-1]]
-            reply = session.bench(
-                args, timeout_s=self.settings.job_timeout_s, max_samples=self.settings.max_samples_kept,
-                max_series_rows=self.settings.max_series_rows,
-                on_phase=lambda phase: self.on_event("cell_phase", {**info, "phase": phase}), more=more,
-            )
-            return reply, bytes_sent
-
+        twin_first = state.twin is not None and round_index % 2 == 0
+        if twin_first:
+            self._measure_twin(board, link, state, info)
         try:
             # a cell cut by the connection is re-run from its start, never half-counted
-            reply, bytes_sent = self._with_retries(board, f"{cell.model.name}/{cell.variant}", attempt)
+            reply, bytes_sent = self._with_retries(
+                board, f"{cell.model.name}/{cell.variant}",
+                lambda: self._bench_once(board, link, cell, cell.files, info, with_dataset, more or bool(state.twin)))
         except FarmError as exc:
             if self._cancel.is_set():
                 raise KeyboardInterrupt from exc
+            _discard_outputs(state.measured)
             return self._store_failure(run_id, board, cell, _board_error(exc).kind, str(exc), link.facts)
-        measured.append((reply, bytes_sent))
-        if not last_round:
+        state.measured.append((reply, bytes_sent))
+        if state.twin is not None and not twin_first:
+            self._measure_twin(board, link, state, info)
+        if not state.done():
             return None
         try:
-            merged = merge_process_results([r.as_bench_result() for r, _ in measured])
+            merged = merge_process_results([r.as_bench_result() for r, _ in state.measured])
             record = measured_record(merged, self._identity(board, cell), link.facts,
-                                     sum(sent for _, sent in measured), str(cell.model.path))
+                                     sum(sent for _, sent in state.measured), str(cell.model.path))
+            state.add_pairing(record)
         except (KeyError, TypeError, ValueError) as exc:
-            _discard_outputs(measured)
+            _discard_outputs(state.measured)
             return self._store_failure(run_id, board, cell, "agent-error", f"malformed bench result: {exc}",
                                        link.facts)
         if cell.dataset is not None:
             self.on_event("cell_phase", {**info, "phase": "accuracy"})
+            with_outputs = next((r for r, _ in state.measured if r.outputs is not None), state.measured[-1][0])
             try:
-                record.row["details"]["export"].update(accuracy.evaluate(cell, reply))
+                record.row["details"]["export"].update(accuracy.evaluate(cell, with_outputs))
             finally:
-                _discard_outputs(measured)
+                _discard_outputs(state.measured)
         outcome = self._store(run_id, cell, record)
         self.on_event("cell_finished", {**info, "row": record.row})
         return outcome
+
+    def _bench_once(self, board: Board, link: BoardLink, cell: Cell, files: ModelFiles, info: dict[str, Any],
+                    with_dataset: bool, more: bool) -> tuple[BenchReply, int]:
+        """One fresh worker process measuring `files` (the cell's, or its baseline's) on the board."""
+        session = link.ensure()
+        staged = _stage_list(files, cell.dataset.inputs_npz if with_dataset and cell.dataset is not None else None)
+        paths, bytes_sent = session.stage(staged)
+        self.on_event("cell_staged", {**info, "bytes_sent": bytes_sent})
+        model_args = [arg for (option, _, _), path in zip(files.uploads(), paths) for arg in (option, path)]
+        args = self.settings.bench_args(model_args, board, cell.shapes, cell.runtime)
+        if with_dataset:
+            args += ["--dataset", paths[-1]]
+        reply = session.bench(
+            args, timeout_s=self.settings.job_timeout_s, max_samples=self.settings.max_samples_kept,
+            max_series_rows=self.settings.max_series_rows,
+            on_phase=lambda phase: self.on_event("cell_phase", {**info, "phase": phase}), more=more,
+        )
+        return reply, bytes_sent
+
+    def _measure_twin(self, board: Board, link: BoardLink, state: CellRounds, info: dict[str, Any]) -> None:
+        """The baseline's file in its own fresh process, this round. If it cannot be measured the
+        cell goes on unpaired (judged against the stored baseline), and its record says why."""
+        assert state.twin is not None
+        try:
+            reply, _ = self._with_retries(
+                board, f"{state.cell.model.name}/{state.cell.variant} (baseline's file)",
+                lambda: self._bench_once(board, link, state.cell, state.twin.files, {**info, "twin": True},
+                                         False, True))
+        except FarmError as exc:
+            if self._cancel.is_set():
+                raise KeyboardInterrupt from exc
+            state.unpair(f"the baseline's model file could not be measured beside it: {exc}")
+            return
+        state.twin_p50s.append(process_p50(reply))
 
     def _identity(self, board: Board, cell: Cell) -> CellIdentity:
         return CellIdentity(board.name, cell.model.name, cell.model.sha256, cell.variant, self.settings_hash,
@@ -447,15 +482,14 @@ def _board_error(exc: FarmError) -> TransportError | AgentError:
     return TransportError(str(exc), kind="unreachable")
 
 
-def _stage_list(cell: Cell, with_dataset: bool) -> list[tuple[Any, str, str]]:
-    """(local file, name on the board, sha256) of a cell's model files, then its dataset."""
-    files = [(path, staged_file_name(path, suffix), file_sha256(path.resolve())) for _, path, suffix in
-             cell.files.uploads()]
-    if with_dataset:
-        assert cell.dataset is not None
-        data = cell.dataset.inputs_npz
-        files.append((data, staged_file_name(data, ".npz"), file_sha256(data.resolve())))
-    return files
+def _stage_list(files: ModelFiles, dataset_npz: Any = None) -> list[tuple[Any, str, str]]:
+    """(local file, name on the board, sha256) of a model's file(s), then a dataset's inputs."""
+    staged = [(path, staged_file_name(path, suffix), file_sha256(path.resolve())) for _, path, suffix in
+              files.uploads()]
+    if dataset_npz is not None:
+        staged.append((dataset_npz, staged_file_name(dataset_npz, ".npz"), file_sha256(dataset_npz.resolve())))
+    return staged
+
 
 
 def _discard_outputs(measured: Sequence[tuple[BenchReply, int]]) -> None:

@@ -26,6 +26,12 @@ from orchestrator.analysis import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
 from orchestrator.boards import Board
 from orchestrator.runtimes import DEFAULT_RUNTIME, board_runtime, resolve_runtime
 
+#: Fresh worker processes per cell when a run is compared with a baseline and --repeats is not
+#: given: samples of one process are not independent evidence (a model's median moves 10-15 %
+#: between processes here), so verdicts test process medians; with one process per cell an A/A
+#: pair was flagged in 7 of 10 pairs, with five in 0 of 10 (bench/RESULTS.md, ## repeats).
+GATE_REPEATS = 5
+
 SHAPE_RE = re.compile(r"^[^=\s]+=\d+(x\d+)*$")  # NAME=1x3x224x224
 DIMS_RE = re.compile(r"^\d+(x\d+)*$")
 MIN_SAMPLE_INTERVAL_S = 0.01

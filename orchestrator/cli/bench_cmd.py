@@ -101,6 +101,10 @@ def bench(
         None, "--fail-on-regression", min=0.1, metavar="PCT", rich_help_panel=RESULTS_PANEL,
         help="Exit 5 when a cell's median latency (or peak memory) regressed by at least PCT percent "
              "against the baseline."),
+    paired: Optional[bool] = typer.Option(
+        None, "--paired/--no-paired", rich_help_panel=RESULTS_PANEL, show_default=False,
+        help="Measure the baseline's own model files again beside the new ones, interleaved, and judge the "
+             "per-round ratios (default: whenever the baseline's files are still in the cache and differ)."),
     baseline_optional: bool = typer.Option(
         False, "--baseline-optional", rich_help_panel=RESULTS_PANEL,
         help="No baseline to be found (a first run) is fine; without it that is an error (exit 3)."),
@@ -135,7 +139,7 @@ def bench(
         accept_new_host_keys=accept_new_host_keys, db_url=db, report_path=output, write_report=not no_report,
         suite=suite, resume=resume, baseline=baseline, fail_on_regression=fail_on_regression, junit=junit,
         fail_on_memory_regression=fail_on_memory_regression, fail_on_inconclusive=fail_on_inconclusive,
-        baseline_optional=baseline_optional,
+        baseline_optional=baseline_optional, paired=paired,
         markdown=markdown,
         variants=[v for v in variants.split(",") if v.strip()], datasets=list(dataset or []), detection=list(detection or []),
         calibration=calibration,

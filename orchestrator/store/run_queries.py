@@ -247,6 +247,21 @@ class RunsMixin(Database):
             )
             return conn.execute(query).scalar()
 
+    def latest_run_measuring(self, boards: Sequence[str], models: Sequence[str], variants: Sequence[str],
+                             statuses: Sequence[str] = ("finished",)) -> str | None:
+        """The newest run with a status in `statuses` that has an ok result for one of these
+        boards × models × variants: what `--baseline latest` means before a run is stored (a
+        gated run resolves its baseline first, to measure beside the baseline's files)."""
+        measured = (
+            sa.select(sa.literal(1))
+            .where(results.c.run_id == runs.c.run_id, results.c.status == "ok", results.c.board.in_(list(boards)),
+                   results.c.model.in_(list(models)), results.c.variant.in_(list(variants)))
+        )
+        query = (sa.select(runs.c.run_id).where(runs.c.status.in_(list(statuses)), measured.exists())
+                 .order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))
+        with self._connect() as conn:
+            return conn.execute(query).scalar()
+
     # --- tags -----------------------------------------------------------------------------
 
     def tag_run(self, run_id: str, name: str) -> str | None:

@@ -9,6 +9,7 @@ import yaml
 
 from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
+from orchestrator.settings import GATE_REPEATS
 from orchestrator.store import open_store
 from tests import model_factory
 from tests.e2e.cli_process import FarmProcess
@@ -80,7 +81,8 @@ def test_a_suite_file_runs_its_matrix_with_its_settings(tmp_path, db_url, digits
     records = open_store(db_url).export_records("latest")
     assert sorted((r["model"], r["variant"]) for r in records) == [
         ("detector", "fp32"), ("detector", "int8-dynamic"), ("digits", "fp32"), ("digits", "int8-dynamic")]
-    assert all(r["runs"] == 7 for r in records)
+    # a gated suite (it has thresholds) measures every cell in GATE_REPEATS fresh processes of 7 runs
+    assert all(r["processes"] == GATE_REPEATS and r["runs"] == 7 * GATE_REPEATS for r in records)
     assert {r["accuracy_metric"] for r in records if r["model"] == "digits"} == {"top1"}  # its demo dataset
 
 
