@@ -57,7 +57,7 @@ for _ in range(300):
 print(statistics.median(t) / 1e6)
 """
 
-def bare_ratio(model_a: Path, model_b: Path, rounds: int = 6) -> float:
+def bare_ratio(model_a: Path, model_b: Path, rounds: int = 12) -> float:
     """Median over interleaved rounds of (B's bare-loop median / A's), fresh processes each."""
     ratios = []
     for index in range(rounds):
