@@ -38,7 +38,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from orchestrator.analysis import VERDICTS, Comparison, compare_latency, compare_paired, compare_values
 from orchestrator.record import identity_of, identity_text, paired_base_p50s, process_p50s, same_identity
-from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
+from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT, GATE_REPEATS
 from orchestrator.units import mib_text
 
 __all__ = ["CELL_VERDICTS", "CellComparison", "CellVerdict", "RunComparison", "compare_history", "compare_records",
@@ -355,6 +355,10 @@ def _compare_cell(
             latency = compare_latency(base_samples, new_samples, process_p50s(base), process_p50s(new),
                                       min_effect_pct=min_effect_pct, alpha=alpha)
             latency_verdict, latency_reason = latency.verdict, f"latency {latency.reason}"
+            processes = (len(process_p50s(base)) or 1, len(process_p50s(new)) or 1)
+            if min(processes) < 2:  # the samples of one process are not independent evidence
+                latency_reason += (f" (a weak verdict: {processes[0]} vs {processes[1]} process(es); measure with "
+                                   f"--repeats {GATE_REPEATS} for one that holds between processes)")
         except ValueError as exc:  # samples a test cannot use (not finite, not positive)
             latency_verdict, latency_reason = "inconclusive", f"latency: no verdict: {exc}"
     else:

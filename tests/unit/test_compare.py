@@ -49,6 +49,7 @@ def test_slower_latency_is_a_regression(store):
     cell = one(store, ({}, samples(10.0, seed=1)), ({}, samples(12.0, seed=2)))
     assert cell.verdict == "regressed" and cell.latency.change_pct == pytest.approx(20.0, abs=1.5)
     assert "slower by at least 5%" in cell.reason
+    assert "a weak verdict: 1 vs 1 process(es)" in cell.reason  # one process per side says so
 
 
 def test_faster_latency_is_an_improvement(store):
