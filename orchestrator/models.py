@@ -78,11 +78,48 @@ def _model_outline() -> type:
                                ("input", 11, "ValueInfoProto"), ("output", 12, "ValueInfoProto")):
         graph.field.add(name=part, number=number, label=field.LABEL_REPEATED, type=field.TYPE_MESSAGE,
                         type_name=f".farm_onnx_outline.{kind}")
-    for kind in ("NodeProto", "TensorProto", "ValueInfoProto"):
-        proto.message_type.add(name=kind)  # no fields: their contents are parsed as unknown fields
+    proto.message_type.add(name="NodeProto")  # no fields: its contents are parsed as unknown fields
+    tensor = proto.message_type.add(name="TensorProto")
+    tensor.field.add(name="name", number=8, label=field.LABEL_OPTIONAL, type=field.TYPE_STRING)
+    # a graph input's name and shape, for orchestrator.shapes: ValueInfoProto.type.tensor_type.shape.dim
+    value_info = proto.message_type.add(name="ValueInfoProto")
+    value_info.field.add(name="name", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_STRING)
+    value_info.field.add(name="type", number=2, label=field.LABEL_OPTIONAL, type=field.TYPE_MESSAGE,
+                         type_name=".farm_onnx_outline.TypeProto")
+    type_proto = proto.message_type.add(name="TypeProto")
+    type_proto.field.add(name="tensor_type", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_MESSAGE,
+                         type_name=".farm_onnx_outline.TensorTypeProto")
+    tensor_type = proto.message_type.add(name="TensorTypeProto")
+    tensor_type.field.add(name="shape", number=2, label=field.LABEL_OPTIONAL, type=field.TYPE_MESSAGE,
+                          type_name=".farm_onnx_outline.TensorShapeProto")
+    shape = proto.message_type.add(name="TensorShapeProto")
+    shape.field.add(name="dim", number=1, label=field.LABEL_REPEATED, type=field.TYPE_MESSAGE,
+                    type_name=".farm_onnx_outline.Dimension")
+    dim = proto.message_type.add(name="Dimension")
+    dim.field.add(name="dim_value", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_INT64)
+    dim.field.add(name="dim_param", number=2, label=field.LABEL_OPTIONAL, type=field.TYPE_STRING)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("farm_onnx_outline.ModelProto"))
+
+
+def model_input_dims(path: Path | str) -> list[tuple[str, tuple[int | str | None, ...]]]:
+    """(name, dims) of each graph input that is not an initializer: a dim is its size, its
+    symbolic name, or None. Read with the outline (no onnx import)."""
+    model = _model_outline().FromString(Path(path).read_bytes())
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    found = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims: list[int | str | None] = []
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                dims.append(int(dim.dim_value))
+            else:
+                dims.append(dim.dim_param or None)
+        found.append((value.name, tuple(dims)))
+    return found
 
 
 def demo_models() -> list[ModelFile]:

@@ -52,22 +52,9 @@ class ResolvedShapes:
 
 def model_inputs(path: Path) -> list[InputSpec]:
     """The inputs an ONNX file declares (initializers that are also inputs are left out)."""
-    import onnx
+    from orchestrator.models import model_input_dims
 
-    model = onnx.load(str(path), load_external_data=False)
-    initializers = {i.name for i in model.graph.initializer}
-    specs = []
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        dims: list[int | str | None] = []
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.HasField("dim_value") and dim.dim_value > 0:
-                dims.append(int(dim.dim_value))
-            else:
-                dims.append(dim.dim_param or None)
-        specs.append(InputSpec(value.name, tuple(dims)))
-    return specs
+    return [InputSpec(name, dims) for name, dims in model_input_dims(path)]
 
 
 def parse_shape(text: str) -> tuple[str, Dims]:
