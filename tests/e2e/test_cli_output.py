@@ -281,3 +281,15 @@ def test_a_missing_model_is_said_before_the_heavy_imports(cli_env):
                            capture_output=True, text=True, env=cli_env, cwd=cli_env["FARM_TEST_CWD"], timeout=60)
     imported = {line.rsplit("|", 1)[-1].strip() for line in probe.stderr.splitlines() if line.startswith("import time")}
     assert "orchestrator.variants" not in imported and "onnx" not in imported, took_s
+
+
+def test_a_plain_bench_of_an_onnx_file_never_imports_onnx(cli_env, yolo_model):
+    """onnx's own import (ml_dtypes) cost ~0.8 s of every `farm bench`; models are read with a
+    protobuf outline instead (orchestrator.models), shapes included."""
+    probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator.cli", "bench", "-m", str(yolo_model),
+                            "--runs", "3", "--min-seconds", "0", "--warmup", "0", "--sample-interval", "0",
+                            "--no-report"], capture_output=True, text=True, env=cli_env, cwd=cli_env["FARM_TEST_CWD"],
+                           timeout=240)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in probe.stderr.splitlines() if line.startswith("import time")}
+    assert "onnx" not in imported and "ml_dtypes" not in imported
