@@ -82,8 +82,13 @@ def worker(
                                       "database that went away before exiting (6)."),
 ) -> int:
     """Measure the fleet's queued board jobs on the boards of this inventory, until Ctrl-C/SIGTERM."""
+    import logging
+
     from orchestrator.fleet.worker import WorkerConfig, run_worker
 
+    if not state.debug:  # farm says what matters (lost database, spooled results, failed jobs) in one line
+        for noisy in ("procrastinate", "psycopg.pool"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
     config = WorkerConfig(db_url=db or "", inventory=inventory, queues=list(queue or []), concurrency=concurrency,
                           name=name, heartbeat_s=heartbeat, stalled_after_s=stalled_after, outage_wait_s=outage_wait)
     if not db:
@@ -112,6 +117,9 @@ def _worker_log(kind: str, info: dict[str, Any]) -> None:
     elif kind == "job_done":
         ended = f"; run {info['run_status']}" if info.get("run_status") else ""
         state.err.print(f"{esc(info['run_id'])} {esc(info['board'])}: done{ended}", highlight=False)
+    elif kind == "job_failed":
+        state.err.print(f"{esc(info['run_id'])} {esc(info['board'])}: [red]job failed[/red] {esc(info['error'])}",
+                        highlight=False)
     elif kind == "job_recovered":
         state.err.print(f"recovered job {info['job_id']} ({esc(str(info['board']))}) of a dead worker", highlight=False)
     elif kind == "result_spooled":

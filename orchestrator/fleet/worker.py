@@ -152,9 +152,11 @@ class JobExecutor:
             raise
         except StoreError as exc:
             self._end(run_id, board_name, "waiting" if attempt < MAX_ATTEMPTS else "failed", str(exc))
+            self.on_event("job_failed", {"run_id": run_id, "board": board_name, "error": f"{exc} (retried)"})
             raise
         except Exception as exc:  # a bug: the job fails, the run ends as failed rather than hanging
             self._end(run_id, board_name, "failed", f"{type(exc).__name__}: {exc}")
+            self.on_event("job_failed", {"run_id": run_id, "board": board_name, "error": f"{type(exc).__name__}: {exc}"})
             raise
         status = self._end(run_id, board_name, "done", None)
         self.on_event("job_done", {"run_id": run_id, "board": board_name, "run_status": status})
@@ -196,6 +198,9 @@ class JobExecutor:
             try:
                 if kind == "cell_started":
                     state.set_current_cell(self.store, run_id, board, f"{info['model']}/{info['variant']}")
+                elif kind == "cell_phase":  # load, first_inference, warmup, measure, accuracy
+                    state.set_current_cell(self.store, run_id, board,
+                                           f"{info['model']}/{info['variant']}: {info.get('phase')}")
                 elif kind in ("cell_finished", "cell_failed"):
                     state.set_current_cell(self.store, run_id, board, None)
             except StoreError:
