@@ -52,6 +52,7 @@ from orchestrator.store import open_store
 Event = Callable[[str, dict[str, Any]], None]
 MAX_ATTEMPTS = 20  # database errors and worker shutdowns retry a job; stalls are recovered apart
 ABORT_POLL_S = 0.2  # how often a running job looks at procrastinate's in-memory abort flag
+CELLS_CACHE_RUNS = 8  # runs whose rebuilt cells a worker keeps (several boards of a run share them)
 _RUN_KEYS = ("boards", "models", "variants", "plan")
 
 
@@ -89,6 +90,7 @@ class JobExecutor:
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, Any]] = {}  # procrastinate job id -> worker id, runner, stopping
         self._stopping = threading.Event()
+        self._cells: dict[str, list] = {}  # run id -> its materialized cells (a worker runs several boards of a run)
 
     def in_flight(self) -> dict[int, int | None]:
         """Running job id -> the procrastinate worker id that fetched it."""
@@ -130,7 +132,7 @@ class JobExecutor:
         try:
             fleet = state.load_fleet_run(self.store, run_id)
             settings = settings_of_run(fleet.settings)
-            cells = materialize(self.store, FleetPlan.from_json(fleet.plan_json))
+            cells = self._cells_of(fleet)
             board = self.boards.get(board_name)
             runner = BenchRunner(self.store, [board or Board(name=board_name)], cells, settings, forks=1,
                                  on_event=self._progress(run_id, board_name), resume_run_id=run_id,
@@ -161,6 +163,17 @@ class JobExecutor:
         status = self._end(run_id, board_name, "done", None)
         self.on_event("job_done", {"run_id": run_id, "board": board_name, "run_status": status})
         return "done"
+
+    def _cells_of(self, fleet: state.FleetRun) -> list:
+        with self._lock:
+            cached = self._cells.get(fleet.run_id)
+        if cached is None:
+            cached = materialize(self.store, FleetPlan.from_json(fleet.plan_json))
+            with self._lock:
+                while len(self._cells) >= CELLS_CACHE_RUNS:
+                    self._cells.pop(next(iter(self._cells)))
+                self._cells[fleet.run_id] = cached
+        return cached
 
     def _measure(self, context, job_id: int, runner, run_id: str, board: Board) -> None:
         """The board's cells; a cancel (procrastinate abort) or a stopping worker stops them."""
@@ -249,6 +262,7 @@ def run_worker(config: WorkerConfig, on_event: Event = lambda kind, info: None) 
         def run_board(context, run_id: str, board: str) -> str:
             return executor.run(context, run_id, board)
 
+        warm_up()
         on_event("worker_started", {"name": name, "queues": queues, "boards": sorted(boards),
                                     "concurrency": config.concurrency})
         try:
@@ -260,6 +274,16 @@ def run_worker(config: WorkerConfig, on_event: Event = lambda kind, info: None) 
                 pass
     finally:
         store.close()
+
+
+def warm_up() -> None:
+    """Import what a job needs before taking one: a fresh worker's first job should not pay for
+    loading onnx, paramiko and the runner (about a second of CPU on a small machine)."""
+    import orchestrator.accuracy.on_board  # noqa: F401
+    import orchestrator.accuracy.task  # noqa: F401
+    import orchestrator.runner  # noqa: F401
+    import orchestrator.transport.ssh  # noqa: F401
+    import procrastinate.worker  # noqa: F401
 
 
 async def _serve(app, store, executor: JobExecutor, config: WorkerConfig, queues: list[str], name: str,
