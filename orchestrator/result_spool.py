@@ -166,6 +166,14 @@ class ResultSpool:
                 return None
         try:
             return self.store.add_result(run_id, row, latency_ms, timeseries)
+        except CellAlreadyStoredError:
+            if row.get("status") == "ok":
+                raise  # two measurements of one cell: a bug, never hidden
+            # a failure for a cell that another attempt measured (a fleet job retried while its first
+            # worker was cut off): the ok result stands
+            self.on_event("result_superseded", {"board": row.get("board"), "model": row.get("model"),
+                                                "variant": row.get("variant")})
+            return None
         except StoreError as exc:
             if not is_connection_error(exc):
                 raise

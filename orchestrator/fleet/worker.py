@@ -242,7 +242,15 @@ def run_worker(config: WorkerConfig, on_event: Event = lambda kind, info: None) 
 
     url = require_postgresql(config.db_url, "farm worker")
     boards = {board.name: board for board in resolve_boards(config.inventory, None, False)}
-    queues = [check_queue_name(q) for q in config.queues] or sorted({board_queue(b) for b in boards.values()})
+    served = {board_queue(b) for b in boards.values()}
+    queues = [check_queue_name(q) for q in config.queues] or sorted(served)
+    unknown = [q for q in queues if q not in served]
+    if unknown:
+        from orchestrator.errors import UsageError
+
+        raise UsageError(f"--queue {', '.join(unknown)}: no board of {config.inventory or 'the built-in local board'} "
+                         f"is in it (its boards' queues: {', '.join(sorted(served))}; a board's queue is its queue "
+                         "tag, else its site tag, else 'default')")
     if config.stalled_after_s < 2 * config.heartbeat_s:
         from orchestrator.errors import UsageError
 

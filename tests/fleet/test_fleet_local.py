@@ -86,3 +86,9 @@ def test_waiting_for_a_run_that_never_ends_times_out_with_exit_4(fleet, digits_m
     assert "local" in listed.stdout and "waiting" in listed.stdout and "next" in listed.stdout
     assert fleet.run("queue", "cancel", run_id, "--db", fleet.db_url).returncode == 0
     assert fleet.run("runs", "wait", run_id, "--db", fleet.db_url).returncode == ExitStatus.INTERRUPTED
+
+
+def test_a_worker_refuses_a_queue_none_of_its_boards_is_in(fleet):
+    started = fleet.run("worker", "--db", fleet.db_url, "--queue", "lab-z", timeout=60)
+    assert started.returncode == ExitStatus.USAGE
+    assert "--queue lab-z: no board of the built-in local board is in it" in started.stderr

@@ -149,3 +149,18 @@ def test_a_result_whose_write_committed_is_not_written_twice(own_server):
     assert store.count_results(run_id) == 1 and spool.pending_count == 0
     spool.close()
     store.close()
+
+
+def test_a_failure_for_a_cell_another_attempt_measured_is_dropped_not_raised(own_server):
+    url = own_server.create_database("superseded")
+    store = open_store(url)
+    run_id = store.create_run({}, {}, "test")
+    store.add_result(run_id, _support.ok_row(model="m1"), [1.0], [])
+    seen = []
+    spool = ResultSpool(store, on_event=lambda kind, info: seen.append(kind))
+    assert spool.add_result(run_id, _support.failed_row(model="m1", kind="busy"), [], []) is None
+    assert seen == ["result_superseded"] and store.query_results(run_id)[0]["status"] == "ok"
+    with pytest.raises(Exception, match="already has an ok result"):
+        spool.add_result(run_id, _support.ok_row(model="m1"), [1.0], [])  # a second measurement is a bug: loud
+    spool.close()
+    store.close()
