@@ -93,10 +93,14 @@ def start_job(store, run_id: str, board: str, worker: str, attempt: int) -> bool
     return True
 
 
-def set_current_cell(store, run_id: str, board: str, text: str | None) -> None:
+def set_current_cell(store, run_id: str, board: str, text: str | None, *, wake_waiters: bool = True) -> None:
+    """What the board is doing now. `wake_waiters=False` for the agent's phases: PostgreSQL takes a
+    database-wide lock to queue a NOTIFY at commit, so a fleet of boards notifying on every phase
+    would serialise on it (bench/fleet.py's simulation); cell starts and ends still notify."""
     with store._begin() as conn:  # noqa: SLF001
         _set_job(conn, run_id, board, current_cell=(text or None) and text[:300])
-        notify(conn, run_id)
+        if wake_waiters:
+            notify(conn, run_id)
 
 
 def end_job(store, run_id: str, board: str, state: str, message: str | None = None) -> str | None:

@@ -212,8 +212,8 @@ class JobExecutor:
                 if kind == "cell_started":
                     state.set_current_cell(self.store, run_id, board, f"{info['model']}/{info['variant']}")
                 elif kind == "cell_phase":  # load, first_inference, warmup, measure, accuracy
-                    state.set_current_cell(self.store, run_id, board,
-                                           f"{info['model']}/{info['variant']}: {info.get('phase')}")
+                    text = f"{info['model']}/{info['variant']}: {info.get('phase')}"
+                    state.set_current_cell(self.store, run_id, board, text, wake_waiters=False)
                 elif kind in ("cell_finished", "cell_failed"):
                     state.set_current_cell(self.store, run_id, board, None)
             except StoreError:
