@@ -92,3 +92,32 @@ def test_a_worker_refuses_a_queue_none_of_its_boards_is_in(fleet):
     started = fleet.run("worker", "--db", fleet.db_url, "--queue", "lab-z", timeout=60)
     assert started.returncode == ExitStatus.USAGE
     assert "--queue lab-z: no board of the built-in local board is in it" in started.stderr
+
+
+def test_the_queue_schema_is_applied_once_whoever_starts_first(fleet):
+    import multiprocessing
+
+    import sqlalchemy as sa
+
+    from orchestrator.fleet.queue import ensure_queue_schema, installed_procrastinate_version
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_prepare_queue, args=(fleet.db_url,)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    with open_store(fleet.db_url) as store:
+        ensure_queue_schema(store)  # and again: nothing to do
+        with store.engine.connect() as conn:
+            versions = conn.execute(sa.text("SELECT procrastinate_version FROM fleet_queue_schema")).scalars().all()
+            assert conn.execute(sa.text("SELECT to_regclass('procrastinate_jobs')")).scalar() is not None
+    assert versions == [installed_procrastinate_version()]
+
+
+def _prepare_queue(url: str) -> None:
+    from orchestrator.fleet.queue import ensure_queue_schema
+
+    with open_store(url) as store:
+        ensure_queue_schema(store)
