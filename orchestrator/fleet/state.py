@@ -52,10 +52,13 @@ def create_fleet_run(store, run_id: str, plan_json: str, gate_json: str, jobs: S
                                             "cells": cells, "attempts": 0} for board, queue, cells in jobs])
 
 
-def set_job_id(store, run_id: str, board: str, job_id: int) -> None:
+def set_job_ids(store, run_id: str, job_ids: dict[str, int]) -> None:
+    """Record each board's procrastinate job id (one transaction)."""
+    if not job_ids:
+        return
     with store._begin() as conn:  # noqa: SLF001
-        conn.execute(fleet_jobs.update().where(fleet_jobs.c.run_id == run_id, fleet_jobs.c.board == board)
-                     .values(job_id=job_id))
+        conn.execute(fleet_jobs.update().where(fleet_jobs.c.run_id == run_id, fleet_jobs.c.board == sa.bindparam("b"))
+                     .values(job_id=sa.bindparam("j")), [{"b": board, "j": job_id} for board, job_id in job_ids.items()])
 
 
 def load_fleet_run(store, run_id: str) -> FleetRun:
@@ -247,4 +250,4 @@ def live_workers(store) -> list[WorkerView]:
 
 __all__ = ["ENDED_JOB_STATES", "ENDED_RUN_STATUSES", "NOTIFY_CHANNEL", "FleetRun", "JobView", "WorkerView",
            "active_jobs", "create_fleet_run", "end_job", "live_workers", "load_fleet_run", "register_worker",
-           "request_cancel", "run_jobs", "set_current_cell", "set_job_id", "start_job", "worker_seen"]
+           "request_cancel", "run_jobs", "set_current_cell", "set_job_ids", "start_job", "worker_seen"]

@@ -17,7 +17,7 @@ from orchestrator.errors import StoreError
 from orchestrator.fleet import state
 from orchestrator.fleet.gate import GateOptions, check_gate
 from orchestrator.fleet.manifest import build_plan, check_submittable
-from orchestrator.fleet.queue import board_queue, defer_board_job, ensure_queue_schema, make_app, require_postgresql
+from orchestrator.fleet.queue import board_queue, defer_board_jobs, ensure_queue_schema, make_app, require_postgresql
 from orchestrator.resume import plan_record
 from orchestrator.runner import controller_record
 from orchestrator.store import open_store
@@ -76,10 +76,9 @@ def _defer(store, url: str, run_id: str, queued) -> list[tuple[str, str, int]]:
     jobs: list[tuple[str, str, int]] = []
     try:
         app.open()
-        for board, queue in queued:
-            job_id = defer_board_job(app, run_id, board.name, queue)
-            state.set_job_id(store, run_id, board.name, job_id)
-            jobs.append((board.name, queue, job_id))
+        ids = defer_board_jobs(app, run_id, [(board.name, queue) for board, queue in queued])
+        jobs = [(board.name, queue, job_id) for (board, queue), job_id in zip(queued, ids, strict=True)]
+        state.set_job_ids(store, run_id, {board: job_id for board, _queue, job_id in jobs})
     except Exception as exc:
         try:
             state.request_cancel(store, run_id)
