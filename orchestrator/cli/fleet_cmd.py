@@ -46,6 +46,9 @@ def submit(ctx: typer.Context, **options: Any) -> int:
     state.err.print(f"queued run {outcome.run_id}: {len(outcome.jobs)} board job(s) × {outcome.cells_per_board} "
                     f"cell(s) on queue(s) {render.escape(', '.join(queues))}; follow it with: farm runs wait "
                     f"{outcome.run_id}", highlight=False)
+    for queue in outcome.unserved_queues:
+        state.err.print(f"[yellow]no worker serves queue {render.escape(queue)} now[/yellow]: the run waits until one "
+                        f"starts (farm worker --queue {render.escape(queue)})", highlight=False)
     typer.echo(outcome.run_id)  # stdout holds only the id: RUN=$(farm submit ...)
     return 0
 

@@ -23,12 +23,16 @@ from orchestrator.runner import controller_record
 from orchestrator.store import open_store
 
 
+LIVE_WORKER_S = 300.0  # a worker seen this recently counts as serving its queues
+
+
 @dataclasses.dataclass(frozen=True)
 class SubmitOutcome:
     run_id: str
     jobs: list[tuple[str, str, int]]  # (board, queue, procrastinate job id)
     cells_per_board: int
     db_url: str
+    unserved_queues: list[str] = dataclasses.field(default_factory=list)  # no live worker serves them now
 
 
 def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = lambda kind, info: None) -> SubmitOutcome:
@@ -66,7 +70,16 @@ def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = l
                                [(board.name, queue, len(cells)) for board, queue in queued])
         jobs = _defer(store, url, run_id, queued)
         on_event("run_submitted", {"run_id": run_id, "jobs": jobs, "cells": len(cells)})
-        return SubmitOutcome(run_id, jobs, len(cells), store.safe_url)
+        return SubmitOutcome(run_id, jobs, len(cells), store.safe_url, _unserved(store, {q for _b, q in queued}))
+
+
+def _unserved(store, queues: set[str]) -> list[str]:
+    """Queues no worker seen in the last LIVE_WORKER_S seconds serves (the run waits for one)."""
+    import datetime as dt
+
+    recent = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=LIVE_WORKER_S)).isoformat(timespec="milliseconds")
+    served = {q for w in state.live_workers(store) if w.last_seen_at >= recent for q in w.queues}
+    return sorted(queues - served)
 
 
 def _defer(store, url: str, run_id: str, queued) -> list[tuple[str, str, int]]:

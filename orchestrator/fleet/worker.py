@@ -142,8 +142,12 @@ class JobExecutor:
                     f"worker {self.name} has no board named {board_name!r} in its inventory "
                     f"({self.inventory or 'the built-in local board'}); every worker serving queue "
                     f"{fleet_queue_of(fleet, board_name)!r} must list it", kind="unreachable")
-                runner._fail_all(run_id, Board(name=board_name), runner.cells_for(Board(name=board_name)),  # noqa: SLF001
-                                 missing, {})
+                unknown = Board(name=board_name)
+                try:
+                    runner._fail_all(run_id, unknown, runner.cells_for(unknown), missing, {})  # noqa: SLF001
+                    runner.results.drain()
+                finally:
+                    runner.results.close()
             else:
                 self._measure(context, job.id, runner, run_id, board)
         except JobAborted:
@@ -181,6 +185,8 @@ class JobExecutor:
 
         with self._lock:
             self._in_flight[job_id]["runner"] = runner
+        if self._stopping.is_set():  # stop_all ran before the runner was registered
+            raise WorkerStopping("the worker is stopping")
         ended = threading.Event()
         aborted = threading.Event()
 

@@ -79,7 +79,9 @@ def test_submit_and_wait_need_postgresql(fleet, tmp_path, digits_model):
 
 
 def test_waiting_for_a_run_that_never_ends_times_out_with_exit_4(fleet, digits_model):
-    run_id = fleet.submit(None, *FAST, "-m", str(digits_model))  # no worker serves the queue
+    submitted = fleet.run("submit", "--db", fleet.db_url, *FAST, "-m", str(digits_model))  # no worker serves it
+    assert submitted.returncode == 0 and "no worker serves queue default now" in submitted.stderr
+    run_id = submitted.stdout.strip()
     waited = fleet.run("runs", "wait", run_id, "--db", fleet.db_url, "--timeout", "1")
     assert waited.returncode == ExitStatus.BOARD_FAILURE and "has not ended" in waited.stderr
     listed = fleet.run("queue", "ls", "--db", fleet.db_url)
@@ -121,3 +123,29 @@ def _prepare_queue(url: str) -> None:
 
     with open_store(url) as store:
         ensure_queue_schema(store)
+
+
+def test_a_board_the_workers_inventory_lacks_fails_with_a_message_naming_both(fleet, tmp_path, digits_model):
+    import sys
+
+    import yaml
+
+    def inventory(path: Path, names: list[str]) -> Path:
+        hosts = {name: {"transport": "local", "python": sys.executable, "workdir": str(tmp_path / name)}
+                 for name in names}
+        path.write_text(yaml.safe_dump({"all": {"vars": {"tags": {"site": "lab-x"}}, "hosts": hosts}}))
+        return path
+
+    mine = inventory(tmp_path / "worker.yaml", ["here"])
+    theirs = inventory(tmp_path / "submitter.yaml", ["here", "ghost"])
+    worker = fleet.worker("partial", mine, concurrency=1)
+    run_id = fleet.submit(theirs, *FAST, "-m", str(digits_model))
+    waited = fleet.run("runs", "wait", run_id, "--db", fleet.db_url, "--timeout", "120")
+    assert waited.returncode == ExitStatus.BOARD_FAILURE, waited.stderr[-2000:]
+    with open_store(fleet.db_url) as store:
+        rows = {r["board"]: r for r in store.query_results(run_id)}
+    assert rows["here"]["status"] == "ok"
+    assert rows["ghost"]["status"] == "failed" and rows["ghost"]["error_kind"] == "unreachable"
+    assert "worker partial has no board named 'ghost'" in rows["ghost"]["error_message"]
+    assert "queue 'lab-x'" in rows["ghost"]["error_message"]
+    assert fleet.stop(worker) == 0
