@@ -151,7 +151,8 @@ class JobExecutor:
             else:
                 self._measure(context, job.id, runner, run_id, board)
         except JobAborted:
-            self._end(run_id, board_name, "cancelled", "cancelled while running (farm queue cancel)")
+            # if the database is away this raises StoreError: the job is retried, and its start sees the cancel
+            state.end_job(self.store, run_id, board_name, "cancelled", "cancelled while running (farm queue cancel)")
             raise
         except WorkerStopping:
             self._end(run_id, board_name, "waiting", "the worker stopped: back in the queue")
@@ -164,7 +165,9 @@ class JobExecutor:
             self._end(run_id, board_name, "failed", f"{type(exc).__name__}: {exc}")
             self.on_event("job_failed", {"run_id": run_id, "board": board_name, "error": f"{type(exc).__name__}: {exc}"})
             raise
-        status = self._end(run_id, board_name, "done", None)
+        # not swallowed: a job whose end could not be recorded is retried (procrastinate) and ends on the retry,
+        # with every cell already stored; otherwise its run would never end
+        status = state.end_job(self.store, run_id, board_name, "done", None)
         self.on_event("job_done", {"run_id": run_id, "board": board_name, "run_status": status})
         return "done"
 
