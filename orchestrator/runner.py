@@ -39,6 +39,7 @@ from orchestrator.record import (
     measured_record,
 )
 from orchestrator.repeats import merge_process_results
+from orchestrator.result_spool import ResultSpool
 from orchestrator.rounds import CellRounds, process_p50
 from orchestrator.run_liveness import reap_abandoned_runs, this_controller
 from orchestrator.settings import BenchSettings
@@ -202,6 +203,7 @@ class BenchRunner:
         self.plan = dict(plan or {})  # what `--resume RUN` continues (orchestrator.resume.plan_record)
         self.pairs = dict(pairs or {})  # cells measured beside their baseline's file (orchestrator.pairing)
         self.settings_hash = settings.settings_hash()
+        self.results = ResultSpool(store, on_event)  # a result the database cannot take now waits in a file
 
     def cells_for(self, board: Board) -> list[Cell]:
         """The board's cells still to measure (all of them, unless resuming a run)."""
@@ -234,9 +236,26 @@ class BenchRunner:
             raise next(iter(by_board.failed.values()))
         outcomes = [outcome for board_outcomes in by_board.values() for outcome in board_outcomes]
         status = "failed" if outcomes and all(not o.ok for o in outcomes) else "finished"
+        self.results.drain()  # what a database outage spooled is written before the run is called done
+        self.results.close()
         self.store.finish_run(run_id, status)
         self.on_event("run_finished", {"run_id": run_id, "status": status})
         return RunOutcome(run_id=run_id, outcomes=outcomes, status=status)
+
+    def run_board_of_run(self, run_id: str, board: Board) -> list[CellOutcome]:
+        """Fleet mode (orchestrator.fleet): ONE board's cells of a run that was created elsewhere
+        (`farm submit`) and is finished elsewhere, through the same code as `run()`. Cells in
+        `done_cells` are skipped; spooled results are written before it returns."""
+        try:
+            outcomes = self._run_board(run_id, board)
+            self.results.drain(cancel=self._cancel)
+            return outcomes
+        finally:
+            self.results.close()
+
+    def stop(self) -> None:
+        """Stop from another thread (a cancelled fleet job), as Ctrl-C stops `run()`."""
+        self._stop_boards()
 
     def _stop_boards(self) -> None:
         """Ctrl-C: no new cell starts; every agent is told to stop (end of its input: it kills its
@@ -422,7 +441,7 @@ class BenchRunner:
                             cell.variant_details, cell.model.size_bytes, cell.batch, self.settings.threads)
 
     def _store(self, run_id: str, cell: Cell, record: ResultRecord) -> CellOutcome:
-        result_id = self.store.add_result(run_id, record.row, record.latency_ms, record.timeseries)
+        result_id = self.results.add_result(run_id, record.row, record.latency_ms, record.timeseries)
         row = dict(record.row)
         return CellOutcome(row["board"], cell.model.name, cell.variant, row["status"], row, result_id)
 

@@ -37,6 +37,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# .[test] includes procrastinate and psycopg (fleet mode: farm submit / worker, tests/fleet)
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 # ddddocr ships common_det.onnx (MIT), the real YOLOX detector of tests/e2e/test_detector_accuracy.py;
 # --no-deps: its own code (and opencv) is not needed, only the model file inside the wheel.

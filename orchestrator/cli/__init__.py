@@ -17,6 +17,7 @@ from orchestrator.cli.bench_cmd import bench
 from orchestrator.cli.compare_cmd import compare
 from orchestrator.cli.history_cmd import history
 from orchestrator.cli.compress_cmd import compress
+from orchestrator.cli.fleet_cmd import queue_app, runs_wait, submit, worker
 from orchestrator.cli.inventory_cmd import inventory_app
 from orchestrator.cli.options import FarmCommand, FarmGroup
 from orchestrator.cli.report_cmd import report
@@ -57,6 +58,11 @@ app.command(help=compare.__doc__, cls=FarmCommand)(compare)
 app.command(help=history.__doc__, cls=FarmCommand)(history)
 app.add_typer(runs_app, name="runs")
 app.add_typer(inventory_app, name="inventory")
+# fleet mode (orchestrator.fleet): queue runs on PostgreSQL, workers next to the boards measure them
+app.command(help=submit.__doc__)(submit)
+app.command(help=worker.__doc__)(worker)
+app.add_typer(queue_app, name="queue")
+runs_app.command("wait", help=runs_wait.__doc__)(runs_wait)
 
 
 def _register_optional() -> None:

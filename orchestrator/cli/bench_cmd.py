@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional
 
 import typer
 
@@ -19,6 +19,9 @@ from orchestrator.cli.options import (
 
 VARIANTS_HELP = ("Comma-separated: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, "
                  "prune-l1-layerwise:AMOUNT, openvino-ir, openvino-ir-fp16 (the last two run on OpenVINO).")
+
+if TYPE_CHECKING:
+    from orchestrator.request import BenchRequest
 
 
 # bench's parameter name -> the BenchRequest / BenchSettings field it sets (what --resume checks)
@@ -122,28 +125,10 @@ def bench(
         help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY when set)."),
 ) -> int:
     """Benchmark models on boards, store the results, print a summary and write an HTML report."""
-    from orchestrator.request import BenchRequest, run_bench
+    from orchestrator.request import run_bench
 
     output = _deprecated_alias(output, report_alias, "--report", "-o/--output")
-    settings = settings_from_options(
-        min_runs=runs, min_seconds=min_seconds, max_seconds=max_seconds, warmup=warmup, repeats=repeats,
-        threads=threads, sample_interval_s=sample_interval, cooldown_s=cooldown, cooldown_below_c=cooldown_below,
-        shapes=shape, cpu_arena=cpu_arena, runtime=runtime, providers=providers, provider_options=provider_options,
-        strict=strict, lease_wait_s=lease_wait, lease_ttl_s=lease_ttl,
-    )
-    explicit = frozenset(field for option, field in _FIELD_OF_OPTION.items()
-                         if getattr(ctx.get_parameter_source(option), "name", None) == "COMMANDLINE")
-    request = BenchRequest(
-        explicit=explicit,
-        model_paths=list(model or []), settings=settings, inventory=inventory, limit=limit, forks=forks,
-        accept_new_host_keys=accept_new_host_keys, db_url=db, report_path=output, write_report=not no_report,
-        suite=suite, resume=resume, baseline=baseline, fail_on_regression=fail_on_regression, junit=junit,
-        fail_on_memory_regression=fail_on_memory_regression, fail_on_inconclusive=fail_on_inconclusive,
-        baseline_optional=baseline_optional, paired=paired,
-        markdown=markdown,
-        variants=[v for v in variants.split(",") if v.strip()], datasets=list(dataset or []), detection=list(detection or []),
-        calibration=calibration,
-    )
+    request = request_from_options(ctx, {**locals(), "report": output})
     with render.BenchProgress(state.err) as progress:
         try:
             outcome = run_bench(request, on_event=progress.on_event)
@@ -226,3 +211,31 @@ def _outcome_json(outcome: Any, db: str | None) -> dict[str, Any]:
         "gate": None if gate is None else gate.summary_line(),
         "results": results,
     }
+
+
+def request_from_options(ctx: typer.Context, options: Mapping[str, Any]) -> "BenchRequest":
+    """The BenchRequest a `farm bench` command line asks for (`farm submit` takes the same options;
+    those it lacks, such as --report, take bench's defaults)."""
+    from orchestrator.request import BenchRequest
+
+    o = options
+    settings = settings_from_options(
+        min_runs=o["runs"], min_seconds=o["min_seconds"], max_seconds=o["max_seconds"], warmup=o["warmup"],
+        repeats=o["repeats"], threads=o["threads"], sample_interval_s=o["sample_interval"], cooldown_s=o["cooldown"],
+        cooldown_below_c=o["cooldown_below"], shapes=o["shape"], cpu_arena=o["cpu_arena"], runtime=o["runtime"],
+        providers=o["providers"], provider_options=o["provider_options"], strict=o["strict"],
+        lease_wait_s=o["lease_wait"], lease_ttl_s=o["lease_ttl"],
+    )
+    explicit = frozenset(field for option, field in _FIELD_OF_OPTION.items()
+                         if getattr(ctx.get_parameter_source(option), "name", None) == "COMMANDLINE")
+    return BenchRequest(
+        explicit=explicit,
+        model_paths=list(o["model"] or []), settings=settings, inventory=o["inventory"], limit=o["limit"],
+        forks=o.get("forks", 8), accept_new_host_keys=o.get("accept_new_host_keys", False), db_url=o["db"],
+        report_path=o.get("report"), write_report=not o.get("no_report", False), suite=o["suite"],
+        resume=o.get("resume"), baseline=o["baseline"], fail_on_regression=o["fail_on_regression"], junit=o["junit"],
+        fail_on_memory_regression=o["fail_on_memory_regression"], fail_on_inconclusive=o["fail_on_inconclusive"],
+        baseline_optional=o["baseline_optional"], paired=o.get("paired"), markdown=o["markdown"],
+        variants=[v for v in o["variants"].split(",") if v.strip()], datasets=list(o["dataset"] or []),
+        detection=list(o["detection"] or []), calibration=o["calibration"],
+    )

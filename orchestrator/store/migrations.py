@@ -13,6 +13,10 @@ version table to reconcile with this one.)
    latencies and sampler time series of each result).
 2. run_tags (a name such as `release-1.2` -> one run), `runs.resumed_at`, and indexes for
    history queries: results (board, model, variant, created_at), runs (created_at).
+3. what a result ran on, as columns: runtime, provider, inference_precision, batch, threads.
+4. fleet mode (orchestrator.fleet): fleet_runs, fleet_jobs, fleet_artifacts(+_chunks),
+   fleet_workers, fleet_queue_schema. procrastinate's own tables are applied by
+   orchestrator.fleet.queue at the first `farm submit` / `farm worker` (PostgreSQL only).
 
 Each step builds its tables from its own frozen copy of the definitions, never from the current
 tables in schema.py: a step must create exactly what it created when it was released, whatever
@@ -126,11 +130,75 @@ def _migration_3(conn: Connection) -> None:
         last_id = rows[-1][0]
 
 
+def _migration_4(conn: Connection) -> None:
+    """Fleet mode's tables (farm's side of the queue; the queue itself is procrastinate's)."""
+    v4 = sa.MetaData()
+    sa.Table("runs", v4, sa.Column("run_id", sa.String(64), primary_key=True))
+    tables = [
+        sa.Table(
+            "fleet_runs", v4,
+            sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), primary_key=True),
+            sa.Column("plan_json", sa.Text, nullable=False),
+            sa.Column("gate_json", sa.Text, nullable=False),
+            sa.Column("submitted_at", sa.String(40), nullable=False),
+            sa.Column("cancel_requested", sa.Boolean, nullable=False),
+        ),
+        sa.Table(
+            "fleet_jobs", v4,
+            sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), primary_key=True),
+            sa.Column("board", sa.String(200), primary_key=True),
+            sa.Column("queue", sa.String(100), nullable=False),
+            sa.Column("job_id", sa.BigInteger),
+            sa.Column("state", sa.String(20), nullable=False),
+            sa.Column("cells", sa.Integer, nullable=False),
+            sa.Column("worker", sa.String(200)),
+            sa.Column("attempts", sa.Integer, nullable=False),
+            sa.Column("current_cell", sa.String(300)),
+            sa.Column("started_at", sa.String(40)),
+            sa.Column("ended_at", sa.String(40)),
+            sa.Column("message", sa.Text),
+            sa.Index("ix_fleet_jobs_state", "state"),
+        ),
+        sa.Table(
+            "fleet_artifacts", v4,
+            sa.Column("sha256", sa.String(64), primary_key=True),
+            sa.Column("size_bytes", sa.BigInteger, nullable=False),
+            sa.Column("chunks", sa.Integer, nullable=False),
+            sa.Column("created_at", sa.String(40), nullable=False),
+        ),
+        sa.Table(
+            "fleet_artifact_chunks", v4,
+            sa.Column("sha256", sa.String(64), primary_key=True),
+            sa.Column("seq", sa.Integer, primary_key=True),
+            sa.Column("data", sa.LargeBinary, nullable=False),
+        ),
+        sa.Table(
+            "fleet_workers", v4,
+            sa.Column("name", sa.String(200), primary_key=True),
+            sa.Column("hostname", sa.String(200), nullable=False),
+            sa.Column("pid", sa.Integer, nullable=False),
+            sa.Column("queues_json", sa.Text, nullable=False),
+            sa.Column("concurrency", sa.Integer, nullable=False),
+            sa.Column("started_at", sa.String(40), nullable=False),
+            sa.Column("last_seen_at", sa.String(40), nullable=False),
+            sa.Column("stopped_at", sa.String(40)),
+        ),
+        sa.Table(
+            "fleet_queue_schema", v4,
+            sa.Column("procrastinate_version", sa.String(40), nullable=False),
+            sa.Column("applied_at", sa.String(40), nullable=False),
+        ),
+    ]
+    for table in tables:
+        table.create(conn)
+
+
 # (version, step). Append only: never edit a released step; add a new one.
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _migration_1),
     (2, _migration_2),
     (3, _migration_3),
+    (4, _migration_4),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -22,6 +22,10 @@ from orchestrator.store.schema import result_series, results
 from orchestrator.store.timestamps import now_iso
 
 
+class CellAlreadyStoredError(StoreError):
+    """The cell already has an ok result in this run: a second one is refused (never a duplicate)."""
+
+
 class WritingMixin(Database):
     """`Store`'s writes of results and their raw series."""
 
@@ -35,7 +39,7 @@ class WritingMixin(Database):
         """Write one job's result and its raw series in one transaction; returns result_id.
 
         A failed row already stored for the same cell is replaced in the same transaction (its
-        error goes to `details["previous_attempts"]`); an ok row for the cell is a StoreError.
+        error goes to `details["previous_attempts"]`); an ok row for the cell is a CellAlreadyStoredError (a StoreError).
         """
         values = _result_values(run_id, row)
         with self._begin() as conn:
@@ -49,7 +53,7 @@ class WritingMixin(Database):
             ).one_or_none()
             if existing is not None:
                 if existing.status == "ok":
-                    raise StoreError(
+                    raise CellAlreadyStoredError(
                         f"database {self.safe_url}: run {run_id} already has an ok result for "
                         f"{values.get('board')} / {values.get('model')} / {values.get('variant')}"
                     )

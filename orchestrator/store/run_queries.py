@@ -55,14 +55,18 @@ class RunsMixin(Database):
 
     # --- runs -----------------------------------------------------------------------------
 
-    def create_run(self, settings: Mapping[str, Any], controller: Mapping[str, Any], farm_version: str) -> str:
+    def create_run(self, settings: Mapping[str, Any], controller: Mapping[str, Any], farm_version: str,
+                   status: str = "running") -> str:
+        """A new run (`queued` when submitted to the fleet, else `running`); returns its id."""
+        if status not in ("running", "queued"):
+            raise ValueError(f"create_run: status must be running or queued, got {status!r}")
         run_id = new_run_id()
         with self._begin() as conn:
             conn.execute(
                 runs.insert().values(
                     run_id=run_id,
                     created_at=now_iso(),
-                    status="running",
+                    status=status,
                     farm_version=farm_version,
                     settings_json=json.dumps(settings, sort_keys=True, default=str),
                     controller_json=json.dumps(controller, sort_keys=True, default=str),
@@ -71,9 +75,9 @@ class RunsMixin(Database):
         return run_id
 
     def finish_run(self, run_id: str, status: str) -> None:
-        """Record how a run ended: `finished`, `failed` (every job failed) or `interrupted`."""
-        if status not in RUN_STATUSES or status == "running":
-            raise ValueError(f"finish_run: status must be finished, failed or interrupted, got {status!r}")
+        """Record how a run ended: `finished`, `failed` (every job failed), `interrupted` or `cancelled`."""
+        if status not in RUN_STATUSES or status in ("running", "queued"):
+            raise ValueError(f"finish_run: status must be finished, failed, interrupted or cancelled, got {status!r}")
         with self._begin() as conn:
             conn.execute(runs.update().where(runs.c.run_id == run_id).values(status=status, finished_at=now_iso()))
 

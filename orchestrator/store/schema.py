@@ -16,7 +16,9 @@ schema_version = sa.Table(
     sa.Column("applied_at", sa.String(40), nullable=False),
 )
 
-RUN_STATUSES = ("running", "finished", "failed", "interrupted", "abandoned")  # abandoned: its controller died
+# queued: submitted to the fleet queue (`farm submit`), no board started yet; cancelled: `farm queue
+# cancel`; abandoned: its controller died
+RUN_STATUSES = ("queued", "running", "finished", "failed", "interrupted", "cancelled", "abandoned")
 
 runs = sa.Table(
     "runs",
@@ -85,3 +87,72 @@ run_tags = sa.Table(
     sa.Column("tagged_at", sa.String(40), nullable=False),
 )
 
+
+
+# --- fleet mode (v4, orchestrator.fleet): the queue itself is procrastinate's tables, in the same database
+
+FLEET_JOB_STATES = ("waiting", "running", "done", "failed", "cancelled")
+
+fleet_runs = sa.Table(  # a submitted run: what workers need to measure it, and how `farm runs wait` gates it
+    "fleet_runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("plan_json", sa.Text, nullable=False),  # orchestrator.fleet.manifest.FleetPlan
+    sa.Column("gate_json", sa.Text, nullable=False),  # orchestrator.fleet.gate.GateOptions
+    sa.Column("submitted_at", sa.String(40), nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+)
+
+fleet_jobs = sa.Table(  # one per board × run: farm's view of its procrastinate job
+    "fleet_jobs",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("board", sa.String(200), primary_key=True),
+    sa.Column("queue", sa.String(100), nullable=False),
+    sa.Column("job_id", sa.BigInteger),  # procrastinate_jobs.id
+    sa.Column("state", sa.String(20), nullable=False),  # one of FLEET_JOB_STATES
+    sa.Column("cells", sa.Integer, nullable=False),
+    sa.Column("worker", sa.String(200)),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("current_cell", sa.String(300)),
+    sa.Column("started_at", sa.String(40)),
+    sa.Column("ended_at", sa.String(40)),
+    sa.Column("message", sa.Text),
+)
+
+fleet_artifacts = sa.Table(  # model and variant files, datasets: by content, so workers need no submitter's file
+    "fleet_artifacts",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("chunks", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
+
+fleet_artifact_chunks = sa.Table(
+    "fleet_artifact_chunks",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)
+
+fleet_workers = sa.Table(  # workers as people see them (procrastinate_workers has ids and heartbeats only)
+    "fleet_workers",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),  # host:pid:token
+    sa.Column("hostname", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("queues_json", sa.Text, nullable=False),
+    sa.Column("concurrency", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("last_seen_at", sa.String(40), nullable=False),
+    sa.Column("stopped_at", sa.String(40)),
+)
+
+fleet_queue_schema = sa.Table(  # which procrastinate applied the queue's tables (orchestrator.fleet.queue)
+    "fleet_queue_schema",
+    metadata,
+    sa.Column("procrastinate_version", sa.String(40), nullable=False),
+    sa.Column("applied_at", sa.String(40), nullable=False),
+)

@@ -39,7 +39,7 @@ class FarmProcess:
             if fragment in line:
                 return line
 
-    def finish(self, timeout_s: float = 60) -> tuple[int, str]:
+    def finish(self, timeout_s: float = 180) -> tuple[int, str]:
         """Wait for the process; (exit code, all of stderr)."""
         try:
             self.proc.wait(timeout=timeout_s)

@@ -48,9 +48,10 @@ def _free_port() -> int:
 class PostgresServer:
     """`start()` a private cluster, `create_database()` as many as needed, `stop()` it."""
 
-    def __init__(self, fsync: bool = False) -> None:
+    def __init__(self, fsync: bool = False, max_connections: int = 60) -> None:
         self.bindir = find_bindir()
         self.fsync = fsync
+        self.max_connections = max_connections
         self.root: Path | None = None
         self.port = 0
         self._as_postgres = os.geteuid() == 0
@@ -87,16 +88,27 @@ class PostgresServer:
             self._run(str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
                       "-E", "UTF8", "--no-locale", "--no-sync")
             self.port = _free_port()
-            options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} "
-                       f"-c max_connections=60 -c fsync={'on' if self.fsync else 'off'}")
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(data), "-l", str(self.root / "server.log"),
-                      "-o", options, "-w", "-t", "60", "start", timeout=90)
+            self.start_server()
         except (PostgresUnavailable, OSError, subprocess.TimeoutExpired) as exc:
             log = self.root / "server.log"
             tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
             self._cleanup()
             raise PostgresUnavailable(f"{exc}{' | server log: ' + tail if tail else ''}") from exc
         return self
+
+    def start_server(self) -> None:
+        """Start the cluster's server (again, after `stop_server`), on the same port and data."""
+        assert self.root is not None
+        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.socket_dir} "
+                   f"-c max_connections={self.max_connections} -c fsync={'on' if self.fsync else 'off'}")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
+                  "-o", options, "-w", "-t", "60", "start", timeout=90)
+
+    def stop_server(self) -> None:
+        """Stop the server as a crash would (`pg_ctl -m immediate`), keeping its data: an outage."""
+        assert self.root is not None
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "-t", "30",
+                  "stop", timeout=60)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"

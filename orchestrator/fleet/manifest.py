@@ -1,0 +1,170 @@
+"""A submitted run's matrix as data: what `farm submit` planned, rebuilt into Cells on a worker.
+
+The submitter validates and plans exactly as `farm bench` does (orchestrator.plan), builds the
+variants, stores every file by content (orchestrator.fleet.artifacts) and writes a `FleetPlan`:
+boards by name with their queue, models and datasets by sha256, each cell's variant file and
+record. A worker fetches those files into its cache and rebuilds the same `Cell`s
+(`materialize`), so the runner measures what the submitter planned, under the run's settings
+hash, and the results are the ones `farm bench` would store. Nothing in a plan is a path on the
+submitter's machine, a credential or a command: boards are names a worker's own inventory
+resolves; a `--detection postprocess=` hook (code) is refused at submit time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from orchestrator.boards import Board
+from orchestrator.errors import BadInputError, StoreError
+from orchestrator.fleet import artifacts
+from orchestrator.models import ModelFile
+from orchestrator.paths import farm_cache_dir
+from orchestrator.plan import Cell, ModelTask
+
+PLAN_FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedBoard:
+    name: str
+    queue: str
+
+
+@dataclasses.dataclass
+class FleetPlan:
+    """What workers need to measure a submitted run (stored as JSON in fleet_runs.plan_json)."""
+
+    boards: list[PlannedBoard]
+    tasks: list[dict[str, Any]]
+    cells: list[dict[str, Any]]
+    version: int = PLAN_FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps({"version": self.version, "boards": [dataclasses.asdict(b) for b in self.boards],
+                           "tasks": self.tasks, "cells": self.cells}, sort_keys=True, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FleetPlan":
+        data = json.loads(text)
+        if data.get("version") != PLAN_FORMAT_VERSION:
+            raise StoreError(f"a submitted run's plan has format version {data.get('version')!r}; this farm reads "
+                             f"{PLAN_FORMAT_VERSION}: run the same farm version on submitters and workers")
+        return cls([PlannedBoard(**b) for b in data["boards"]], data["tasks"], data["cells"])
+
+    @property
+    def board_names(self) -> list[str]:
+        return [b.name for b in self.boards]
+
+    def cell_names(self) -> list[tuple[str, str]]:
+        """(model, variant) of every cell, in plan order."""
+        return [(self.tasks[c["task"]]["model"]["name"], c["variant"]) for c in self.cells]
+
+
+def check_submittable(tasks: Sequence[ModelTask]) -> None:
+    """What `farm bench` may do on the controller but a submission may not carry to workers."""
+    for task in tasks:
+        if task.dataset is not None and task.dataset.postprocess:
+            raise BadInputError(
+                f"--detection postprocess={task.dataset.postprocess} for {task.model.name!r}: a postprocess hook is code "
+                "run by the controller, and a submission carries no code to the fleet's workers; use farm bench, or a "
+                "built-in layout (layout=yolov5|yolov8|yolox)")
+
+
+def build_plan(store, boards: Sequence[tuple[Board, str]], tasks: Sequence[ModelTask], cells: Sequence[Cell]) -> FleetPlan:
+    """Store every file the cells need and describe them (called by `farm submit` after planning)."""
+    check_submittable(tasks)
+    task_index: dict[str, int] = {}
+    task_entries: list[dict[str, Any]] = []
+    for task in tasks:
+        artifacts.put_file(store, task.model.path)
+        task_index[task.model.name] = len(task_entries)
+        task_entries.append({
+            "model": {"name": task.model.name, "sha256": task.model.sha256, "size_bytes": task.model.size_bytes,
+                      "suffix": task.model.path.suffix},
+            "shapes": list(task.shapes), "batch": task.batch,
+            "dataset": None if task.dataset is None else _store_dataset(store, task),
+        })
+    cell_entries = []
+    for cell in cells:
+        entry: dict[str, Any] = {
+            "task": task_index[cell.model.name], "variant": cell.variant, "details": cell.variant_details,
+            "build_error": cell.build_error, "runtime": cell.runtime, "file": None, "suffix": cell.variant_path.suffix,
+            "weights": None, "weights_suffix": None,
+        }
+        if cell.build_error is None:
+            entry["file"] = artifacts.put_file(store, cell.variant_path)
+            if cell.weights_path is not None:
+                entry["weights"] = artifacts.put_file(store, cell.weights_path)
+                entry["weights_suffix"] = cell.weights_path.suffix
+        cell_entries.append(entry)
+    return FleetPlan([PlannedBoard(board.name, queue) for board, queue in boards], task_entries, cell_entries)
+
+
+def _store_dataset(store, task: ModelTask) -> dict[str, Any]:
+    dataset = task.dataset
+    assert dataset is not None
+    if dataset.kind == "classification":
+        name = Path(dataset.source).name
+        return {"kind": "classification", "path": name, "files": artifacts.put_tree(store, {name: dataset.source})}
+    coco = dataset.dataset
+    json_path = Path(coco.annotations_path)
+    files = {"annotations.json": json_path}
+    for image in coco.coco["images"]:
+        files[str(image["file_name"])] = _image_file(json_path, Path(coco.images_dir), str(image["file_name"]))
+    return {
+        "kind": "detection", "path": ".", "files": artifacts.put_tree(store, files),
+        "input_size": list(coco.input_size), "layout": dataset.detection_layout, "decoded": dataset.decoded,
+        "preprocessing": dataclasses.asdict(coco.preprocessing),
+    }
+
+
+def _image_file(json_path: Path, images_dir: Path, file_name: str) -> Path:
+    """Where the loader found an image (orchestrator.accuracy.datasets looks in these folders)."""
+    for folder in (images_dir, json_path.parent, json_path.parent / "images"):
+        if (folder / file_name).is_file():
+            return folder / file_name
+    raise BadInputError(f"{json_path}: image {file_name!r} not found")
+
+
+def materialize(store, plan: FleetPlan, cache_dir: Path | None = None) -> list[Cell]:
+    """The run's cells on this worker: every file fetched (sha256 checked) into its cache."""
+    from orchestrator.accuracy import Preprocessing
+    from orchestrator.accuracy.task import DetectionOptions, load_task_dataset
+
+    folder = cache_dir or artifacts.artifacts_cache_dir()
+    datasets_cache = farm_cache_dir() / "datasets"
+    tasks: list[ModelTask] = []
+    for entry in plan.tasks:
+        spec = entry["model"]
+        path = artifacts.fetch_file(store, spec["sha256"], spec.get("suffix") or ".onnx", folder)
+        model = ModelFile(name=spec["name"], path=path, sha256=spec["sha256"], size_bytes=int(spec["size_bytes"]))
+        dataset = None
+        if entry.get("dataset"):
+            data = entry["dataset"]
+            root = artifacts.fetch_tree(store, data["files"], folder)
+            source = root / artifacts.safe_relative(data["path"]) if data["path"] != "." else root
+            if data["kind"] == "classification":
+                dataset = load_task_dataset(source, datasets_cache)
+            else:
+                options = DetectionOptions(data["layout"], bool(data["decoded"]), Preprocessing(**data["preprocessing"]))
+                dataset = load_task_dataset(source, datasets_cache, input_size=tuple(data["input_size"]),
+                                            detection=options)
+        tasks.append(ModelTask(model, dataset, tuple(entry["shapes"]), int(entry["batch"])))
+    cells = []
+    for entry in plan.cells:
+        task = tasks[entry["task"]]
+        variant_path = task.model.path
+        weights_path = None
+        if entry.get("file"):
+            variant_path = artifacts.fetch_file(store, entry["file"], entry.get("suffix") or ".onnx", folder)
+        if entry.get("weights"):
+            weights_path = artifacts.fetch_file(store, entry["weights"], entry.get("weights_suffix") or ".bin", folder)
+        cells.append(Cell(task.model, entry["variant"], variant_path, dict(entry.get("details") or {}),
+                          build_error=entry.get("build_error"), dataset=task.dataset, reference_path=task.model.path,
+                          shapes=task.shapes, batch=task.batch, weights_path=weights_path, runtime=entry.get("runtime")))
+    return cells
+
+
+__all__ = ["FleetPlan", "PlannedBoard", "build_plan", "check_submittable", "materialize"]
