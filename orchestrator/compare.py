@@ -37,6 +37,7 @@ import dataclasses
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from orchestrator.analysis import VERDICTS, Comparison, compare_latency, compare_paired, compare_values
+from orchestrator.errors import BadInputError
 from orchestrator.record import identity_of, identity_text, paired_base_p50s, process_p50s, same_identity
 from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT, GATE_REPEATS
 from orchestrator.units import mib_text
@@ -180,11 +181,20 @@ def compare_runs(
     """
     base_id = store.resolve_run_id(base_run_id)
     new_id = store.resolve_run_id(new_run_id)
+    refuse_self_comparison(base_id, new_id, base_run_id, new_run_id)
     base = store.query_results(base_id, with_result_id=True)
     new = store.query_results(new_id, with_result_id=True)
     samples = store.latency_samples([r["result_id"] for r in (*base, *new) if r["status"] == "ok"])
     return compare_records(base, new, lambda rid: samples.get(rid) or [], base_run_id=base_id, new_run_id=new_id,
                            min_effect_pct=min_effect_pct, alpha=alpha, memory_min_effect_pct=memory_min_effect_pct)
+
+
+def refuse_self_comparison(base_id: str, new_id: str, base_spec: str = "", new_spec: str = "") -> None:
+    """A run compared with itself is always "unchanged": a silent pass. BadInputError instead
+    (`farm compare RUN` compares RUN with `latest`, which may be RUN itself)."""
+    if base_id == new_id:
+        named = f" ({base_spec} and {new_spec} name the same run)" if base_spec != new_spec else ""
+        raise BadInputError(f"run {new_id} would be compared with itself{named}: name an earlier baseline")
 
 
 def compare_records(

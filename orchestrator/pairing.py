@@ -25,6 +25,9 @@ from orchestrator.boards import Board
 from orchestrator.compare import preferred_result
 from orchestrator.hashing import file_sha256
 from orchestrator.plan import Cell, ModelFiles
+from orchestrator.record import IDENTITY_EXPORT_FIELDS, identity_of, same_identity
+from orchestrator.runtimes import board_runtime
+from orchestrator.settings import BenchSettings
 
 #: The most interleaved rounds a paired cell gets before its verdict stays inconclusive.
 MAX_PAIRED_ROUNDS = 24
@@ -50,9 +53,11 @@ def round_bounds(repeats: int, paired: bool) -> tuple[int, int]:
     return fewest, max(fewest, MAX_PAIRED_ROUNDS)
 
 
-def paired_baselines(store: Any, baseline_run_id: str, boards: Sequence[Board],
-                     cells: Sequence[Cell]) -> dict[PairKey, PairedBaseline]:
-    """Which (board, model, variant) of the plan can be measured beside its baseline's file."""
+def paired_baselines(store: Any, baseline_run_id: str, boards: Sequence[Board], cells: Sequence[Cell],
+                     settings: BenchSettings) -> dict[PairKey, PairedBaseline]:
+    """Which (board, model, variant) of the plan can be measured beside its baseline's file: the
+    baseline result the comparison engine will pair it with (what it ran on — runtime, batch,
+    threads — must agree, as orchestrator.compare requires), with its file(s) still here."""
     by_key: dict[PairKey, list[Mapping[str, Any]]] = {}
     for result in store.results(baseline_run_id):
         by_key.setdefault((result["board"], result["model"], result["variant"]), []).append(result)
@@ -62,7 +67,9 @@ def paired_baselines(store: Any, baseline_run_id: str, boards: Sequence[Board],
             if cell.build_error is not None:
                 continue
             key = (board.name, cell.model.name, cell.variant)
-            base = preferred_result(by_key.get(key, []))
+            expected = _expected_identity(settings, board, cell)
+            candidates = [r for r in by_key.get(key, []) if same_identity(identity_of(r), expected)]
+            base = preferred_result(candidates)
             if base is None or base["status"] != "ok":
                 continue
             files = baseline_files(base)
@@ -70,6 +77,14 @@ def paired_baselines(store: Any, baseline_run_id: str, boards: Sequence[Board],
                 continue
             found[key] = PairedBaseline(int(base["result_id"]), str(base["run_id"]), files)
     return found
+
+
+def _expected_identity(settings: BenchSettings, board: Board, cell: Cell) -> tuple[Any, ...]:
+    """What a cell will run on, as far as it is known before measuring (provider and precision are
+    only known after: None matches anything)."""
+    runtime = cell.runtime or settings.runtime or board_runtime(board.tags)
+    known = {"runtime": runtime, "batch": cell.batch, "threads": settings.threads}
+    return tuple(known.get(field) for field in IDENTITY_EXPORT_FIELDS)
 
 
 def baseline_files(result: Mapping[str, Any]) -> ModelFiles | None:

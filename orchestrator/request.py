@@ -13,9 +13,11 @@ from orchestrator.errors import BadInputError, ExitStatus
 from orchestrator.models import ModelFile, check_model_paths, demo_models, load_model_file
 from orchestrator.plan import check_plan, plan_cells, plan_tasks
 from orchestrator.resume import plan_record, resumed_request
-from orchestrator.runner import BenchRunner, Event, RunOutcome, _no_event
+from orchestrator.runner import BenchRunner, Event, RunOutcome, _no_event, controller_record
+from orchestrator.gate_options import GateOptions, baseline_before_run
+from orchestrator.gate_options import evaluate as evaluate_gate_options
 from orchestrator.pairing import paired_baselines
-from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT, GATE_REPEATS, BenchSettings
+from orchestrator.settings import BenchSettings
 from orchestrator.store import Store, open_store
 
 DEFAULT_REPORTS_DIR = Path("reports")
@@ -147,7 +149,6 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
     elif request.suite is not None:
         request, plan = apply_suite(request)
     check_model_paths(request.model_paths)  # a missing file is said at once, before the heavy imports
-    from orchestrator import gating
     from orchestrator.variants import parse_variant_list
 
     parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
@@ -158,67 +159,39 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
     report_path = None
     if request.write_report and request.report_path is not None:
         report_path = _check_writable(Path(request.report_path))
-    if request.junit is not None:
-        gating.check_writable(request.junit)
-    markdown_targets = gating.markdown_targets(request.markdown)
-    for target in markdown_targets:
-        gating.check_writable(target)
-    latency_pct = request.fail_on_regression or plan.latency_pct
-    gating_wanted = latency_pct is not None
-    comparing = gating_wanted or request.baseline is not None or request.junit is not None or bool(markdown_targets)
-    # A baseline the user named, or a gate asked for on the command line, must exist. A suite's
-    # thresholds without a suite baseline, or JUnit/Markdown alone, compare when they can.
-    baseline_optional = request.baseline_optional or not (request.fail_on_regression is not None
-                                                          or request.baseline is not None)
+    gate_options = GateOptions.from_request(request, plan.latency_pct, plan.memory_pct)
     repeats_chosen = "repeats" in request.explicit or request.settings.repeats != 1 or plan.sets_repeats
-    if comparing and resumed_run is None and not repeats_chosen:
-        # verdicts test process medians: one process per cell cries wolf (settings.GATE_REPEATS)
-        request = dataclasses.replace(request, settings=request.settings.replace(repeats=GATE_REPEATS))
+    if resumed_run is None:  # a resumed run keeps its own settings
+        request = dataclasses.replace(request, settings=gate_options.with_gate_defaults(request.settings, repeats_chosen))
+    variants = [spec.text for spec in parse_variant_list(",".join(request.variants))]
     own_store = store is None
     store = store or open_store(request.db_url)
     try:
-        baseline_id = None
-        if request.baseline not in (None, "latest"):
-            baseline_id = store.resolve_run_id(request.baseline)  # a bad run id or tag fails now, not after the run
-        elif comparing and not baseline_optional and not store.has_finished_run():
-            raise BadInputError(  # a mistyped FARM_DB: say so now, not after measuring
-                f"--baseline latest: {store.safe_url} holds no finished run to compare with; check --db / FARM_DB, "
-                "or pass --baseline-optional for a first run")
+        baseline_id = baseline_before_run(store, gate_options, [b.name for b in boards], [m.name for m in models],
+                                          variants, exclude=None if resumed_run is None else resumed_run["run_id"])
         resume_run_id, done = None, set()
         if resumed_run is not None:
             stored_boards = set((resumed_run["settings"] or {}).get("boards") or [])
             boards = [b for b in boards if not stored_boards or b.name in stored_boards]
-            resume_run_id = store.reopen_run(resumed_run["run_id"])
+            resume_run_id = store.reopen_run(resumed_run["run_id"], controller_record())
             done = store.done_cells(resume_run_id)
         cells = plan_cells(tasks, request.variants, request.calibration, on_event=on_event)
-        if comparing and baseline_id is None and request.baseline in (None, "latest"):
-            baseline_id = store.latest_run_measuring([b.name for b in boards], [m.name for m in models],
-                                                     [c.variant for c in cells])
         pairs = {}
-        if comparing and baseline_id is not None and request.paired is not False:
-            pairs = paired_baselines(store, baseline_id, boards, cells)
+        if baseline_id is not None and request.paired is not False:
+            pairs = paired_baselines(store, baseline_id, boards, cells, request.settings)
         runner = BenchRunner(store, boards, cells, request.settings, forks=request.forks, on_event=on_event,
                              resume_run_id=resume_run_id, done_cells=done, inventory=request.inventory,
-                             plan=plan_record(request, [m.name for m in models]), pairs=pairs)
+                             plan=plan_record(request, [m.name for m in models]), pairs=pairs,
+                             thresholds=gate_options.thresholds())
         run = runner.run()
-        gate = None
-        if comparing:
-            # the baseline the cells were paired with; found now when there was none before the run
-            baseline = baseline_id or gating.resolve_baseline(store, request.baseline or "latest", run.run_id,
-                                                              optional=baseline_optional)
-            memory_pct = request.fail_on_memory_regression or plan.memory_pct
-            gate = gating.evaluate_gate(store, run.run_id, baseline, latency_pct or DEFAULT_MIN_EFFECT_PCT,
-                                        memory_pct=memory_pct, fail_on_inconclusive=request.fail_on_inconclusive,
-                                        baseline_optional=baseline_optional)
-            if request.junit is not None:
-                gating.write_junit(request.junit, gate)
-            for target in markdown_targets:
-                gating.write_markdown(target, gate)
+        gate = evaluate_gate_options(store, run.run_id, gate_options, baseline_id)
         if request.write_report:
             from orchestrator.report import write_report
 
-            report_path = write_report(store, run.run_id, report_path or DEFAULT_REPORTS_DIR / f"{run.run_id}.html")
-        return BenchOutcome(run=run, report_path=report_path, db_url=store.safe_url, gate=gate, gating=gating_wanted)
+            report_path = write_report(store, run.run_id, report_path or DEFAULT_REPORTS_DIR / f"{run.run_id}.html",
+                                       compare_run_id=baseline_id, thresholds=gate_options.thresholds())
+        return BenchOutcome(run=run, report_path=report_path, db_url=store.safe_url, gate=gate,
+                            gating=gate_options.gating)
     finally:
         if own_store:
             store.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from orchestrator.errors import BadInputError
+from orchestrator.run_liveness import controller_is_dead
 from orchestrator.settings import BenchSettings, field_meta, flag_of
 
 PLAN_VERSION = 1
@@ -45,6 +46,10 @@ def resumed_request(request: Any, run: Mapping[str, Any]) -> tuple[Any, list[str
 
     BadInputError when the run has no stored plan (stored by farm < 0.3: give the same options
     again) and the request names no models, or when an option given explicitly differs."""
+    if run.get("status") == "running" and not controller_is_dead(run.get("controller") or {}):
+        raise BadInputError(f"run {run['run_id']} is still being measured (its controller, pid "
+                            f"{(run.get('controller') or {}).get('pid')} on {(run.get('controller') or {}).get('hostname')}, "
+                            "is alive): wait for it, or stop it first")
     stored = dict(run.get("settings") or {})
     plan = stored.pop("plan", None)
     for key in ("boards", "models", "variants"):
@@ -52,7 +57,7 @@ def resumed_request(request: Any, run: Mapping[str, Any]) -> tuple[Any, list[str
     run_id = run["run_id"]
     if plan is None:
         return _legacy(request, run, stored)
-    settings = BenchSettings.model_validate(stored)
+    settings = _stored_settings(run["run_id"], stored)
     differences = [_difference(name, getattr(request, name), planned, option)
                    for name, option in PLAN_OPTIONS.items() if name in request.explicit
                    for planned in [_planned_value(plan, name)]]
@@ -71,6 +76,18 @@ def resumed_request(request: Any, run: Mapping[str, Any]) -> tuple[Any, list[str
         inventory=plan["inventory"], limit=plan["limit"], settings=resumed_settings, suite=None,
     )
     return resumed, [m["name"] for m in models]
+
+
+def _stored_settings(run_id: str, stored: Mapping[str, Any]) -> BenchSettings:
+    """The settings a run stored, or BadInputError when this farm cannot read them back."""
+    from pydantic import ValidationError
+
+    try:
+        return BenchSettings.model_validate(stored)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise BadInputError(f"run {run_id}'s stored settings cannot be resumed by this farm "
+                            f"({'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}): start a new run") from None
 
 
 def _planned_value(plan: Mapping[str, Any], name: str) -> Any:
@@ -120,10 +137,7 @@ def _legacy(request: Any, run: Mapping[str, Any], stored: Mapping[str, Any]) -> 
     if not request.model_paths:
         raise BadInputError(f"run {run['run_id']} was stored by an older farm without its plan: give the same "
                             "options as its first run with --resume")
-    try:
-        settings = BenchSettings.model_validate(stored)
-    except ValueError:
-        return request, []
+    settings = _stored_settings(run["run_id"], stored)
     if settings.settings_hash() != request.settings.settings_hash():
         raise BadInputError(f"--resume {run['run_id']}: the measurement settings differ from the run's "
                             "(its cells would be measured again under other settings); give the same options")

@@ -14,6 +14,7 @@ from orchestrator.analysis import paired_decided
 from orchestrator.pairing import PairedBaseline, round_bounds
 from orchestrator.plan import Cell
 from orchestrator.record import PAIRED_BASE_FIELD, PAIRED_BASE_P50_FIELD, ResultRecord
+from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT
 
 
 def process_p50(reply: BenchReply) -> float:
@@ -29,6 +30,7 @@ class CellRounds:
     cell: Cell
     twin: PairedBaseline | None
     repeats: int
+    min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT  # the threshold the paired rounds must decide at
     measured: list[tuple[BenchReply, int]] = dataclasses.field(default_factory=list)
     twin_p50s: list[float] = dataclasses.field(default_factory=list)
     unpaired_because: str | None = None
@@ -51,7 +53,7 @@ class CellRounds:
         if self.twin is None:
             return True
         own = [process_p50(reply) for reply, _ in self.measured]
-        return paired_decided(self.twin_p50s[:rounds], own[:len(self.twin_p50s)])
+        return paired_decided(self.twin_p50s[:rounds], own[:len(self.twin_p50s)], min_effect_pct=self.min_effect_pct)
 
     def add_pairing(self, record: ResultRecord) -> None:
         """The paired rounds (or why there are none) in the record's export and details."""

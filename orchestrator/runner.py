@@ -23,13 +23,14 @@ import orchestrator
 from agents.farm_common import agent_file_name
 from orchestrator.accuracy.on_board import BoardAccuracy
 from orchestrator.agent_bundle import agent_bundle_sha256
-from orchestrator.agent_client import provision_hint, staged_file_name
-from orchestrator.agent_session import AgentSession, BenchReply
+from orchestrator.agent_client import staged_file_name
+from orchestrator.agent_session import BenchReply
+from orchestrator.board_link import BoardLink
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError, FarmError, TransportError
 from orchestrator.fanout import fan_out
 from orchestrator.hashing import file_sha256
-from orchestrator.lease import BoardLease, LeaseHolder, describe_lease
+from orchestrator.lease import describe_lease
 from orchestrator.pairing import PairedBaseline, PairKey
 from orchestrator.plan import Cell, ModelFiles
 from orchestrator.record import (
@@ -42,7 +43,7 @@ from orchestrator.repeats import merge_process_results
 from orchestrator.result_spool import ResultSpool
 from orchestrator.rounds import CellRounds, process_p50
 from orchestrator.run_liveness import reap_abandoned_runs, this_controller
-from orchestrator.settings import BenchSettings
+from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT, BenchSettings
 from orchestrator.store import CellKey, Store
 from orchestrator.transport import Transport, open_transport
 
@@ -97,77 +98,6 @@ def controller_record() -> dict[str, Any]:
     }
 
 
-class BoardLink:
-    """A board's agent session and lease for one run, started again after the session dies.
-
-    `open` starts the agent, reads the board's quick facts and takes the lease (waiting, as
-    --lease-wait says, for another controller's); `ensure` checks the session is alive before a
-    job and, after a drop, starts a new one and takes the lease again (it is ours: the new agent
-    kills what the old one left, then holds it).
-    """
-
-    def __init__(self, runner: "BenchRunner", run_id: str, board: Board, transport: Transport) -> None:
-        self.runner = runner
-        self.run_id = run_id
-        self.board = board
-        self.transport = transport
-        self.holder = LeaseHolder.for_this_process(run_id)
-        self.session: AgentSession | None = None
-        self.lease: BoardLease | None = None
-        self.facts: dict[str, Any] = {}
-        self.lease_lost = threading.Event()
-
-    def _new_session(self) -> AgentSession:
-        settings = self.runner.settings
-        return AgentSession(
-            self.transport, self.board.python, workdir=self.board.workdir,
-            heartbeat_s=settings.heartbeat_s, dead_after_s=settings.disconnect_after_s,
-            controller_timeout_s=settings.lease_ttl_s,
-            provision_hint=lambda args: provision_hint(self.board, self.transport, self.runner.inventory, args),
-            on_lease_lost=self.lease_lost.set,
-        )
-
-    def open(self, wait_s: float | None = None) -> dict[str, Any]:
-        """Start the agent, read quick facts, take the lease; returns the facts."""
-        settings = self.runner.settings
-        self.discard()
-        session = self._new_session()
-        self.session = session
-        session.start()
-        self.facts = session.facts(quick=True)
-        lease = BoardLease(
-            session, self.holder, ttl_s=settings.lease_ttl_s,
-            wait_s=settings.lease_wait_s if wait_s is None else wait_s, cancel=self.runner._cancel,
-            on_wait=lambda held, waited_s: self.runner.on_event(
-                "board_waiting", {"board": self.board.name, "lease": describe_lease(held), "waited_s": waited_s}),
-        )
-        takeover = lease.acquire()
-        self.lease = lease
-        if takeover.previous is not None or takeover.killed:
-            self.runner._took_over(self.board, takeover)
-        return self.facts
-
-    def ensure(self) -> AgentSession:
-        """The live session, started again (lease included) when the last one died."""
-        if self.session is None or not self.session.alive:
-            self.open(wait_s=min(self.runner.settings.lease_wait_s, 5.0))
-        assert self.session is not None
-        return self.session
-
-    def discard(self) -> None:
-        """Forget a dead session (making sure its command is gone)."""
-        if self.session is not None:
-            self.session.abort()
-            self.session = None
-            self.lease = None
-
-    def close(self) -> None:
-        """Release the lease and end the session (the agent frees the lease itself on bye)."""
-        if self.session is not None:
-            self.session.close()
-            self.session = None
-
-
 class BenchRunner:
     """Runs one `farm bench`: stores a run, executes every cell, never loses a finished result."""
 
@@ -185,6 +115,7 @@ class BenchRunner:
         inventory: str | None = None,
         plan: Mapping[str, Any] | None = None,
         pairs: Mapping[PairKey, PairedBaseline] | None = None,
+        thresholds: Mapping[str, float] | None = None,
     ) -> None:
         self.store = store
         self.boards = list(boards)
@@ -202,6 +133,8 @@ class BenchRunner:
         self.done_cells = {CellKey(*cell) for cell in done_cells}
         self.plan = dict(plan or {})  # what `--resume RUN` continues (orchestrator.resume.plan_record)
         self.pairs = dict(pairs or {})  # cells measured beside their baseline's file (orchestrator.pairing)
+        # the gate's thresholds: a paired cell takes rounds until its verdict at these is decided
+        self.thresholds = dict(thresholds or {})
         self.settings_hash = settings.settings_hash()
         self.results = ResultSpool(store, on_event)  # a result the database cannot take now waits in a file
 
@@ -327,7 +260,8 @@ class BenchRunner:
         round, a failure as soon as it happens."""
         accuracy = BoardAccuracy(link, self.settings, board)
         outcomes: list[CellOutcome] = []
-        states = [CellRounds(cell, self.pairs.get((board.name, cell.model.name, cell.variant)), self.settings.repeats)
+        states = [CellRounds(cell, self.pairs.get((board.name, cell.model.name, cell.variant)), self.settings.repeats,
+                             min_effect_pct=self.thresholds.get("min_effect_pct", DEFAULT_MIN_EFFECT_PCT))
                   for cell in cells]
         round_index = 0
         while any(not state.ended for state in states):
@@ -517,4 +451,4 @@ def _discard_outputs(measured: Sequence[tuple[BenchReply, int]]) -> None:
             reply.outputs.discard()
 
 
-__all__ = ["BenchRunner", "BoardLink", "CellOutcome", "Event", "RunOutcome", "controller_record"]
+__all__ = ["BenchRunner", "CellOutcome", "Event", "RunOutcome", "controller_record"]

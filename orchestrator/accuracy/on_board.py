@@ -22,7 +22,7 @@ from orchestrator.settings import BenchSettings
 
 if TYPE_CHECKING:
     from orchestrator.agent_session import BenchReply
-    from orchestrator.runner import BoardLink
+    from orchestrator.board_link import BoardLink
 
 
 class BoardAccuracy:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import orchestrator
 from orchestrator.errors import StoreError
 from orchestrator.fleet import state
-from orchestrator.fleet.gate import GateOptions, check_gate
+from orchestrator.fleet.gate import GateOptions, resolve_at_submit
 from orchestrator.fleet.manifest import build_plan, check_submittable
 from orchestrator.fleet.queue import board_queue, defer_board_jobs, ensure_queue_schema, make_app, require_postgresql
 from orchestrator.resume import plan_record
@@ -52,8 +52,11 @@ def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = l
     boards = resolve_boards(request.inventory, request.limit, False)  # names only: workers have their own keys
     queued = [(board, board_queue(board)) for board in boards]
     gate_options = GateOptions.from_request(request, plan.latency_pct, plan.memory_pct)
+    repeats_chosen = "repeats" in request.explicit or request.settings.repeats != 1 or plan.sets_repeats
+    request = dataclasses.replace(request, settings=gate_options.with_gate_defaults(request.settings, repeats_chosen))
     with open_store(url) as store:
-        check_gate(store, gate_options)
+        gate_options = resolve_at_submit(store, gate_options, [b.name for b in boards], [m.name for m in models],
+                                         [spec.text for spec in parse_variant_list(",".join(request.variants))])
         ensure_queue_schema(store)
         cells = plan_cells(tasks, request.variants, request.calibration, on_event=on_event)
         fleet_plan = build_plan(store, queued, tasks, cells)

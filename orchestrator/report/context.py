@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 from orchestrator.report import charts, timeseries
 from orchestrator.report.charts import ResultSeries
 from orchestrator.analysis import DEFAULT_MIN_EFFECT_PCT
-from orchestrator.compare import RunComparison, compare_records
+from orchestrator.compare import RunComparison, compare_records, refuse_self_comparison
 from orchestrator.record import identity_of
 from orchestrator.report.comparison import attach_to_rows, settings_changes
 from orchestrator.report.figures import Figure
@@ -142,6 +142,7 @@ def build_context(
     base_run = None
     if compare_run_id is not None:
         base_run = store.get_run(compare_run_id)
+        refuse_self_comparison(base_run["run_id"], run["run_id"])
         base_results = store.results(base_run["run_id"])
         comparison = compare_records(
             base_results, results, lambda rid: series[rid].latency_ms if rid in series else store.series(rid)[0],

@@ -81,18 +81,20 @@ class RunsMixin(Database):
         with self._begin() as conn:
             conn.execute(runs.update().where(runs.c.run_id == run_id).values(status=status, finished_at=now_iso()))
 
-    def reopen_run(self, run_id: str) -> str:
+    def reopen_run(self, run_id: str, controller: Mapping[str, Any] | None = None) -> str:
         """Set a stored run back to `running` to add its missing cells (`farm bench --resume`).
 
         `run_id` may be `latest`, a prefix or `tag:NAME`; returns the full id. The run keeps its
         id, settings and every stored result; `resumed_at` records when it was reopened.
+        `controller`: the resuming controller's record, which replaces the one that stopped (so a
+        run reopened by a live controller is not taken for its dead first controller's).
         """
         run_id = self.resolve_run_id(run_id)
+        values: dict[str, Any] = {"status": "running", "finished_at": None, "resumed_at": now_iso()}
+        if controller is not None:
+            values["controller_json"] = json.dumps(controller, sort_keys=True, default=str)
         with self._begin() as conn:
-            conn.execute(
-                runs.update().where(runs.c.run_id == run_id)
-                .values(status="running", finished_at=None, resumed_at=now_iso())
-            )
+            conn.execute(runs.update().where(runs.c.run_id == run_id).values(**values))
         return run_id
 
     # --- runs whose controller died (orchestrator.run_liveness) -----------------------------
@@ -219,11 +221,6 @@ class RunsMixin(Database):
             raise BadInputError(f"no run {run_id!r} in {self.safe_url} (see `farm runs ls`)")
         raise BadInputError(f"run id prefix {run_id!r} is ambiguous: {', '.join(matches)}, ...")
 
-    def has_finished_run(self) -> bool:
-        """Whether any run in the database finished (a baseline `latest` could be found)."""
-        with self._connect() as conn:
-            return conn.execute(sa.select(runs.c.run_id).where(runs.c.status == "finished").limit(1)).first() is not None
-
     def latest_run_sharing_cells(self, run_id: str, statuses: Sequence[str] = ("finished",)) -> str | None:
         """The newest run other than `run_id`, not newer than it, with a status in `statuses`,
         that has an ok result for at least one (board, model, variant) that `run_id` measured.
@@ -252,17 +249,26 @@ class RunsMixin(Database):
             return conn.execute(query).scalar()
 
     def latest_run_measuring(self, boards: Sequence[str], models: Sequence[str], variants: Sequence[str],
-                             statuses: Sequence[str] = ("finished",)) -> str | None:
+                             statuses: Sequence[str] = ("finished",), *, run_id: str | None = None,
+                             exclude: str | None = None) -> str | None:
         """The newest run with a status in `statuses` that has an ok result for one of these
         boards × models × variants: what `--baseline latest` means before a run is stored (a
-        gated run resolves its baseline first, to measure beside the baseline's files)."""
+        gated run resolves its baseline first, to measure beside the baseline's files). `run_id`
+        asks about that one run only (does a named baseline share a cell with the plan?);
+        `exclude` leaves a run out (a resumed run is not its own baseline)."""
         measured = (
             sa.select(sa.literal(1))
             .where(results.c.run_id == runs.c.run_id, results.c.status == "ok", results.c.board.in_(list(boards)),
                    results.c.model.in_(list(models)), results.c.variant.in_(list(variants)))
         )
-        query = (sa.select(runs.c.run_id).where(runs.c.status.in_(list(statuses)), measured.exists())
-                 .order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1))
+        query = sa.select(runs.c.run_id).where(measured.exists())
+        if run_id is not None:
+            query = query.where(runs.c.run_id == run_id)
+        else:
+            query = query.where(runs.c.status.in_(list(statuses)))
+        if exclude is not None:
+            query = query.where(runs.c.run_id != exclude)
+        query = query.order_by(runs.c.created_at.desc(), runs.c.run_id.desc()).limit(1)
         with self._connect() as conn:
             return conn.execute(query).scalar()
 
