@@ -344,7 +344,7 @@ class BenchRunner:
             paths, bytes_sent = session.stage(files)
             self.on_event("cell_staged", {**info, "bytes_sent": bytes_sent})
             model_args = [arg for (option, _, _), path in zip(cell.files.uploads(), paths) for arg in (option, path)]
-            args = self.settings.bench_args(model_args, board, cell.shapes, cell.runtime)
+            args = self.settings.bench_args(model_args, board, cell.shapes, cell.runtime, profile_pass=last_round)
             if with_dataset:
                 args += ["--dataset", paths[-1]]
             reply = session.bench(

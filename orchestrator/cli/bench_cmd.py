@@ -29,7 +29,8 @@ _FIELD_OF_OPTION = {
     "threads": "threads", "shape": "shapes", "runtime": "runtime", "providers": "providers",
     "provider_options": "provider_options", "strict": "strict", "cpu_arena": "cpu_arena",
     "sample_interval": "sample_interval_s", "cooldown": "cooldown_s", "cooldown_below": "cooldown_below_c",
-    "lease_wait": "lease_wait_s", "lease_ttl": "lease_ttl_s",
+    "lease_wait": "lease_wait_s", "lease_ttl": "lease_ttl_s", "profile": "profile", "profile_runs": "profile_runs",
+    "profile_max_seconds": "profile_max_seconds",
 }
 
 
@@ -71,6 +72,9 @@ def bench(
     sample_interval: float = setting_option("sample_interval_s"),
     cooldown: float = setting_option("cooldown_s"),
     cooldown_below: Optional[float] = setting_option("cooldown_below_c"),
+    profile: bool = setting_option("profile"),
+    profile_runs: int = setting_option("profile_runs"),
+    profile_max_seconds: float = setting_option("profile_max_seconds"),
     inventory: Optional[str] = typer.Option(
         None, "--inventory", "-i", envvar="FARM_INVENTORY", metavar="PATH", rich_help_panel=WHERE_PANEL,
         help="Inventory YAML (default: the built-in local board)."),
@@ -125,7 +129,8 @@ def bench(
         min_runs=runs, min_seconds=min_seconds, max_seconds=max_seconds, warmup=warmup, repeats=repeats,
         threads=threads, sample_interval_s=sample_interval, cooldown_s=cooldown, cooldown_below_c=cooldown_below,
         shapes=shape, cpu_arena=cpu_arena, runtime=runtime, providers=providers, provider_options=provider_options,
-        strict=strict, lease_wait_s=lease_wait, lease_ttl_s=lease_ttl,
+        strict=strict, lease_wait_s=lease_wait, lease_ttl_s=lease_ttl, profile=profile, profile_runs=profile_runs,
+        profile_max_seconds=profile_max_seconds,
     )
     explicit = frozenset(field for option, field in _FIELD_OF_OPTION.items()
                          if getattr(ctx.get_parameter_source(option), "name", None) == "COMMANDLINE")
