@@ -910,7 +910,7 @@ def make_inputs(np, specs, shapes):
 # model: per operator type (and provider) its time per inference and node count, the top nodes,
 # the nodes per provider; the raw trace stays on the board and is deleted.
 
-PROFILE_WARMUP_RUNS = 1  # the profiled session's first inference (allocation, kernel choice) is not counted
+PROFILE_WARMUP_RUNS = 2  # the profiled session's first inferences (allocation, kernel choice) are not counted
 PROFILE_TOP_NODES = 10
 PROFILE_MAX_OPS = 512
 PROFILE_MAX_PROVIDER_OPS = 64
@@ -974,7 +974,7 @@ def clip(text):
 
 
 def profiled_runs(run, runs, deadline_ns, after_run=None):
-    """PROFILE_WARMUP_RUNS unprofiled-by-us inferences, then up to `runs` more, stopping early at
+    """PROFILE_WARMUP_RUNS uncounted inferences, then up to `runs` more, stopping early at
     `deadline_ns` (perf_counter_ns; at least one is run). Returns each counted one's wall ns."""
     perf = time.perf_counter_ns
     for _ in range(PROFILE_WARMUP_RUNS):
@@ -1008,7 +1008,10 @@ def _ort_trace_lines(handle):
     for line in handle:
         text = line.strip().rstrip(",")
         if text and text not in ("[", "]"):
-            yield json.loads(text)
+            event = json.loads(text)
+            if not isinstance(event, dict):
+                raise ValueError("not one event a line")
+            yield event
 
 
 def _ort_runs(events, skip_runs):

@@ -416,11 +416,14 @@ def diff_profiles(base: CellProfile, new: CellProfile) -> ProfileDiff:
     A type only `new` executes "replaces" the base types whose name it contains and of which
     `new` runs fewer nodes (ConvInteger replaces Conv; QLinearConv replaces some of them); a type
     only one side executes that its own file does not hold was made by the runtime (a fusion
-    such as onnxruntime's QuickGelu), and the note says on which side it was made or lost.
+    such as onnxruntime's QuickGelu, a layout change such as its ReorderInput), and one that its
+    file holds but it did not run was fused away: the note says which, and on which side.
     """
     base_types, new_types = base.op_types(), new.op_types()
-    base_made = {op for op, _ in (base.rewrites() or Rewrites((), ())).made}
-    new_made = {op for op, _ in (new.rewrites() or Rewrites((), ())).made}
+    base_rewrites, new_rewrites = base.rewrites() or Rewrites((), ()), new.rewrites() or Rewrites((), ())
+    base_made, new_made = {op for op, _ in base_rewrites.made}, {op for op, _ in new_rewrites.made}
+    base_fused = {op for op, _, ran in base_rewrites.fewer if ran == 0}
+    new_fused = {op for op, _, ran in new_rewrites.fewer if ran == 0}
     changes = []
     for op in sorted(set(base_types) | set(new_types)):
         base_ms, base_nodes = base_types.get(op, (None, 0))
@@ -432,9 +435,14 @@ def diff_profiles(base: CellProfile, new: CellProfile) -> ProfileDiff:
                              if len(other) >= 3 and other != op and other in op
                              and new_types.get(other, (0.0, 0))[1] < base_types[other][1])
             if op in new_made:
-                note = f"{_runtime_word(new)} fusion"
-        elif new_ms is None and op in base_made:
-            note = f"{_runtime_word(base)} fusion lost"
+                note = f"made by {_runtime_word(new)}"
+            elif op in base_fused:
+                note = f"fused away in {base.variant}"
+        elif new_ms is None:
+            if op in base_made:
+                note = f"made by {_runtime_word(base)} for {base.variant} only"
+            elif op in new_fused:
+                note = "fused away here"
         changes.append(OpChange(op, base_ms, new_ms, base_nodes, new_nodes, replaces, note, base.kernels(op),
                                 new.kernels(op)))
     changes.sort(key=lambda c: (-abs(c.delta_ms), c.op_type))

@@ -154,7 +154,7 @@ class BenchSettings(BaseModel):
         "performance counters) on a second session in the same worker: the timed runs never carry the "
         "profiler, and the pass's own cost is recorded. See `farm ops`.", cli="--profile", identity=False)
     profile_runs: int = setting(
-        20, "Inferences the profiling pass counts (after one uncounted).", cli="--profile-runs", identity=False,
+        20, "Inferences the profiling pass counts (after two uncounted ones).", cli="--profile-runs", identity=False,
         ge=1, le=100_000)
     profile_max_seconds: float = setting(
         30.0, "Stop the profiling pass's inferences after this long (at least one is profiled).",

@@ -88,6 +88,10 @@ def ops(
     return 0
 
 
+def _others(count: int) -> str:
+    return f"{count} other type{'s' if count != 1 else ''}"
+
+
 def _pct(share: float) -> str:
     return f"{share * 100:.1f} %"
 
@@ -117,7 +121,7 @@ def _print_profile(profile: Any, top: int) -> None:
              esc(op.kernels[0]) if op.kernels else ""] for op in profile.ops[:top]]
     rest = profile.ops[top:]
     if rest:
-        rows.append([f"{len(rest)} other types", "", str(sum(o.nodes for o in rest)), ms_text(sum(o.ms for o in rest)),
+        rows.append([_others(len(rest)), "", str(sum(o.nodes for o in rest)), ms_text(sum(o.ms for o in rest)),
                      _pct(sum(o.share for o in rest)), ""])
     # one provider: the line above names it; no kernel named: nothing to show
     keep = [i for i, column in enumerate(columns) if not (
@@ -155,7 +159,7 @@ def _print_diff(diff: Any, top: int) -> None:
     rest = diff.changes[top:]
     if rest:
         delta = sum(c.delta_ms for c in rest)
-        rows.append([f"{len(rest)} other types", "", "", "", signed_ms_text(delta), ""])
+        rows.append([_others(len(rest)), "", "", "", signed_ms_text(delta), ""])
     state.out.print(fitted_table(state.out, columns, rows))
 
 
