@@ -57,6 +57,7 @@ import platform
 import queue
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -918,10 +919,15 @@ PROFILE_NAME_CHARS = 200
 
 
 class ProfileAccumulator(object):
-    """Node times added up over the profiled inferences (µs), then summarised per operator type."""
+    """Each node's time in every profiled inference (µs), then summarised per operator type.
+
+    A node's figure is its median over the inferences (a node absent from one counts 0 there):
+    one preempted or cgroup-throttled inference (a lab board's CPU quota stalls a process for
+    tens of ms) must not land on whichever node was running. Sums are of these medians, so
+    they compare with the timed runs' median."""
 
     def __init__(self):
-        self.nodes = {}  # key -> [name, op_type, provider, kernel, total µs]
+        self.nodes = {}  # key -> [name, op_type, provider, kernel, [µs per inference]]
         self.runs = 0
         self.not_run = None  # OpenVINO: layers fused away or not executed (None: the runtime does not say)
 
@@ -931,14 +937,28 @@ class ProfileAccumulator(object):
         for key, name, op_type, provider, micros, kernel in records:
             node = self.nodes.get(key)
             if node is None:
-                node = self.nodes[key] = [name, op_type, provider, kernel, 0.0]
-            node[4] += float(micros)
+                node = self.nodes[key] = [name, op_type, provider, kernel, []]
+            times = node[4]
+            if len(times) < self.runs - 1:
+                times.extend([0.0] * (self.runs - 1 - len(times)))  # absent from earlier inferences
+            if len(times) == self.runs:
+                times[-1] += float(micros)  # a node that ran twice in one inference (a loop body)
+            else:
+                times.append(float(micros))
+
+    def node_times(self):
+        """[(name, op_type, provider, kernel, median µs per inference)]."""
+        found = []
+        for name, op_type, provider, kernel, times in self.nodes.values():
+            found.append((name, op_type, provider, kernel,
+                          statistics.median(times + [0.0] * (self.runs - len(times))) if times else 0.0))
+        return found
 
     def summary(self):
-        runs = float(max(self.runs, 1))
         ops = {}
         providers = {}
-        for name, op_type, provider, kernel, micros in self.nodes.values():
+        nodes = self.node_times()
+        for name, op_type, provider, kernel, micros in nodes:
             op = ops.setdefault((op_type, provider), {"us": 0.0, "nodes": 0, "kernels": {}})
             op["us"] += micros
             op["nodes"] += 1
@@ -949,19 +969,19 @@ class ProfileAccumulator(object):
             split["nodes"] += 1
             split["ops"][op_type] = split["ops"].get(op_type, 0.0) + micros
         ranked = sorted(ops.items(), key=lambda item: -item[1]["us"])[:PROFILE_MAX_OPS]
-        top = sorted(self.nodes.values(), key=lambda node: -node[4])[:PROFILE_TOP_NODES]
+        top = sorted(nodes, key=lambda node: -node[4])[:PROFILE_TOP_NODES]
         return {
-            "nodes_executed": len(self.nodes),
+            "nodes_executed": len(nodes),
             "nodes_not_run": self.not_run,
-            "op_ms_per_run": sum(n[4] for n in self.nodes.values()) / runs / 1000.0,
-            "ops": [{"op_type": clip(op_type), "provider": clip(provider), "us_per_run": op["us"] / runs,
+            "op_ms_per_run": sum(n[4] for n in nodes) / 1000.0,
+            "ops": [{"op_type": clip(op_type), "provider": clip(provider), "us_per_run": op["us"],
                      "nodes": op["nodes"],
                      "kernels": [clip(k) for k, _ in sorted(op["kernels"].items(), key=lambda kv: -kv[1])[:4]]}
                     for (op_type, provider), op in ranked],
             "top_nodes": [{"name": clip(name), "op_type": clip(op_type), "provider": clip(provider),
-                           "us_per_run": micros / runs, "kernel": clip(kernel) if kernel else None}
+                           "us_per_run": micros, "kernel": clip(kernel) if kernel else None}
                           for name, op_type, provider, kernel, micros in top],
-            "providers": [{"provider": clip(provider), "nodes": split["nodes"], "us_per_run": split["us"] / runs,
+            "providers": [{"provider": clip(provider), "nodes": split["nodes"], "us_per_run": split["us"],
                            "op_types": [clip(o) for o, _ in sorted(split["ops"].items(),
                                                                    key=lambda kv: -kv[1])[:PROFILE_MAX_PROVIDER_OPS]]}
                           for provider, split in sorted(providers.items(), key=lambda item: -item[1]["us"])],
@@ -1055,7 +1075,7 @@ def profile_pass(runtime, feeds, config, measure_ns):
         "runs": found.runs,
         "runs_asked": runs,
         "truncated": len(times_ns) < runs,
-        "run_ms_mean": sum(times_ns) / float(len(times_ns)) / 1e6,
+        "run_ms_p50": statistics.median(times_ns) / 1e6,
         "wall_s": wall_ns / 1e9,
         "cost_ratio": wall_ns / float(measure_ns) if measure_ns > 0 else None,
     })

@@ -227,15 +227,15 @@ class Profile(_Model):
     """The profiling pass of a bench job: after the timed runs, on a second, profiled session.
 
     `runs` inferences were counted (of `runs_asked`; `truncated` when its time bound stopped it),
-    `run_ms_mean` is their wall time with the profiler on, `op_ms_per_run` the sum of the node
-    times per inference; `wall_s` the whole pass (session, runs, reading the trace) and
-    `cost_ratio` that over the measured phase of the same worker."""
+    `run_ms_p50` is their median wall time with the profiler on; every µs figure is a node's
+    median over them, summed (`op_ms_per_run`: all nodes); `wall_s` the whole pass (session,
+    runs, reading the trace) and `cost_ratio` that over the measured phase of the same worker."""
 
     source: Literal["onnxruntime-profiler", "openvino-perf-counters"]
     runs: Annotated[int, Field(ge=1, le=MAX_COUNT)]
     runs_asked: Annotated[int, Field(ge=1, le=MAX_COUNT)]
     truncated: bool
-    run_ms_mean: Ms
+    run_ms_p50: Ms
     op_ms_per_run: Ms
     wall_s: Seconds
     cost_ratio: Optional[Annotated[float, Field(ge=0, le=1e12)]] = None

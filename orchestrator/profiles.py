@@ -16,7 +16,9 @@ gating and the export:
 * `ops_records`: the long-form export (`farm runs export --ops`), one row per result × operator
   type × provider, field names in `OPS_EXPORT_FIELDS` (a contract: add, never rename).
 
-Times are per inference: `*_ms` in milliseconds, shares are fractions of the operator sum.
+Times are per inference: `*_ms` in milliseconds, each node's median over the profiled
+inferences (a preempted or throttled inference does not land on one node), compared with the
+timed runs' median; shares are fractions of the operator sum.
 """
 from __future__ import annotations
 
@@ -121,7 +123,7 @@ class CellProfile:
     runs: int
     runs_asked: int
     truncated: bool
-    run_ms_mean: float  # wall time per profiled inference (the profiler on)
+    run_ms_p50: float  # median wall time of a profiled inference (the profiler on)
     op_ms: float  # sum of the node times per inference
     wall_s: float  # the whole pass
     cost_ratio: float | None  # wall_s over the measured phase of the same worker
@@ -143,11 +145,11 @@ class CellProfile:
 
     @property
     def coverage(self) -> float | None:
-        """The operator sum over the timed mean latency: how much of a timed inference the
-        profile accounts for (the rest: the runtime's own work between nodes, the profiler's)."""
-        if not self.latency_ms_mean:
+        """The operator sum over the timed median latency: how much of a timed inference the
+        profile accounts for (the rest: the runtime's own work between nodes)."""
+        if not self.latency_ms_p50:
             return None
-        return self.op_ms / self.latency_ms_mean
+        return self.op_ms / self.latency_ms_p50
 
     def op_types(self) -> dict[str, tuple[float, int]]:
         """op type -> (ms per inference, nodes), over every provider."""
@@ -217,7 +219,7 @@ class CellProfile:
             "providers_requested": list(self.providers_requested),
             "latency_ms_p50": self.latency_ms_p50, "latency_ms_mean": self.latency_ms_mean,
             "profiler": self.profiler, "runs": self.runs, "runs_asked": self.runs_asked, "truncated": self.truncated,
-            "run_ms_mean": self.run_ms_mean, "op_ms": self.op_ms, "coverage": self.coverage, "wall_s": self.wall_s,
+            "run_ms_p50": self.run_ms_p50, "op_ms": self.op_ms, "coverage": self.coverage, "wall_s": self.wall_s,
             "cost_ratio": self.cost_ratio, "nodes_executed": self.nodes_executed, "nodes_not_run": self.nodes_not_run,
             "ops": [dataclasses.asdict(op) for op in self.ops],
             "top_nodes": [dataclasses.asdict(node) for node in self.top_nodes],
@@ -251,7 +253,7 @@ def cell_profile(result: Mapping[str, Any]) -> CellProfile | None:
         latency_ms_p50=_float(result.get("latency_ms_p50")), latency_ms_mean=_float(result.get("latency_ms_mean")),
         profiler=str(profile.get("source")), runs=int(profile.get("runs") or 0),
         runs_asked=int(profile.get("runs_asked") or 0), truncated=bool(profile.get("truncated")),
-        run_ms_mean=float(profile.get("run_ms_mean") or 0.0), op_ms=op_ms, wall_s=float(profile.get("wall_s") or 0.0),
+        run_ms_p50=float(profile.get("run_ms_p50") or 0.0), op_ms=op_ms, wall_s=float(profile.get("wall_s") or 0.0),
         cost_ratio=_float(profile.get("cost_ratio")), nodes_executed=int(profile.get("nodes_executed") or 0),
         nodes_not_run=profile.get("nodes_not_run"),
         ops=tuple(OpTime(str(o["op_type"]), str(o["provider"]), float(o["us_per_run"]) / 1000.0, int(o["nodes"]),
@@ -367,10 +369,10 @@ class ProfileDiff:
 
     @property
     def latency_change_ms(self) -> float | None:
-        """The change of the timed mean latency (what the profile explains)."""
-        if self.base.latency_ms_mean is None or self.new.latency_ms_mean is None:
+        """The change of the timed median latency (what the profile explains)."""
+        if self.base.latency_ms_p50 is None or self.new.latency_ms_p50 is None:
             return None
-        return self.new.latency_ms_mean - self.base.latency_ms_mean
+        return self.new.latency_ms_p50 - self.base.latency_ms_p50
 
     @property
     def op_change_ms(self) -> float:
@@ -398,7 +400,7 @@ class ProfileDiff:
             "base": {"run_id": self.base.run_id, "result_id": self.base.result_id, "board": self.base.board,
                      "variant": self.base.variant},
             "new": {"run_id": self.new.run_id, "result_id": self.new.result_id},
-            "latency_ms_mean": [self.base.latency_ms_mean, self.new.latency_ms_mean],
+            "latency_ms_p50": [self.base.latency_ms_p50, self.new.latency_ms_p50],
             "latency_change_ms": self.latency_change_ms,
             "op_ms": [self.base.op_ms, self.new.op_ms], "op_change_ms": self.op_change_ms,
             "same_profiler": self.same_profiler,

@@ -102,10 +102,10 @@ def _print_profile(profile: Any, top: int) -> None:
     state.out.print()
     state.out.print(f"[bold]{esc(profile.label)}[/bold]  {esc(runtime)}, {profile.runs} profiled "
                     f"run{'s' if profile.runs != 1 else ''}" + (" (time bound hit)" if profile.truncated else ""))
-    timed = ms_text(profile.latency_ms_mean)
+    timed = ms_text(profile.latency_ms_p50)
     coverage = f" ({profile.coverage * 100:.0f} % of it)" if profile.coverage is not None else ""
-    state.out.print(f"  timed mean {timed} ms; operators {ms_text(profile.op_ms)} ms{coverage}; profiled "
-                    f"inference {ms_text(profile.run_ms_mean)} ms")
+    state.out.print(f"  timed median {timed} ms; operators {ms_text(profile.op_ms)} ms{coverage}; profiled "
+                    f"inference {ms_text(profile.run_ms_p50)} ms")
     cost = f" = {profile.cost_ratio:.2g}× the measured phase" if profile.cost_ratio is not None else ""
     state.out.print(f"  pass {profile.wall_s:.2f} s{cost}", style="dim")
     state.out.print(f"  providers: {esc(profile.fallback_text())}")
@@ -137,7 +137,7 @@ def _print_diff(diff: Any, top: int) -> None:
     state.out.print()
     state.out.print(f"[bold]{esc(new.label)}[/bold] vs {esc(base_name)}")
     change = diff.latency_change_ms
-    timed = "" if change is None else (f"timed mean {ms_text(base.latency_ms_mean)} → {ms_text(new.latency_ms_mean)} ms "
+    timed = "" if change is None else (f"timed median {ms_text(base.latency_ms_p50)} → {ms_text(new.latency_ms_p50)} ms "
                                        f"({signed_ms_text(change)}); ")
     state.out.print(f"  {timed}operators {ms_text(base.op_ms)} → {ms_text(new.op_ms)} ms "
                     f"({signed_ms_text(diff.op_change_ms)})")

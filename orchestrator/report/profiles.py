@@ -41,7 +41,7 @@ class ProviderRow:
     runs: int
     wall_s: float
     cost_ratio: float | None
-    coverage: float | None  # operator sum over the timed mean
+    coverage: float | None  # operator sum over the timed median
 
 
 @dataclasses.dataclass

@@ -67,6 +67,17 @@ def test_onnxruntime_trace_is_read_per_run_and_the_first_run_left_out(tmp_path):
     assert again.runs == 3 and again.summary() == summary
 
 
+def test_a_stalled_inference_does_not_land_on_one_node():
+    found = farm_agent.ProfileAccumulator()
+    for conv_us in (100.0, 100.0, 50_000.0):  # the third inference was throttled while the conv ran
+        found.add_run([(0, "conv", "Conv", "CPU", conv_us, None), (1, "relu", "Relu", "CPU", 10.0, None)])
+    found.add_run([(0, "conv", "Conv", "CPU", 110.0, None), (1, "relu", "Relu", "CPU", 4.0, None),
+                   (1, "relu", "Relu", "CPU", 8.0, None), (2, "late", "Cast", "CPU", 1.0, None)])
+    summary = found.summary()
+    assert {op["op_type"]: op["us_per_run"] for op in summary["ops"]} == {"Conv": 105.0, "Relu": 10.0, "Cast": 0.0}
+    assert summary["op_ms_per_run"] == pytest.approx(0.115) and found.runs == 4  # Relu twice: 12 µs once
+
+
 def test_profile_pass_on_onnxruntime_states_runs_and_cost_and_leaves_no_trace(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
@@ -105,7 +116,7 @@ def test_openvino_pass_reads_layer_counters(tmp_path):
     assert convolution["kernels"] and all("f32" in k for k in convolution["kernels"])  # exec types, as run
     assert profile["nodes_not_run"] is not None  # inputs, constants, fused layers: counted, not timed
     # counters describe one inference at a time: the sum per inference is about one inference
-    assert profile["op_ms_per_run"] <= profile["run_ms_mean"] * 1.3
+    assert profile["op_ms_per_run"] <= profile["run_ms_p50"] * 1.3
 
 
 def test_bench_verb_profiles_after_the_timed_runs(tmp_path):
@@ -149,7 +160,7 @@ def _profile(ops, providers=None, nodes_not_run=None, source="onnxruntime-profil
         entry[1] += ms * 1000
         entry[2].append(op_type)
     profile = {
-        "source": source, "runs": 20, "runs_asked": 20, "truncated": False, "run_ms_mean": total_us / 1000 * 1.05,
+        "source": source, "runs": 20, "runs_asked": 20, "truncated": False, "run_ms_p50": total_us / 1000 * 1.05,
         "op_ms_per_run": total_us / 1000, "wall_s": 0.5, "cost_ratio": 0.25,
         "nodes_executed": sum(n for _, _, _, n, _ in ops), "nodes_not_run": nodes_not_run,
         "ops": [{"op_type": t, "provider": p, "us_per_run": ms * 1000, "nodes": n, "kernels": list(k)}
@@ -203,7 +214,7 @@ def test_shares_and_the_fp32_graph_from_the_other_variants_manifest():
     assert [op.op_type for op in fp32.ops] == ["Conv", "QuickGelu", "Concat"]
     assert sum(op.share for op in fp32.ops) == pytest.approx(1.0)
     assert fp32.ops[0].share == pytest.approx(40 / 46)
-    assert fp32.coverage == pytest.approx(46 / 47)
+    assert fp32.coverage == pytest.approx(46 / (47 * 0.98))  # against the timed median
     assert fp32.file_op_counts == FILE_FP32  # the original's op counts, recorded by the int8 variants
     rewrites = fp32.rewrites()
     assert rewrites.made == (("QuickGelu", 74),)
@@ -216,7 +227,7 @@ def test_int8_static_slowdown_is_attributed_to_operator_types():
     [(base, static)] = [(b, n) for b, n in pair_with_variant(profiles, "fp32") if n.variant == "int8-static"]
     diff = diff_profiles(base, static)
     changes = {c.op_type: c for c in diff.changes}
-    assert diff.latency_change_ms == pytest.approx(43.0) and diff.op_change_ms == pytest.approx(41.5)
+    assert diff.latency_change_ms == pytest.approx(43.0 * 0.98) and diff.op_change_ms == pytest.approx(41.5)
     assert changes["DequantizeLinear"].kind == "added" and changes["DequantizeLinear"].delta_ms == pytest.approx(15.0)
     assert changes["Conv"].delta_ms == pytest.approx(15.0) and changes["Conv"].kernels_text() == "NCHWc → default"
     assert changes["QLinearConv"].replaces == ("Conv",)  # 3 of the 83 convolutions became QLinearConv
