@@ -496,6 +496,13 @@ class Runtime(object):
         """runtime, runtime_version, provider (what really ran), providers_requested, fallback."""
         raise NotImplementedError
 
+    profiler = "?"  # the name of its profiler (orchestrator.agent_messages.Profile.source)
+
+    def profile(self, feeds, runs, deadline_ns):
+        """(ProfileAccumulator, wall ns of each profiled inference): `runs` inferences on a SECOND,
+        profiled session of the loaded model (see profiled_runs), never the timed one."""
+        raise NotImplementedError
+
 
 class OnnxRuntime(Runtime):
     """onnxruntime with an ordered list of execution providers (CPU appended as the last resort).
