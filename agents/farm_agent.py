@@ -498,6 +498,10 @@ class Runtime(object):
 
     profiler = "?"  # the name of its profiler (orchestrator.agent_messages.Profile.source)
 
+    def release(self):
+        """Let go of the timed session once everything it measured was sent (the profiling pass
+        then holds one copy of the model, not two: a small board has the memory for it)."""
+
     def profile(self, feeds, runs, deadline_ns):
         """(ProfileAccumulator, wall ns of each profiled inference): `runs` inferences on a SECOND,
         profiled session of the loaded model (see profiled_runs), never the timed one."""
@@ -559,7 +563,7 @@ class OnnxRuntime(Runtime):
         """Per-node times from a SECOND session with onnxruntime's profiler on: profiling is set
         when a session is created and records every run it makes, so the timed session never
         has it. Returns (ProfileAccumulator, wall ns of each profiled inference). The trace is
-        read as it is written (one event a line) and deleted: it never travels."""
+        read one event at a time once the session is gone, then deleted: it never travels."""
         folder = tempfile.mkdtemp(prefix="farm-profile-")
         try:
             options = self.session_options()
@@ -570,9 +574,13 @@ class OnnxRuntime(Runtime):
                 times_ns = profiled_runs(lambda: session.run(None, feeds), runs, deadline_ns)
             finally:
                 trace = session.end_profiling()
+                session = None
             return read_ort_trace(trace, PROFILE_WARMUP_RUNS), times_ns
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+    def release(self):
+        self.session = None
 
     def check_fallback(self):
         wanted = self.requested[0]
@@ -652,6 +660,9 @@ class OpenVINORuntime(Runtime):
         self.compile_config = config
 
     profiler = "openvino-perf-counters"
+
+    def release(self):
+        self.compiled = self.request = None
 
     def profile(self, feeds, runs, deadline_ns):
         """Per-layer times from a SECOND compiled model with PERF_COUNT on (the timed one has
@@ -1069,6 +1080,7 @@ def profile_pass(runtime, feeds, config, measure_ns):
     runs = int(config["profile_runs"])
     started = time.perf_counter_ns()
     deadline_ns = started + int(float(config["profile_max_seconds"]) * 1e9)
+    runtime.release()
     try:
         found, times_ns = runtime.profile(feeds, runs, deadline_ns)
     except Exception as exc:  # a runtime or provider without a profiler, a trace it could not write

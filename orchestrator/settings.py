@@ -150,9 +150,8 @@ class BenchSettings(BaseModel):
         False, "Fail a job whose requested provider is not what ran (onnxruntime falls back to CPU silently).",
         cli="--strict")
     profile: bool = setting(
-        False, "After each cell's measured runs, profile it per operator (onnxruntime's profiler, OpenVINO's "
-        "performance counters) on a second session in the same worker: the timed runs never carry the "
-        "profiler, and the pass's own cost is recorded. See `farm ops`.", cli="--profile", identity=False)
+        False, "After each cell's timed runs, profile it per operator on a second, profiled session (the "
+        "timed runs never carry the profiler); see farm ops.", cli="--profile", identity=False)
     profile_runs: int = setting(
         20, "Inferences the profiling pass counts (after two uncounted ones).", cli="--profile-runs", identity=False,
         ge=1, le=100_000)

@@ -34,8 +34,7 @@ def ops(
     as_json: bool = typer.Option(False, "--json", help="Print every profile (or every diff, with --vs) as JSON."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", help=DB_HELP),
 ) -> int:
-    """Per-operator profiles of a run measured with `farm bench --profile`: top operator types by time,
-    nodes per execution provider, and with --vs which operator types explain a latency change."""
+    """Where a run's time went per operator type (farm bench --profile); --vs: what changed, by type."""
     from orchestrator.errors import BadInputError
     from orchestrator.profiles import cell_profiles, diff_profiles, pair_across_runs, pair_with_variant
     from orchestrator.store import open_store

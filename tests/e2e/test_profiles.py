@@ -70,7 +70,7 @@ def test_fp32_runs_conv_and_int8_dynamic_runs_convinteger(conv_run):
 
 def test_farm_ops_vs_fp32_names_what_replaced_conv_in_80_columns(conv_run):
     db_url, _ = conv_run
-    for args in (["ops"], ["ops", "--vs", "fp32"], ["ops", "--vs", "fp32", "--top", "3"]):
+    for args in (["ops", "--help"], ["ops"], ["ops", "--vs", "fp32"], ["ops", "--vs", "fp32", "--top", "3"]):
         out = farm(db_url, *args).stdout
         assert not too_long(out), out
     table = farm(db_url, "ops", "--vs", "fp32").stdout
