@@ -9,7 +9,7 @@ gating and the export:
 * `CellProfile`: one result's profile — time per inference per operator type and provider, its
   share, the top nodes, the nodes per provider (a partial fallback to the CPU is visible even when
   the session's preferred provider is the accelerator), and what the runtime did to the file's
-  graph (`rewrites`: operator types it fused away or made, from the variant's op counts);
+  graph (`rewrites`: operator types it fused, rewrote or made, from the variant's op counts);
 * `diff_profiles`: a latency change attributed to operator types (the `--vs` view): time added,
   removed and changed per type, types one replaced by another (Conv → ConvInteger), and
   fusions the runtime made on one side only;
@@ -90,7 +90,8 @@ class ProviderSplit:
 @dataclasses.dataclass(frozen=True)
 class Rewrites:
     """What the runtime executed against what the model file holds, per operator type (node
-    counts): types it fused away or ran fewer of, and types it made (its fused kernels)."""
+    counts): types it fused into others or rewrote as other types (ran fewer of), and types it
+    made (its fused kernels, layout changes, rewritten operators)."""
 
     fewer: tuple[tuple[str, int, int], ...]  # (op type, in the file, executed), executed < file
     made: tuple[tuple[str, int], ...]  # (op type, executed) absent from the file
@@ -100,7 +101,7 @@ class Rewrites:
         if self.made:
             parts.append("made " + ", ".join(f"{op} ×{n}" for op, n in self.made[:limit]))
         if self.fewer:
-            parts.append("fused away " + ", ".join(f"{op} {file}→{ran}" for op, file, ran in self.fewer[:limit]))
+            parts.append("fused or rewrote " + ", ".join(f"{op} {file}→{ran}" for op, file, ran in self.fewer[:limit]))
         return "; ".join(parts)
 
 
@@ -419,7 +420,8 @@ def diff_profiles(base: CellProfile, new: CellProfile) -> ProfileDiff:
     `new` runs fewer nodes (ConvInteger replaces Conv; QLinearConv replaces some of them); a type
     only one side executes that its own file does not hold was made by the runtime (a fusion
     such as onnxruntime's QuickGelu, a layout change such as its ReorderInput), and one that its
-    file holds but it did not run was fused away: the note says which, and on which side.
+    file holds but it did not run was fused into another or rewritten as another (Resize run as
+    Upsample): the note says which, and on which side.
     """
     base_types, new_types = base.op_types(), new.op_types()
     base_rewrites, new_rewrites = base.rewrites() or Rewrites((), ()), new.rewrites() or Rewrites((), ())
@@ -439,12 +441,12 @@ def diff_profiles(base: CellProfile, new: CellProfile) -> ProfileDiff:
             if op in new_made:
                 note = f"made by {_runtime_word(new)}"
             elif op in base_fused:
-                note = f"fused away in {base.variant}"
+                note = f"fused or rewritten in {base.variant}"
         elif new_ms is None:
             if op in base_made:
                 note = f"made by {_runtime_word(base)} for {base.variant} only"
             elif op in new_fused:
-                note = "fused away here"
+                note = "fused or rewritten here"
         changes.append(OpChange(op, base_ms, new_ms, base_nodes, new_nodes, replaces, note, base.kernels(op),
                                 new.kernels(op)))
     changes.sort(key=lambda c: (-abs(c.delta_ms), c.op_type))
