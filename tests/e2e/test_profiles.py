@@ -147,3 +147,45 @@ def test_the_gate_names_the_operator_types_of_a_regression(tmp_path, db_url):
     top = max(grown, key=grown.get)
     assert f"operators: {top} +" in failure.get("message")
     assert f"regressed: {top} +" in markdown.read_text()
+
+
+def _running_worker() -> int | None:
+    """The local board's running worker, as the agent records it in its lease (the pid it kills
+    itself when a controller takes over)."""
+    from orchestrator.boards import default_local_workdir
+
+    try:
+        lease = json.loads((default_local_workdir() / "lease.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (lease.get("worker") or {}).get("pid")
+
+
+def test_a_worker_killed_during_the_profiling_pass_keeps_its_measurement(tmp_path, db_url):
+    """The pass runs after the result was sent: losing the worker then (the OOM killer, a profiler
+    crash) costs the profile, and says so, never the timed figures."""
+    import os
+    import signal
+
+    from orchestrator.request import BenchRequest, run_bench
+    from orchestrator.settings import BenchSettings
+
+    model = model_factory.slow_matmul_chain(tmp_path / "slow.onnx", size=512, layers=4)  # ~10 ms an inference
+    killed: list[int] = []
+
+    def on_event(kind: str, info: dict) -> None:
+        if kind == "cell_phase" and info.get("phase") == "profile" and not killed:
+            pid = _running_worker()
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    settings = BenchSettings(runs=10, min_seconds=0, warmup=1, threads=1, sample_interval_s=0, profile=True,
+                             profile_runs=100_000, profile_max_seconds=120)  # far longer than the test waits
+    outcome = run_bench(BenchRequest(model_paths=[model], settings=settings, write_report=False, db_url=db_url),
+                        on_event=on_event)
+    assert killed and outcome.run.status == "finished"
+    [record] = json.loads(farm(db_url, "runs", "export").stdout)
+    assert record["status"] == "ok" and record["runs"] == 10 and record["latency_ms_p50"] > 0
+    assert record["profile_runs"] is None
+    assert record["profile_error"] == "the profiling pass ended the worker (exit status -9, SIGKILL: out of memory?)"
