@@ -124,7 +124,7 @@ class CellProfile:
     runs: int
     runs_asked: int
     truncated: bool
-    run_ms_p50: float  # median wall time of a profiled inference (the profiler on)
+    run_ms_p50: float | None  # median wall time of a profiled inference (the profiler on)
     op_ms: float  # sum of the node times per inference
     wall_s: float  # the whole pass
     cost_ratio: float | None  # wall_s over the measured phase of the same worker
@@ -254,7 +254,7 @@ def cell_profile(result: Mapping[str, Any]) -> CellProfile | None:
         latency_ms_p50=_float(result.get("latency_ms_p50")), latency_ms_mean=_float(result.get("latency_ms_mean")),
         profiler=str(profile.get("source")), runs=int(profile.get("runs") or 0),
         runs_asked=int(profile.get("runs_asked") or 0), truncated=bool(profile.get("truncated")),
-        run_ms_p50=float(profile.get("run_ms_p50") or 0.0), op_ms=op_ms, wall_s=float(profile.get("wall_s") or 0.0),
+        run_ms_p50=_float(profile.get("run_ms_p50")), op_ms=op_ms, wall_s=float(profile.get("wall_s") or 0.0),
         cost_ratio=_float(profile.get("cost_ratio")), nodes_executed=int(profile.get("nodes_executed") or 0),
         nodes_not_run=profile.get("nodes_not_run"),
         ops=tuple(OpTime(str(o["op_type"]), str(o["provider"]), float(o["us_per_run"]) / 1000.0, int(o["nodes"]),

@@ -108,9 +108,16 @@ def _print_profile(profile: Any, top: int) -> None:
     cost = f" = {profile.cost_ratio:.2g}× the measured phase" if profile.cost_ratio is not None else ""
     state.out.print(f"  pass {profile.wall_s:.2f} s{cost}", style="dim")
     state.out.print(f"  providers: {esc(profile.fallback_text())}")
+    changed = profile.variant_changes()
+    if changed and profile.variant != "fp32":
+        state.out.print("  the variant's graph vs the original: " + esc(", ".join(
+            f"{op} {before}→{after}" for op, (before, after) in list(changed.items())[:5])), style="dim")
     rewrites = profile.rewrites()
     if rewrites is not None and rewrites.text():
         state.out.print(f"  onnxruntime {esc(rewrites.text(4))}", style="dim")
+    if profile.top_nodes:
+        state.out.print("  slowest nodes: " + esc(", ".join(
+            f"{n.name} ({n.op_type}) {ms_text(n.ms)} ms" for n in profile.top_nodes[:3])), style="dim")
     if profile.nodes_not_run:
         state.out.print(f"  OpenVINO ran {profile.nodes_executed} layers; {profile.nodes_not_run} fused away or "
                         "not run", style="dim")
