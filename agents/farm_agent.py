@@ -27,6 +27,9 @@ Verbs (also runnable one at a time: `agent.py VERB ARGS`)
                         --max-samples / --max-series-rows of them, evenly spaced), then the
                         `result` with an exact summary of every run. With --dataset the same
                         worker runs the dataset afterwards and its outputs come back too.
+                        With --profile-runs N it then profiles N inferences per operator on a
+                        second, profiled session (never the timed one); the result carries the
+                        compact `profile` (per op type, top nodes, nodes per provider, its cost).
   outputs --model PATH --dataset NPZ [--out NPZ]
                         run every input of a dataset through the model, save the outputs
                         (or stream them back) for the controller to score.
@@ -54,8 +57,10 @@ import platform
 import queue
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -491,6 +496,17 @@ class Runtime(object):
         """runtime, runtime_version, provider (what really ran), providers_requested, fallback."""
         raise NotImplementedError
 
+    profiler = "?"  # the name of its profiler (orchestrator.agent_messages.Profile.source)
+
+    def release(self):
+        """Let go of the timed session once everything it measured was sent (the profiling pass
+        then holds one copy of the model, not two: a small board has the memory for it)."""
+
+    def profile(self, feeds, runs, deadline_ns):
+        """(ProfileAccumulator, wall ns of each profiled inference): `runs` inferences on a SECOND,
+        profiled session of the loaded model (see profiled_runs), never the timed one."""
+        raise NotImplementedError
+
 
 class OnnxRuntime(Runtime):
     """onnxruntime with an ordered list of execution providers (CPU appended as the last resort).
@@ -509,13 +525,7 @@ class OnnxRuntime(Runtime):
         except ImportError:
             raise AgentFailure("missing-runtime", "onnxruntime is not installed for %s" % sys.executable)
         self.ort = ort
-        options = ort.SessionOptions()
-        if self.config.get("threads"):
-            options.intra_op_num_threads = int(self.config["threads"])
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        if not self.config.get("cpu_arena", True):
-            options.enable_cpu_mem_arena = False  # each run's buffers go back to the OS (true transient peaks)
+        self.model_path = model_path
         requested = [ort_provider_name(p) for p in (self.config.get("providers") or ["CPUExecutionProvider"])]
         self.requested = requested
         available = set(ort.get_available_providers())
@@ -523,14 +533,54 @@ class OnnxRuntime(Runtime):
         if "CPUExecutionProvider" not in usable:
             usable.append("CPUExecutionProvider")
         options_by_provider = {ort_provider_name(k): v for k, v in (self.config.get("provider_options") or {}).items()}
-        provider_options = [options_by_provider.get(p, {}) for p in usable]
+        self.usable = usable
+        self.provider_options = [options_by_provider.get(p, {}) for p in usable]
         try:
-            self.session = ort.InferenceSession(model_path, sess_options=options, providers=usable,
-                                                provider_options=provider_options)
+            self.session = self.new_session(self.session_options())
         except Exception as exc:  # onnxruntime raises several unrelated types for bad models
             raise AgentFailure("model-error", "cannot load model %s: %s" % (model_path, first_line(exc)))
         self.actual = list(self.session.get_providers())
         self.check_fallback()
+
+    def session_options(self):
+        """The timed session's options; the profiling pass's session adds the profiler to the same."""
+        options = self.ort.SessionOptions()
+        if self.config.get("threads"):
+            options.intra_op_num_threads = int(self.config["threads"])
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        if not self.config.get("cpu_arena", True):
+            options.enable_cpu_mem_arena = False  # each run's buffers go back to the OS (true transient peaks)
+        return options
+
+    def new_session(self, options):
+        return self.ort.InferenceSession(self.model_path, sess_options=options, providers=self.usable,
+                                         provider_options=self.provider_options)
+
+    profiler = "onnxruntime-profiler"
+
+    def profile(self, feeds, runs, deadline_ns):
+        """Per-node times from a SECOND session with onnxruntime's profiler on: profiling is set
+        when a session is created and records every run it makes, so the timed session never
+        has it. Returns (ProfileAccumulator, wall ns of each profiled inference). The trace is
+        read one event at a time once the session is gone, then deleted: it never travels."""
+        folder = tempfile.mkdtemp(prefix="farm-profile-")
+        try:
+            options = self.session_options()
+            options.enable_profiling = True
+            options.profile_file_prefix = os.path.join(folder, "ort")
+            session = self.new_session(options)
+            try:
+                times_ns = profiled_runs(lambda: session.run(None, feeds), runs, deadline_ns)
+            finally:
+                trace = session.end_profiling()
+                session = None
+            return read_ort_trace(trace, PROFILE_WARMUP_RUNS), times_ns
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def release(self):
+        self.session = None
 
     def check_fallback(self):
         wanted = self.requested[0]
@@ -606,6 +656,44 @@ class OpenVINORuntime(Runtime):
         self.request = self.compiled.create_infer_request()
         self.device = device
         self.devices = devices
+        self.core = core
+        self.compile_config = config
+
+    profiler = "openvino-perf-counters"
+
+    def release(self):
+        self.compiled = self.request = None
+
+    def profile(self, feeds, runs, deadline_ns):
+        """Per-layer times from a SECOND compiled model with PERF_COUNT on (the timed one has
+        it off). OpenVINO's counters describe the request's last inference, so they are read
+        after each profiled one and added up. Layers OpenVINO fused away or did not run are
+        counted, not timed."""
+        config = dict(self.compile_config)
+        config["PERF_COUNT"] = "YES"
+        compiled = self.core.compile_model(self.model, self.device, config)
+        request = compiled.create_infer_request()
+        found = ProfileAccumulator()
+        outputs = list(compiled.outputs)
+
+        def run():
+            request.infer(feeds)
+            return [request.get_tensor(port) for port in outputs]
+
+        def after_run():
+            records = []
+            not_run = 0
+            for info in request.get_profiling_info():
+                if getattr(info.status, "name", str(info.status).rpartition(".")[2]) != "EXECUTED":
+                    not_run += 1
+                    continue
+                records.append((info.node_name, info.node_name, info.node_type, self.device,
+                                info.real_time.total_seconds() * 1e6, info.exec_type))
+            found.add_run(records)
+            found.not_run = not_run
+
+        times_ns = profiled_runs(run, runs, deadline_ns, after_run)
+        return found, times_ns
 
     def input_specs(self):
         specs = []
@@ -734,6 +822,10 @@ def worker_main(config):
         except AgentFailure as exc:
             result["outputs_error"] = "%s: %s" % (exc.kind, exc)
     emit("worker_result", **result)
+    if int(config.get("profile_runs") or 0) > 0:
+        # After everything measured was sent: a profiler that crashes the worker costs the profile only.
+        emit("phase", phase="profile", t_ns=time.monotonic_ns())
+        emit("worker_profile", **profile_pass(runtime, feeds, config, measure_ns))
 
 
 def decimate(samples, limit):
@@ -826,6 +918,187 @@ def make_inputs(np, specs, shapes):
         else:
             feeds[name] = np.zeros(shape, dtype=dtype)
     return feeds
+
+
+# ---------------------------------------------------------------------------------------------
+# the profiling pass: per-operator times, after (and apart from) the timed runs
+#
+# It runs in the same worker once the measured loop, its peaks and the dataset are done, on a
+# second session (onnxruntime) or compiled model (OpenVINO) with the runtime's profiler on, so the
+# profiler's own cost never reaches a timed figure. What comes back is compact whatever the
+# model: per operator type (and provider) its time per inference and node count, the top nodes,
+# the nodes per provider; the raw trace stays on the board and is deleted.
+
+PROFILE_WARMUP_RUNS = 2  # the profiled session's first inferences (allocation, kernel choice) are not counted
+PROFILE_TOP_NODES = 10
+PROFILE_MAX_OPS = 512
+PROFILE_MAX_PROVIDER_OPS = 64
+PROFILE_NAME_CHARS = 200
+
+
+class ProfileAccumulator(object):
+    """Each node's time in every profiled inference (µs), then summarised per operator type.
+
+    A node's figure is its median over the inferences (a node absent from one counts 0 there):
+    one preempted or cgroup-throttled inference (a lab board's CPU quota stalls a process for
+    tens of ms) must not land on whichever node was running. Sums are of these medians, so
+    they compare with the timed runs' median."""
+
+    def __init__(self):
+        self.nodes = {}  # key -> [name, op_type, provider, kernel, [µs per inference]]
+        self.runs = 0
+        self.not_run = None  # OpenVINO: layers fused away or not executed (None: the runtime does not say)
+
+    def add_run(self, records):
+        """One inference's nodes: (key, name, op_type, provider, µs, kernel or None) each."""
+        self.runs += 1
+        for key, name, op_type, provider, micros, kernel in records:
+            node = self.nodes.get(key)
+            if node is None:
+                node = self.nodes[key] = [name, op_type, provider, kernel, []]
+            times = node[4]
+            if len(times) < self.runs - 1:
+                times.extend([0.0] * (self.runs - 1 - len(times)))  # absent from earlier inferences
+            if len(times) == self.runs:
+                times[-1] += float(micros)  # a node that ran twice in one inference (a loop body)
+            else:
+                times.append(float(micros))
+
+    def node_times(self):
+        """[(name, op_type, provider, kernel, median µs per inference)]."""
+        found = []
+        for name, op_type, provider, kernel, times in self.nodes.values():
+            found.append((name, op_type, provider, kernel,
+                          statistics.median(times + [0.0] * (self.runs - len(times))) if times else 0.0))
+        return found
+
+    def summary(self):
+        ops = {}
+        providers = {}
+        nodes = self.node_times()
+        for name, op_type, provider, kernel, micros in nodes:
+            op = ops.setdefault((op_type, provider), {"us": 0.0, "nodes": 0, "kernels": {}})
+            op["us"] += micros
+            op["nodes"] += 1
+            if kernel:
+                op["kernels"][kernel] = op["kernels"].get(kernel, 0.0) + micros
+            split = providers.setdefault(provider, {"us": 0.0, "nodes": 0, "ops": {}})
+            split["us"] += micros
+            split["nodes"] += 1
+            split["ops"][op_type] = split["ops"].get(op_type, 0.0) + micros
+        ranked = sorted(ops.items(), key=lambda item: -item[1]["us"])[:PROFILE_MAX_OPS]
+        top = sorted(nodes, key=lambda node: -node[4])[:PROFILE_TOP_NODES]
+        return {
+            "nodes_executed": len(nodes),
+            "nodes_not_run": self.not_run,
+            "op_ms_per_run": sum(n[4] for n in nodes) / 1000.0,
+            "ops": [{"op_type": clip(op_type), "provider": clip(provider), "us_per_run": op["us"],
+                     "nodes": op["nodes"],
+                     "kernels": [clip(k) for k, _ in sorted(op["kernels"].items(), key=lambda kv: -kv[1])[:4]]}
+                    for (op_type, provider), op in ranked],
+            "top_nodes": [{"name": clip(name), "op_type": clip(op_type), "provider": clip(provider),
+                           "us_per_run": micros, "kernel": clip(kernel) if kernel else None}
+                          for name, op_type, provider, kernel, micros in top],
+            "providers": [{"provider": clip(provider), "nodes": split["nodes"], "us_per_run": split["us"],
+                           "op_types": [clip(o) for o, _ in sorted(split["ops"].items(),
+                                                                   key=lambda kv: -kv[1])[:PROFILE_MAX_PROVIDER_OPS]]}
+                          for provider, split in sorted(providers.items(), key=lambda item: -item[1]["us"])],
+        }
+
+
+def clip(text):
+    text = str(text)
+    return text if len(text) <= PROFILE_NAME_CHARS else text[:PROFILE_NAME_CHARS - 3] + "..."
+
+
+def profiled_runs(run, runs, deadline_ns, after_run=None):
+    """PROFILE_WARMUP_RUNS uncounted inferences, then up to `runs` more, stopping early at
+    `deadline_ns` (perf_counter_ns; at least one is run). Returns each counted one's wall ns."""
+    perf = time.perf_counter_ns
+    for _ in range(PROFILE_WARMUP_RUNS):
+        run()
+    times_ns = []
+    while len(times_ns) < runs:
+        started = perf()
+        run()
+        times_ns.append(perf() - started)
+        if after_run is not None:
+            after_run()
+        if perf() >= deadline_ns:
+            break
+    return times_ns
+
+
+def read_ort_trace(path, skip_runs):
+    """onnxruntime's profile (Chrome trace JSON) -> a ProfileAccumulator of its runs after the
+    first `skip_runs`. Node events (`cat` Node, `*_kernel_time`, args op_name/provider/node_index)
+    come before the `model_run` event that ends their run; the file has one event a line, read
+    one at a time so a long trace is never held whole (a whole-file parse is the fallback)."""
+    try:
+        with open(path) as handle:
+            return _ort_runs(_ort_trace_lines(handle), skip_runs)
+    except ValueError:
+        with open(path) as handle:
+            return _ort_runs(json.load(handle), skip_runs)
+
+
+def _ort_trace_lines(handle):
+    for line in handle:
+        text = line.strip().rstrip(",")
+        if text and text not in ("[", "]"):
+            event = json.loads(text)
+            if not isinstance(event, dict):
+                raise ValueError("not one event a line")
+            yield event
+
+
+def _ort_runs(events, skip_runs):
+    found = ProfileAccumulator()
+    pending = []
+    seen = 0
+    for event in events:
+        name = event.get("name") or ""
+        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
+            args = event.get("args") or {}
+            node = name[:-len("_kernel_time")]
+            key = args.get("node_index", node)
+            # onnxruntime names the nodes its NCHWc layout transformer made `*_nchwc`: their kernels
+            # work on channel-blocked tensors, its fast CPU path for convolutions and pooling.
+            kernel = "NCHWc" if node.endswith("_nchwc") else None
+            pending.append((key, node or "#%s" % key, args.get("op_name") or "?", args.get("provider") or "?",
+                            event.get("dur") or 0, kernel))
+        elif event.get("cat") == "Session" and name == "model_run":
+            if seen >= skip_runs:
+                found.add_run(pending)
+            seen += 1
+            pending = []
+    return found
+
+
+def profile_pass(runtime, feeds, config, measure_ns):
+    """The profiling pass: its summary and cost, or {"error": why} (the measurement stands)."""
+    runs = int(config["profile_runs"])
+    started = time.perf_counter_ns()
+    deadline_ns = started + int(float(config["profile_max_seconds"]) * 1e9)
+    runtime.release()
+    try:
+        found, times_ns = runtime.profile(feeds, runs, deadline_ns)
+    except Exception as exc:  # a runtime or provider without a profiler, a trace it could not write
+        return {"error": "%s: %s" % (type(exc).__name__, first_line(exc))}
+    if found.runs == 0 or not found.nodes:
+        return {"error": "the %s recorded no node of any profiled inference" % runtime.profiler}
+    wall_ns = time.perf_counter_ns() - started
+    profile = found.summary()
+    profile.update({
+        "source": runtime.profiler,
+        "runs": found.runs,
+        "runs_asked": runs,
+        "truncated": len(times_ns) < runs,
+        "run_ms_p50": statistics.median(times_ns) / 1e6,
+        "wall_s": wall_ns / 1e9,
+        "cost_ratio": wall_ns / float(measure_ns) if measure_ns > 0 else None,
+    })
+    return {"profile": profile}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1092,6 +1365,8 @@ def bench_main(args):
         "max_samples": args.max_samples,
         "dataset": os.path.abspath(args.dataset) if args.dataset else None,
         "outputs_path": outputs_path,
+        "profile_runs": args.profile_runs,
+        "profile_max_seconds": args.profile_max_seconds,
     }
     config.update(runtime_config(args))
     freq_before = cpu_freqs_khz()
@@ -1109,7 +1384,8 @@ def _watch_worker(args, worker, cooldown, freq_before, outputs_path):
     sampler = Sampler(worker.pid, args.sample_interval) if args.sample_interval > 0 else None
     if sampler is not None:
         sampler.start()
-    worker_result = worker_error = worker_outputs = None
+    worker_result = worker_error = worker_outputs = worker_profile = None
+    profiling = False
     assert worker.stdout is not None
     for line in worker.stdout:
         try:
@@ -1121,6 +1397,7 @@ def _watch_worker(args, worker, cooldown, freq_before, outputs_path):
         if kind == "phase":
             if sampler is not None:
                 sampler.mark(message["phase"])
+            profiling = profiling or message["phase"] == "profile"
             emit("phase", phase=message["phase"])
         elif kind == "worker_chunk":
             emit("chunk", field=message["field"], seq=message["seq"], values=message["values"])
@@ -1128,6 +1405,8 @@ def _watch_worker(args, worker, cooldown, freq_before, outputs_path):
             worker_outputs = message
         elif kind == "worker_result":
             worker_result = message
+        elif kind == "worker_profile":
+            worker_profile = message
         elif kind == "error":
             worker_error = message
     returncode = worker.wait()
@@ -1138,6 +1417,12 @@ def _watch_worker(args, worker, cooldown, freq_before, outputs_path):
         emit("error", kind=worker_error.get("kind", "agent-error"), message=worker_error.get("message"),
              traceback=worker_error.get("traceback"))
         return 1
+    profile_error = (worker_profile or {}).get("error")
+    if profiling and worker_result is not None and worker_profile is None and returncode != 0:
+        # the profiling pass took the worker down after its result was sent: the measurement stands
+        profile_error = "the profiling pass ended the worker (exit status %s%s)" % (
+            returncode, ", SIGKILL: out of memory?" if returncode in (-signal.SIGKILL, 137) else "")
+        returncode = 0
     if returncode == -signal.SIGKILL or returncode == 137:
         emit_error("oom-killed", "the worker was killed by SIGKILL (out of memory?) while running %s" % args.model)
         return 1
@@ -1160,6 +1445,8 @@ def _watch_worker(args, worker, cooldown, freq_before, outputs_path):
         emit("chunk", field="samples", seq=seq, values=kept[start:start + CHUNK_ROWS])
     result["samples_total"] = len(samples)
     result["samples_kept"] = len(kept)
+    result["profile"] = (worker_profile or {}).get("profile")
+    result["profile_error"] = profile_error
     if worker_outputs is not None:
         stream_outputs(worker_outputs)
     emit("result", result=result)
@@ -1854,6 +2141,11 @@ def build_parser(parser_class=argparse.ArgumentParser):
                        help="send at most this many latency samples (evenly spaced); the summary covers all")
     bench.add_argument("--max-series-rows", type=int, default=None, help="send at most this many sampler rows")
     bench.add_argument("--dataset", help="after measuring, run this dataset (.npz) and send its outputs back")
+    bench.add_argument("--profile-runs", type=int, required=True,
+                       help="after everything measured, profile this many inferences per operator in a second, "
+                            "profiled session (0: no profiling pass)")
+    bench.add_argument("--profile-max-seconds", type=float, required=True,
+                       help="stop the profiling pass's inferences after this long (at least one is profiled)")
     lease = verbs.add_parser("lease")
     lease.add_argument("action", choices=["acquire", "renew", "release"])
     lease.add_argument("--workdir", default=".")

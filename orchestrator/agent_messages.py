@@ -49,7 +49,7 @@ Celsius = Annotated[float, Field(ge=-273.15, le=1000)]
 Percent = Annotated[float, Field(ge=0, le=1e6)]  # pidstat -u: more than 100 with several threads
 KHz = Annotated[int, Field(ge=0, le=10**9)]
 Epoch = Annotated[float, Field(ge=0, le=1e11)]
-Phase = Literal["start", "load", "first_inference", "warmup", "measure", "done", "outputs"]
+Phase = Literal["start", "load", "first_inference", "warmup", "measure", "done", "outputs", "profile"]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 RequestId = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 SMALL = 4096  # most lists and maps (cores, zones, providers, inputs)
@@ -192,6 +192,60 @@ class RuntimeInfo(_Model):
     inference_precision: Optional[Text] = None
 
 
+Micros = Annotated[float, Field(ge=0, le=MAX_MS * 1000)]
+
+
+class ProfileOp(_Model):
+    """One operator type on one provider in the profiling pass: µs per inference, nodes executed,
+    the runtime's kernels for it (OpenVINO exec types such as brgconv_avx512_f32, slowest first)."""
+
+    op_type: Text
+    provider: Text
+    us_per_run: Micros
+    nodes: Count
+    kernels: list[Text] = Field(default_factory=list, max_length=16)
+
+
+class ProfileNode(_Model):
+    name: Text
+    op_type: Text
+    provider: Text
+    us_per_run: Micros
+    kernel: Optional[Text] = None
+
+
+class ProfileProvider(_Model):
+    """Nodes executed on one provider (a compiled subgraph counts as one), their time, op types."""
+
+    provider: Text
+    nodes: Count
+    us_per_run: Micros
+    op_types: list[Text] = Field(default_factory=list, max_length=256)
+
+
+class Profile(_Model):
+    """The profiling pass of a bench job: after the timed runs, on a second, profiled session.
+
+    `runs` inferences were counted (of `runs_asked`; `truncated` when its time bound stopped it),
+    `run_ms_p50` is their median wall time with the profiler on; every µs figure is a node's
+    median over them, summed (`op_ms_per_run`: all nodes); `wall_s` the whole pass (session,
+    runs, reading the trace) and `cost_ratio` that over the measured phase of the same worker."""
+
+    source: Literal["onnxruntime-profiler", "openvino-perf-counters"]
+    runs: Annotated[int, Field(ge=1, le=MAX_COUNT)]
+    runs_asked: Annotated[int, Field(ge=1, le=MAX_COUNT)]
+    truncated: bool
+    run_ms_p50: Ms
+    op_ms_per_run: Ms
+    wall_s: Seconds
+    cost_ratio: Optional[Annotated[float, Field(ge=0, le=1e12)]] = None
+    nodes_executed: Count
+    nodes_not_run: Optional[Count] = None
+    ops: list[ProfileOp] = Field(max_length=1024)
+    top_nodes: list[ProfileNode] = Field(max_length=64)
+    providers: list[ProfileProvider] = Field(max_length=64)
+
+
 class BenchResult(RuntimeInfo):
     """A bench job's result, without its streamed samples and time series."""
 
@@ -220,6 +274,8 @@ class BenchResult(RuntimeInfo):
     rss_steady_bytes: Optional[Bytes] = None
     samples_total: Count
     samples_kept: Count
+    profile: Optional[Profile] = None  # --profile: the profiling pass, after the timed runs
+    profile_error: Optional[LongText] = None  # why a profiling pass asked for has no profile
 
     @model_validator(mode="after")
     def _counts(self) -> "BenchResult":
@@ -390,5 +446,5 @@ def _diagnose(line: str | bytes, exc: ValidationError) -> str:
 
 __all__ = [
     "AgentMessage", "BenchResult", "Chunk", "ErrorMessage", "Facts", "Hello", "LatencyChunk", "Lease", "OutputsChunk",
-    "OutputsMessage", "SampleRow", "SamplesChunk", "parse_agent_line", "strip_controls",
+    "OutputsMessage", "Profile", "SampleRow", "SamplesChunk", "parse_agent_line", "strip_controls",
 ]

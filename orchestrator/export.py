@@ -6,6 +6,9 @@ JSON and CSV are text (`export_run`); Parquet is binary (`export_run_bytes`) and
 `export_samples_bytes` exports the raw per-inference latencies instead, in long format (one
 row per measured inference: `run_id, board, model, variant, sample, latency_ms`, the columns
 of `orchestrator.results.load_samples`), for people who test or plot them themselves.
+
+`export_ops_bytes` exports the operator profiles (`farm bench --profile`) in long format: one
+row per result × operator type × provider, the fields of `orchestrator.profiles.OPS_EXPORT_FIELDS`.
 """
 from __future__ import annotations
 
@@ -101,6 +104,36 @@ def export_samples_bytes(store: Store, run_id: str, fmt: str, *, board: str | No
         return (frame.to_json(orient="records", double_precision=6) + "\n").encode("utf-8")
     if fmt == "csv":
         return frame.to_csv(index=False, lineterminator="\n").encode("utf-8")
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, engine="pyarrow", index=False)
+    return buffer.getvalue()
+
+
+def export_ops_bytes(store: Store, run_id: str, fmt: str) -> bytes:
+    """The run's operator profiles in long format (orchestrator.profiles.OPS_EXPORT_FIELDS, one row
+    per result × operator type × provider, ms per inference): json, csv or parquet. A run
+    measured without --profile exports no rows (CSV: the header only)."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r} (use one of: {', '.join(FORMATS)})")
+    from orchestrator.profiles import OPS_EXPORT_FIELDS, ops_records
+
+    records = ops_records(store.results(run_id))
+    if fmt == "json":
+        return (json.dumps(records, indent=2) + "\n").encode("utf-8")
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(OPS_EXPORT_FIELDS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return buffer.getvalue().encode("utf-8")
+    if not parquet_available():
+        raise UsageError(
+            "exporting Parquet needs pyarrow, which is not installed: pip install 'farm[parquet]' "
+            "(or pip install pyarrow), or use --format csv/json"
+        )
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(records, columns=list(OPS_EXPORT_FIELDS))
     buffer = io.BytesIO()
     frame.to_parquet(buffer, engine="pyarrow", index=False)
     return buffer.getvalue()

@@ -19,6 +19,9 @@ Every cell of the gated run gets one outcome, from the verdict of the one compar
 * `failed` — the cell's job failed in this run;
 * `skipped` — nothing to compare with: only in the baseline, not in the baseline, or failed there.
 
+A regressed or inconclusive cell that both runs profiled (`farm bench --profile`) names, in its
+JUnit and Markdown message, the operator types that moved most (orchestrator.profiles).
+
 Exit status precedence: BOARD_FAILURE (4) when any job of the run failed — its cells could not
 be compared, so a clean comparison of the rest proves nothing; else REGRESSION (5) when any
 cell regressed (or was inconclusive with `fail_on_inconclusive`); else OK (0).
@@ -36,6 +39,7 @@ from typing import Any
 from orchestrator.analysis import DEFAULT_ALPHA
 from orchestrator.compare import CellComparison, RunComparison, compare_runs
 from orchestrator.errors import BadInputError, ExitStatus
+from orchestrator.profiles import explain_pairs
 from orchestrator.store import Store
 from orchestrator.units import mib_text
 
@@ -69,11 +73,15 @@ class GateCell:
     message: str
     comparison: CellComparison | None = None  # None when there is no baseline for the cell
     duration_s: float = 0.0
+    # The operator types that moved most, when both runs profiled the cell (farm bench --profile):
+    # "DequantizeLinear +15.1 ms (new, 494 nodes), Conv +14.5 ms (NCHWc → default)". In `message`.
+    operators: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "board": self.board, "model": self.model, "variant": self.variant,
             "outcome": self.outcome, "message": self.message, "duration_s": self.duration_s,
+            "operators": self.operators,
             "comparison": None if self.comparison is None else self.comparison.as_dict(),
         }
 
@@ -215,8 +223,21 @@ def evaluate_gate(
         raise BadInputError(
             f"run {run_id} and its baseline {comparison.base_run_id} have no cell (board × model × variant) in "
             f"common in {store.safe_url}: nothing was compared; pick another --baseline, or pass --baseline-optional")
-    cells = [_gate_cell(cell, durations.get((cell.board, cell.model, cell.variant), 0.0)) for cell in comparison.cells]
+    operators = _operator_explanations(store, comparison)
+    cells = [_gate_cell(cell, durations.get((cell.board, cell.model, cell.variant), 0.0),
+                        operators.get((cell.base_result_id, cell.new_result_id), "")) for cell in comparison.cells]
     return result(baseline_run_id=comparison.base_run_id, cells=tuple(cells), comparison=comparison)
+
+
+def _operator_explanations(store: Store, comparison: RunComparison) -> dict[tuple[Any, Any], str]:
+    """(base result id, new result id) -> the operator types that explain the change, for the
+    regressed and inconclusive cells both runs profiled (orchestrator.profiles); read only when
+    there is such a cell."""
+    flagged = [(c.base_result_id, c.new_result_id) for c in comparison.cells
+               if c.verdict in ("regressed", "inconclusive") and c.compared]
+    if not flagged:
+        return {}
+    return explain_pairs(store.results(comparison.base_run_id), store.results(comparison.new_run_id), flagged)
 
 
 def _key(record: dict[str, Any]) -> tuple[str, str, str]:
@@ -233,9 +254,9 @@ def _durations_s(store: Store, run_id: str) -> dict[tuple[str, str, str], float]
     return found
 
 
-def _gate_cell(cell: CellComparison, duration_s: float) -> GateCell:
+def _gate_cell(cell: CellComparison, duration_s: float, operators: str = "") -> GateCell:
     def gate(outcome: str, message: str) -> GateCell:
-        return GateCell(cell.board, cell.model, cell.variant, outcome, message, cell, duration_s)
+        return GateCell(cell.board, cell.model, cell.variant, outcome, message, cell, duration_s, operators)
 
     if cell.new_status == "failed":
         return gate("failed", f"job failed: {cell.new_error}")
@@ -245,7 +266,7 @@ def _gate_cell(cell: CellComparison, duration_s: float) -> GateCell:
         why = "not in the baseline" if cell.verdict == "only-new" else f"failed in the baseline ({cell.base_error})"
         return gate("skipped", f"no comparison: {why}")
     if cell.verdict in ("regressed", "inconclusive"):
-        return gate(cell.verdict, _numbers(cell))
+        return gate(cell.verdict, _numbers(cell) + (f"; operators: {operators}" if operators else ""))
     return gate("passed", f"{cell.verdict}: {_numbers(cell)}")
 
 
@@ -397,6 +418,8 @@ def markdown_summary(gate_result: GateResult) -> str:
                if cmp and cmp.memory_verdict is not None else "—")
         dmem = f"{cmp.memory_change_pct:+.1f}%" if cmp and cmp.memory_change_pct is not None else "—"
         result = _OUTCOME_MARK[cell.outcome]
+        if cell.operators:
+            result += f": {cell.operators}"
         if cell.outcome == "failed":
             result += f": {cell.message.removeprefix('job failed: ')[:80]}"
         elif cell.outcome == "skipped":

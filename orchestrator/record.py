@@ -77,10 +77,15 @@ STATISTICS_EXPORT_FIELDS = (
 PAIRED_BASE_FIELD = "paired_base_result_id"
 PAIRED_BASE_P50_FIELD = "latency_ms_paired_base_p50"
 PAIRED_EXPORT_FIELDS = (PAIRED_BASE_FIELD, PAIRED_BASE_P50_FIELD)
+#: The profiling pass (`--profile`; None without one): inferences profiled, the pass's wall time
+#: (s), that over the measured phase of the worker that ran it, and why a pass asked for gave no
+#: profile. The per-operator figures are `details["profile"]` (long form: `farm runs export --ops`,
+#: orchestrator.profiles).
+PROFILE_EXPORT_FIELDS = ("profile_runs", "profile_wall_s", "profile_cost_ratio", "profile_error")
 #: Every export field a record always carries (None when not measured), after EXPORT_FIELDS.
 MEASURED_EXPORT_FIELDS = (
     MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS + RUNTIME_EXPORT_FIELDS
-    + CALL_EXPORT_FIELDS + PAIRED_EXPORT_FIELDS
+    + CALL_EXPORT_FIELDS + PAIRED_EXPORT_FIELDS + PROFILE_EXPORT_FIELDS
 )
 
 
@@ -183,6 +188,11 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
         processes=len(processes),
     )
     export[PROCESS_P50_FIELD] = [p["latency_ms_p50"] for p in processes]
+    profile = result.get("profile")
+    if profile:
+        export.update(profile_runs=profile.get("runs"), profile_wall_s=profile.get("wall_s"),
+                      profile_cost_ratio=profile.get("cost_ratio"))
+    export["profile_error"] = result.get("profile_error")
     details = {
         "format_version": RECORD_FORMAT_VERSION,
         "export": export,
@@ -199,6 +209,7 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
         "latency_summary_exact": total == len(latency_ms) or bool(exact),
         "series_rows_total": int(result.get("samples_total") or len(result.get("samples") or [])),
         "series_rows_kept": len(result.get("samples") or []),
+        "profile": profile or None,  # compact: per op type, top nodes, per provider (agent_messages.Profile)
     }
     row = {
         **cell.columns(),

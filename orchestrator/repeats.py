@@ -65,4 +65,7 @@ def merge_process_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     cpu = [r["cpu_percent_mean"] for r in results if r.get("cpu_percent_mean") is not None]
     merged["cpu_percent_mean"] = round(sum(cpu) / len(cpu), 1) if cpu else None
     merged["measure_s"] = sum(float(r.get("measure_s") or 0.0) for r in results)
+    # --profile: the last round's process profiled (orchestrator.settings.bench_args' profile_pass)
+    for field in ("profile", "profile_error"):
+        merged[field] = next((r[field] for r in reversed(results) if r.get(field) is not None), None)
     return merged

@@ -8,6 +8,9 @@
     samples = results.load_samples(None, "latest")            # None: FARM_DB or the default db
     samples.groupby(["board", "variant"])["latency_ms"].describe()
 
+    ops = results.load_ops(None, "latest")                    # farm bench --profile
+    ops.pivot_table(index="op_type", columns="variant", values="op_ms", aggfunc="sum")
+
 `db` is a Store, a SQLAlchemy URL (`postgresql+psycopg://...`), a SQLite file path, or None for
 the default database (`FARM_DB`, else ~/.local/share/farm/farm.db). Column names are the
 export field names (see README, "Exported fields"), one row per board × model × variant result.
@@ -24,7 +27,7 @@ import pandas as pd
 from orchestrator.record import EXPORT_FIELDS
 from orchestrator.store import Store, open_store
 
-__all__ = ["load", "load_samples", "SAMPLE_COLUMNS"]
+__all__ = ["load", "load_ops", "load_samples", "SAMPLE_COLUMNS"]
 
 #: Columns of `load_samples`: one row per measured inference.
 SAMPLE_COLUMNS = ("run_id", "board", "model", "variant", "sample", "latency_ms")
@@ -106,3 +109,14 @@ def load_samples(
         "latency_ms": np.concatenate([values for _, values in pieces]),
     })
     return frame
+
+
+def load_ops(db: Store | str | None, run_id: str) -> pd.DataFrame:
+    """The operator profiles of a run (`farm bench --profile`) in long format: one row per result ×
+    operator type × provider, columns orchestrator.profiles.OPS_EXPORT_FIELDS (`op_ms` is ms per
+    inference, `op_share` its fraction of the result's operator sum). No profile, no rows."""
+    from orchestrator.profiles import OPS_EXPORT_FIELDS, ops_records
+
+    with _opened(db) as store:
+        records = ops_records(store.results(run_id))
+    return pd.DataFrame.from_records(records, columns=list(OPS_EXPORT_FIELDS))

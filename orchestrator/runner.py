@@ -305,7 +305,8 @@ class BenchRunner:
             # a cell cut by the connection is re-run from its start, never half-counted
             reply, bytes_sent = self._with_retries(
                 board, f"{cell.model.name}/{cell.variant}",
-                lambda: self._bench_once(board, link, cell, cell.files, info, with_dataset, more or bool(state.twin)))
+                lambda: self._bench_once(board, link, cell, cell.files, info, with_dataset, more or bool(state.twin),
+                                         profile_pass=len(state.measured) == dataset_round))
         except FarmError as exc:
             if self._cancel.is_set():
                 raise KeyboardInterrupt from exc
@@ -337,14 +338,15 @@ class BenchRunner:
         return outcome
 
     def _bench_once(self, board: Board, link: BoardLink, cell: Cell, files: ModelFiles, info: dict[str, Any],
-                    with_dataset: bool, more: bool) -> tuple[BenchReply, int]:
-        """One fresh worker process measuring `files` (the cell's, or its baseline's) on the board."""
+                    with_dataset: bool, more: bool, profile_pass: bool = False) -> tuple[BenchReply, int]:
+        """One fresh worker process measuring `files` (the cell's, or its baseline's) on the board;
+        `profile_pass`: this process also profiles per operator when --profile is on (one per cell)."""
         session = link.ensure()
         staged = _stage_list(files, cell.dataset.inputs_npz if with_dataset and cell.dataset is not None else None)
         paths, bytes_sent = session.stage(staged)
         self.on_event("cell_staged", {**info, "bytes_sent": bytes_sent})
         model_args = [arg for (option, _, _), path in zip(files.uploads(), paths) for arg in (option, path)]
-        args = self.settings.bench_args(model_args, board, cell.shapes, cell.runtime)
+        args = self.settings.bench_args(model_args, board, cell.shapes, cell.runtime, profile_pass=profile_pass)
         if with_dataset:
             args += ["--dataset", paths[-1]]
         reply = session.bench(

@@ -155,6 +155,15 @@ class BenchSettings(BaseModel):
     strict: bool = setting(
         False, "Fail a job whose requested provider is not what ran (onnxruntime falls back to CPU silently).",
         cli="--strict")
+    profile: bool = setting(
+        False, "After each cell's timed runs, profile it per operator on a second, profiled session (the "
+        "timed runs never carry the profiler); see farm ops.", cli="--profile", identity=False)
+    profile_runs: int = setting(
+        20, "Inferences the profiling pass counts (after two uncounted ones).", cli="--profile-runs", identity=False,
+        ge=1, le=100_000)
+    profile_max_seconds: float = setting(
+        30.0, "Stop the profiling pass's inferences after this long (at least one is profiled).",
+        cli="--profile-max-seconds", identity=False, gt=0)
     lease_ttl_s: float = setting(
         120.0, "Our lease on a board expires this long after our last renewal (renewed every third of it).",
         cli="--lease-ttl", suite=False, identity=False, ge=5)
@@ -211,7 +220,8 @@ class BenchSettings(BaseModel):
 
     @property
     def job_timeout_s(self) -> float:
-        return self.max_seconds + self.load_timeout_s + self.cooldown_s + self.cooldown_max_s
+        profiling_s = self.load_timeout_s + self.profile_max_seconds if self.profile else 0.0
+        return self.max_seconds + self.load_timeout_s + self.cooldown_s + self.cooldown_max_s + profiling_s
 
     def runtime_args(self, board: Board, variant_runtime: str | None = None) -> list[str]:
         """--runtime/--provider/--strict for a board: run settings first, then the inventory's.
@@ -233,10 +243,12 @@ class BenchSettings(BaseModel):
         return args
 
     def bench_args(self, model_args: Sequence[str], board: Board, shapes: Sequence[str] = (),
-                   variant_runtime: str | None = None) -> list[str]:
+                   variant_runtime: str | None = None, profile_pass: bool = True) -> list[str]:
         """The agent's bench arguments: every measurement setting, always sent (the agent has no
         defaults). `model_args` are `--model PATH [--weights PATH]` on the board; `shapes` the
-        cell's resolved input shapes (orchestrator.shapes; this run's --shape values are in them)."""
+        cell's resolved input shapes (orchestrator.shapes; this run's --shape values are in them).
+        `profile_pass`: this job is the one that profiles, when --profile is on (with --repeats,
+        one process of the cell profiles, not every one)."""
         args = [
             *model_args,
             "--runs", str(self.min_runs),
@@ -247,6 +259,8 @@ class BenchSettings(BaseModel):
             "--sample-interval", repr(self.sample_interval_s),
             "--cooldown-s", repr(self.cooldown_s),
             "--cooldown-max-s", repr(self.cooldown_max_s),
+            "--profile-runs", str(self.profile_runs if self.profile and profile_pass else 0),
+            "--profile-max-seconds", repr(self.profile_max_seconds),
         ]
         if self.cooldown_below_c is not None:
             args += ["--cooldown-below-c", repr(self.cooldown_below_c)]

@@ -166,3 +166,34 @@ def plain_digits_classifier(path: Path) -> Path:
     ]
     plain = helper.make_graph(first + kept, "digits_mlp_plain", list(graph.input), [probabilities], initializers)
     return save(helper.make_model(plain, opset_imports=OPSET), path)
+
+
+def conv_bn_relu(path: Path, layers: int = 4, channels: int = 32, size: int = 56) -> Path:
+    """A small CNN of `layers` Conv → BatchNormalization → Relu blocks on a 1×channels×size×size
+    input (random weights, timing only): the shape of graph where onnxruntime folds the
+    BatchNormalization into the Conv, and dynamic int8 quantization turns each Conv into a
+    ConvInteger. ~1-3 ms per inference on one x86 core: the convolutions dominate its time."""
+    rng = np.random.default_rng(5)
+    nodes, initializers, prev = [], [], "x"
+    for i in range(layers):
+        initializers += [
+            numpy_helper.from_array((rng.standard_normal((channels, channels, 3, 3)) * 0.1).astype(np.float32), f"W{i}"),
+            numpy_helper.from_array(rng.random(channels, dtype=np.float32) + 0.5, f"scale{i}"),
+            numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32) * 0.1, f"bias{i}"),
+            numpy_helper.from_array(rng.standard_normal(channels).astype(np.float32) * 0.1, f"mean{i}"),
+            numpy_helper.from_array(rng.random(channels, dtype=np.float32) + 0.5, f"var{i}"),
+        ]
+        nodes += [
+            helper.make_node("Conv", [prev, f"W{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+            helper.make_node("BatchNormalization", [f"c{i}", f"scale{i}", f"bias{i}", f"mean{i}", f"var{i}"],
+                             [f"b{i}"], name=f"bn{i}"),
+            helper.make_node("Relu", [f"b{i}"], [f"r{i}"], name=f"relu{i}"),
+        ]
+        prev = f"r{i}"
+    graph = helper.make_graph(
+        nodes, "conv_bn_relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, channels, size, size])],
+        initializers,
+    )
+    return save(helper.make_model(graph, opset_imports=OPSET), path)

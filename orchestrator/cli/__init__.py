@@ -19,6 +19,7 @@ from orchestrator.cli.history_cmd import history
 from orchestrator.cli.compress_cmd import compress
 from orchestrator.cli.fleet_cmd import queue_app, runs_wait, submit, worker
 from orchestrator.cli.inventory_cmd import inventory_app
+from orchestrator.cli.ops_cmd import ops
 from orchestrator.cli.options import FarmCommand, FarmGroup
 from orchestrator.cli.report_cmd import report
 from orchestrator.cli.runs_cmd import runs_app
@@ -56,6 +57,7 @@ app.command(help=report.__doc__, cls=FarmCommand)(report)
 app.command(help=compress.__doc__, cls=FarmCommand)(compress)
 app.command(help=compare.__doc__, cls=FarmCommand)(compare)
 app.command(help=history.__doc__, cls=FarmCommand)(history)
+app.command(help=ops.__doc__, cls=FarmCommand)(ops)
 app.add_typer(runs_app, name="runs")
 app.add_typer(inventory_app, name="inventory")
 # fleet mode (orchestrator.fleet): queue runs on PostgreSQL, workers next to the boards measure them

@@ -32,7 +32,8 @@ _FIELD_OF_OPTION = {
     "threads": "threads", "shape": "shapes", "runtime": "runtime", "providers": "providers",
     "provider_options": "provider_options", "strict": "strict", "cpu_arena": "cpu_arena",
     "sample_interval": "sample_interval_s", "cooldown": "cooldown_s", "cooldown_below": "cooldown_below_c",
-    "lease_wait": "lease_wait_s", "lease_ttl": "lease_ttl_s",
+    "lease_wait": "lease_wait_s", "lease_ttl": "lease_ttl_s", "profile": "profile", "profile_runs": "profile_runs",
+    "profile_max_seconds": "profile_max_seconds",
 }
 
 
@@ -74,6 +75,9 @@ def bench(
     sample_interval: float = setting_option("sample_interval_s"),
     cooldown: float = setting_option("cooldown_s"),
     cooldown_below: Optional[float] = setting_option("cooldown_below_c"),
+    profile: bool = setting_option("profile"),
+    profile_runs: int = setting_option("profile_runs"),
+    profile_max_seconds: float = setting_option("profile_max_seconds"),
     inventory: Optional[str] = typer.Option(
         None, "--inventory", "-i", envvar="FARM_INVENTORY", metavar="PATH", rich_help_panel=WHERE_PANEL,
         help="Inventory YAML (default: the built-in local board)."),
@@ -224,7 +228,8 @@ def request_from_options(ctx: typer.Context, options: Mapping[str, Any]) -> "Ben
         repeats=o["repeats"], threads=o["threads"], sample_interval_s=o["sample_interval"], cooldown_s=o["cooldown"],
         cooldown_below_c=o["cooldown_below"], shapes=o["shape"], cpu_arena=o["cpu_arena"], runtime=o["runtime"],
         providers=o["providers"], provider_options=o["provider_options"], strict=o["strict"],
-        lease_wait_s=o["lease_wait"], lease_ttl_s=o["lease_ttl"],
+        lease_wait_s=o["lease_wait"], lease_ttl_s=o["lease_ttl"], profile=o.get("profile"),
+        profile_runs=o.get("profile_runs"), profile_max_seconds=o.get("profile_max_seconds"),
     )
     explicit = frozenset(field for option, field in _FIELD_OF_OPTION.items()
                          if getattr(ctx.get_parameter_source(option), "name", None) == "COMMANDLINE")

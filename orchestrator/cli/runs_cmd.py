@@ -115,20 +115,26 @@ def runs_export(
     run_id: str = typer.Argument("latest", metavar="RUN", help=RUN_HELP),
     fmt: ExportFormat = typer.Option(ExportFormat.json, "--format", help="json: a list of records; csv: one row per record; parquet: a typed table (needs pyarrow)."),
     samples: bool = typer.Option(False, "--samples", help="Export the raw per-inference latencies instead, one row each: run_id, board, model, variant, sample, latency_ms."),
+    ops: bool = typer.Option(False, "--ops", help="Export the operator profiles instead (farm bench --profile), one row per result × operator type × provider: op_type, provider, nodes, op_ms (per inference), op_share."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write to this file instead of stdout."),
     db: Optional[str] = DB_OPTION,
 ) -> None:
     """Export one run (default: the latest): one record per board × model × variant (stable field
-    names), or with --samples every measured latency."""
+    names), or with --samples every measured latency, or with --ops every operator profile."""
     from orchestrator.errors import BadInputError, UsageError
-    from orchestrator.export import export_run, export_run_bytes, export_samples_bytes
+    from orchestrator.export import export_ops_bytes, export_run, export_run_bytes, export_samples_bytes
     from orchestrator.store import open_store
 
     if fmt is ExportFormat.parquet and output is None and sys.stdout.isatty():
         raise UsageError("parquet is binary: give -o FILE (or redirect stdout to a file)")
+    if samples and ops:
+        raise UsageError("--samples and --ops are two different exports: give one")
     with open_store(db, read_only=True) as store:
         if samples:
             data = export_samples_bytes(store, run_id, fmt.value)
+            text = None
+        elif ops:
+            data = export_ops_bytes(store, run_id, fmt.value)
             text = None
         elif fmt is ExportFormat.parquet or output is not None:
             data = export_run_bytes(store, run_id, fmt.value)

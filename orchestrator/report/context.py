@@ -27,6 +27,7 @@ from orchestrator.report.overview import (
     finite_or_none,
     row_sort_key,
 )
+from orchestrator.report.profiles import profile_sections
 from orchestrator.store import Store
 
 #: Board facts shown in the environment table, in this order (all facts are in the details).
@@ -140,6 +141,7 @@ def build_context(
 
     comparison: RunComparison | None = None
     base_run = None
+    base_results: list[dict[str, Any]] | None = None
     if compare_run_id is not None:
         base_run = store.get_run(compare_run_id)
         refuse_self_comparison(base_run["run_id"], run["run_id"])
@@ -155,6 +157,7 @@ def build_context(
     past = latency_history(store, run, {r.cell: identity_of(results_by_id[r.result_id]) for r in ok_rows},
                            history) if history else {}
     thermal = timeseries.has_thermal_data(series)
+    profiles = profile_sections(results, base_results)  # farm bench --profile: where the time went
     figures: dict[str, list[Figure]] = {
         "comparison": [f for f in [charts.comparison_figure(comparison)] if f] if comparison else [],
         "latency": charts.latency_figures(rows, series),
@@ -162,6 +165,7 @@ def build_context(
         "memory": timeseries.memory_cpu_figures(rows, series),
         "thermal": timeseries.thermal_figures(rows, series) if thermal else [],
         "history": charts.history_figures(past, run["run_id"]),
+        "profiles": [section.figure for section in profiles],
     }
     return {
         "run": run,
@@ -173,6 +177,7 @@ def build_context(
         "controller": run["controller"],
         "rows": rows,
         "matrices": build_matrices(rows),
+        "profiles": profiles,
         "min_effect_pct": float((thresholds or {}).get("min_effect_pct", DEFAULT_MIN_EFFECT_PCT)),
         "metrics": METRICS,
         "accuracy_measured": any(r.values["accuracy"] is not None for r in ok_rows),

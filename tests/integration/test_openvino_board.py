@@ -125,3 +125,20 @@ def test_ir_pair_is_staged_by_content_and_scores_like_the_onnx_model_on_openvino
 
     assert main(args) == ExitStatus.OK
     assert details(db_url)["openvino-ir"]["bytes_sent"] == 0  # a second run sends nothing
+
+
+def test_an_openvino_board_profiles_layer_counters_of_the_onnx_model_and_the_ir(openvino_board, tmp_path, db_url):
+    """farm bench --profile on a board that has OpenVINO only: the pass reads its performance counters."""
+    from tests.model_factory import conv_bn_relu
+
+    inventory = openvino_board["inventory"]
+    model = conv_bn_relu(tmp_path / "convbn.onnx", layers=3, channels=16, size=48)
+    assert main(["bench", "-i", str(inventory), *FAST, "--db", db_url, "-m", str(model), "--variants",
+                 "fp32,openvino-ir", "--runtime", "openvino", "--provider-options", F32, "--profile",
+                 "--profile-runs", "5"]) == ExitStatus.OK
+    for variant, record in details(db_url).items():
+        profile = record["profile"]
+        assert profile["source"] == "openvino-perf-counters" and profile["runs"] == 5, variant
+        convolution = next(op for op in profile["ops"] if op["op_type"] == "Convolution")
+        assert convolution["nodes"] == 3 and convolution["provider"] == "CPU" and convolution["kernels"]
+        assert profile["nodes_not_run"] is not None
