@@ -77,10 +77,15 @@ STATISTICS_EXPORT_FIELDS = (
 PAIRED_BASE_FIELD = "paired_base_result_id"
 PAIRED_BASE_P50_FIELD = "latency_ms_paired_base_p50"
 PAIRED_EXPORT_FIELDS = (PAIRED_BASE_FIELD, PAIRED_BASE_P50_FIELD)
+#: A sweep point (orchestrator.sweep): what sets the cell apart from the run's other points
+#: (`threads=2, batch=8`; "" when nothing was swept), the input shapes fed
+#: (`images=8x3x640x640`, inputs joined by "; "), and the latency per image (ms): a call's
+#: latency divided by the batch (the latency columns are per call, FPS counts images).
+SWEEP_EXPORT_FIELDS = ("sweep", "input_shapes", "latency_ms_per_image_p50", "latency_ms_per_image_mean")
 #: Every export field a record always carries (None when not measured), after EXPORT_FIELDS.
 MEASURED_EXPORT_FIELDS = (
     MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS + RUNTIME_EXPORT_FIELDS
-    + CALL_EXPORT_FIELDS + PAIRED_EXPORT_FIELDS
+    + CALL_EXPORT_FIELDS + PAIRED_EXPORT_FIELDS + SWEEP_EXPORT_FIELDS
 )
 
 
@@ -122,6 +127,7 @@ class CellIdentity:
     model_size_bytes: int | None
     batch: int = 1  # images per inference call: FPS counts images
     threads: int = 0  # intra-op threads asked for (0: the runtime's default)
+    sweep: str = ""  # the sweep point's label (orchestrator.sweep); "" when nothing was swept
 
     def columns(self) -> dict[str, Any]:
         return {"board": self.board, "model": self.model, "model_sha256": self.model_sha256,
@@ -139,7 +145,7 @@ def failed_record(cell: CellIdentity, kind: str, message: str, facts: Mapping[st
         "facts": dict(facts),
         "details": {"format_version": RECORD_FORMAT_VERSION, "variant": dict(cell.manifest),
                     "export": {**empty_export(), **variant_export_fields(cell.manifest), "batch": cell.batch,
-                               "threads": cell.threads}},
+                               "threads": cell.threads, "sweep": cell.sweep}},
     })
 
 
@@ -170,7 +176,10 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
     export.update({field: result.get(field) for field in MEASUREMENT_EXPORT_FIELDS})
     export.update(variant_export_fields(cell.manifest))
     export.update({field: result.get(field) for field in RUNTIME_EXPORT_FIELDS})
-    export.update(batch=cell.batch, threads=cell.threads)
+    export.update(batch=cell.batch, threads=cell.threads, sweep=cell.sweep,
+                  input_shapes=inputs_text(result.get("inputs") or []),
+                  latency_ms_per_image_p50=stats["latency_ms_p50"] / cell.batch,
+                  latency_ms_per_image_mean=stats["latency_ms_mean"] / cell.batch)
     spread = process_spread([p["latency_ms_p50"] for p in processes])
     export.update(
         latency_ms_cv=stats["cv"],
@@ -213,6 +222,16 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
         "details": details,
     }
     return ResultRecord(row, latency_ms, list(result.get("samples") or []))
+
+
+def inputs_text(inputs: Sequence[Mapping[str, Any]]) -> str:
+    """`images=8x3x640x640; mask=8x640x640`: the shapes the agent fed (its `inputs`)."""
+    return "; ".join(f"{i.get('name')}={'x'.join(str(d) for d in i.get('shape') or [])}" for i in inputs)
+
+
+def sweep_of(record: Mapping[str, Any]) -> str:
+    """A result's sweep point label ("" when its run swept nothing, or it was stored before sweeps)."""
+    return str(record.get("sweep") or export_of(record).get("sweep") or "")
 
 
 def export_of(record: Mapping[str, Any]) -> Mapping[str, Any]:

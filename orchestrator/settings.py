@@ -128,6 +128,9 @@ class BenchSettings(BaseModel):
         "comparisons then test the process medians (use 3 or more for gating on a noisy machine).",
         cli="--repeats", ge=1)
     threads: int = setting(0, "Intra-op threads on the board (0: the runtime's default).", cli="--threads", ge=0)
+    batch: Optional[int] = setting(
+        None, "Images per call: the leading (batch) dim of every input whose leading dim is symbolic (default 1, "
+        "or what --shape says); a model that fixes its batch refuses it before measuring.", cli="--batch", ge=1)
     sample_interval_s: SampleInterval = setting(
         1.0, "Memory/CPU/thermal sampling interval in seconds (0.01–; 0 turns sampling off).",
         cli="--sample-interval")
@@ -200,6 +203,8 @@ class BenchSettings(BaseModel):
         }
         if measured["repeats"] == 1:
             measured.pop("repeats")  # one process, as before --repeats existed: stored hashes stay valid
+        if measured["batch"] is None:
+            measured.pop("batch")  # the batch the shapes say, as before --batch existed
         text = json.dumps(measured, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -8,6 +8,7 @@ from typing import Any, List, Optional
 import typer
 
 from orchestrator.cli import render, state
+from orchestrator.settings import flag_of
 from orchestrator.cli.options import (
     RESULTS_PANEL,
     VARIANTS_PANEL,
@@ -15,6 +16,7 @@ from orchestrator.cli.options import (
     WHERE_PANEL,
     setting_option,
     settings_from_options,
+    sweep_option,
 )
 
 VARIANTS_HELP = ("Comma-separated: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, "
@@ -26,7 +28,7 @@ _FIELD_OF_OPTION = {
     "model": "model_paths", "variants": "variants", "dataset": "datasets", "detection": "detection",
     "calibration": "calibration", "inventory": "inventory", "limit": "limit", "runs": "min_runs",
     "min_seconds": "min_seconds", "max_seconds": "max_seconds", "warmup": "warmup", "repeats": "repeats",
-    "threads": "threads", "shape": "shapes", "runtime": "runtime", "providers": "providers",
+    "threads": "threads", "batch": "batch", "shape": "shapes", "runtime": "runtime", "providers": "providers",
     "provider_options": "provider_options", "strict": "strict", "cpu_arena": "cpu_arena",
     "sample_interval": "sample_interval_s", "cooldown": "cooldown_s", "cooldown_below": "cooldown_below_c",
     "lease_wait": "lease_wait_s", "lease_ttl": "lease_ttl_s",
@@ -44,7 +46,7 @@ def bench(
     resume: Optional[str] = typer.Option(
         None, "--resume", metavar="RUN", rich_help_panel=WHAT_PANEL,
         help="Measure only the cells of this run (id, prefix, latest, tag:NAME) that have no result yet."),
-    shape: Optional[List[str]] = setting_option("shapes"),
+    shape: Optional[List[str]] = sweep_option("shapes"),
     variants: str = typer.Option("fp32", "--variants", "-V", metavar="LIST", rich_help_panel=VARIANTS_PANEL,
                                  help=VARIANTS_HELP),
     dataset: Optional[List[str]] = typer.Option(
@@ -62,9 +64,10 @@ def bench(
     max_seconds: float = setting_option("max_seconds"),
     warmup: int = setting_option("warmup"),
     repeats: int = setting_option("repeats"),
-    threads: int = setting_option("threads", "-t"),
-    runtime: Optional[str] = setting_option("runtime"),
-    providers: Optional[str] = setting_option("providers"),
+    threads: Optional[str] = sweep_option("threads", "-t"),
+    batch: Optional[str] = sweep_option("batch"),
+    runtime: Optional[str] = sweep_option("runtime"),
+    providers: Optional[List[str]] = sweep_option("providers"),
     provider_options: Optional[str] = setting_option("provider_options"),
     strict: bool = setting_option("strict"),
     cpu_arena: bool = setting_option("cpu_arena"),
@@ -121,17 +124,20 @@ def bench(
     from orchestrator.request import BenchRequest, run_bench
 
     output = _deprecated_alias(output, report_alias, "--report", "-o/--output")
+    sweep = _sweep_lists(threads, batch, runtime, providers)
     settings = settings_from_options(
         min_runs=runs, min_seconds=min_seconds, max_seconds=max_seconds, warmup=warmup, repeats=repeats,
-        threads=threads, sample_interval_s=sample_interval, cooldown_s=cooldown, cooldown_below_c=cooldown_below,
-        shapes=shape, cpu_arena=cpu_arena, runtime=runtime, providers=providers, provider_options=provider_options,
+        threads=_first(sweep.threads), batch=_first(sweep.batch), sample_interval_s=sample_interval,
+        cooldown_s=cooldown, cooldown_below_c=cooldown_below, shapes=_shape_values(shape), cpu_arena=cpu_arena,
+        runtime=_first(sweep.runtimes), providers=_first(sweep.providers), provider_options=provider_options,
         strict=strict, lease_wait_s=lease_wait, lease_ttl_s=lease_ttl,
     )
+    sweep = _checked_sweep(sweep, settings)
     explicit = frozenset(field for option, field in _FIELD_OF_OPTION.items()
                          if getattr(ctx.get_parameter_source(option), "name", None) == "COMMANDLINE")
     request = BenchRequest(
         explicit=explicit,
-        model_paths=list(model or []), settings=settings, inventory=inventory, limit=limit, forks=forks,
+        model_paths=list(model or []), settings=settings, sweep=sweep, inventory=inventory, limit=limit, forks=forks,
         accept_new_host_keys=accept_new_host_keys, db_url=db, report_path=output, write_report=not no_report,
         suite=suite, resume=resume, baseline=baseline, fail_on_regression=fail_on_regression, junit=junit,
         fail_on_memory_regression=fail_on_memory_regression, fail_on_inconclusive=fail_on_inconclusive,
@@ -177,6 +183,50 @@ def bench(
         state.out.print(f"report: {outcome.report_path}", markup=False, soft_wrap=True)
     state.out.print(f"database: {outcome.db_url}", style="dim", markup=False, soft_wrap=True)
     return outcome.exit_status
+
+
+def _first(values: Any) -> Any:
+    return values[0] if values else None
+
+
+def _sweep_lists(threads: str | None, batch: str | None, runtime: str | None, providers: list[str] | None):
+    """The sweepable options' lists (orchestrator.sweep); a malformed list is a usage error
+    naming its option."""
+    from orchestrator.sweep import Sweep, parse_int_list, parse_name_list
+
+    def parsed(parse: Any, text: str | None, field: str) -> tuple:
+        if text is None:
+            return ()
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=flag_of(field)) from None
+
+    provider_lists = tuple(parsed(parse_name_list, text, "providers") for text in providers or [])
+    return Sweep(parsed(parse_int_list, threads, "threads"), parsed(parse_int_list, batch, "batch"),
+                 parsed(parse_name_list, runtime, "runtime"), provider_lists)
+
+
+def _checked_sweep(sweep: Any, settings: Any) -> Any:
+    """Every swept value checked as BenchSettings checks one (bounds, runtime names)."""
+    from orchestrator.sweep import SweepValueError
+
+    try:
+        return sweep.checked(settings)
+    except SweepValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag_of(exc.field)) from None
+
+
+def _shape_values(shape: list[str] | None) -> list[str] | None:
+    """--shape values, a comma-separated list of one input's values split into one value each."""
+    from orchestrator.sweep import split_shape_values
+
+    if not shape:
+        return None
+    try:
+        return split_shape_values(shape)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--shape") from None
 
 
 def _deprecated_alias(value: Any, alias_value: Any, alias: str, name: str) -> Any:
