@@ -82,10 +82,26 @@ PAIRED_EXPORT_FIELDS = (PAIRED_BASE_FIELD, PAIRED_BASE_P50_FIELD)
 #: (`images=8x3x640x640`, inputs joined by "; "), and the latency per image (ms): a call's
 #: latency divided by the batch (the latency columns are per call, FPS counts images).
 SWEEP_EXPORT_FIELDS = ("sweep", "input_shapes", "latency_ms_per_image_p50", "latency_ms_per_image_mean")
+#: Power and energy, where the board has power sensors (the agent reads them from sysfs, and a
+#: Raspberry Pi 5's PMIC through vcgencmd; None elsewhere, and with sampling off):
+#: `power_sources` names them (`hwmon:ina3221/VDD_IN, rapl:package-0`), `power_w_mean` is the
+#: board's mean power over the measured phase (W), `power_w_idle` over --idle-power seconds
+#: before the job; energy per inference (per call, mJ) = mean power × mean latency, also with
+#: the idle power subtracted, and per image (÷ batch).
+ENERGY_EXPORT_FIELDS = (
+    "power_sources", "power_w_mean", "power_w_idle", "energy_mj_per_inference", "energy_mj_per_inference_above_idle",
+    "energy_mj_per_image",
+)
+#: The field comparisons judge energy by (one number per result, like peak memory).
+ENERGY_FIELD = "energy_mj_per_inference"
+#: What computed: `gpu`, `npu` or `cpu` (from the provider or device that ran and its options;
+#: None: farm cannot tell), and on a Jetson the GPU's mean load over the measured phase (%).
+ACCELERATOR_EXPORT_FIELDS = ("accelerator", "gpu_load_pct_mean")
 #: Every export field a record always carries (None when not measured), after EXPORT_FIELDS.
 MEASURED_EXPORT_FIELDS = (
     MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS + RUNTIME_EXPORT_FIELDS
-    + CALL_EXPORT_FIELDS + PAIRED_EXPORT_FIELDS + SWEEP_EXPORT_FIELDS
+    + CALL_EXPORT_FIELDS + PAIRED_EXPORT_FIELDS + SWEEP_EXPORT_FIELDS + ENERGY_EXPORT_FIELDS
+    + ACCELERATOR_EXPORT_FIELDS
 )
 
 
@@ -180,6 +196,8 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
                   input_shapes=inputs_text(result.get("inputs") or []),
                   latency_ms_per_image_p50=stats["latency_ms_p50"] / cell.batch,
                   latency_ms_per_image_mean=stats["latency_ms_mean"] / cell.batch)
+    export.update(energy_fields(result, stats["latency_ms_mean"], cell.batch))
+    export.update(accelerator=result.get("accelerator"), gpu_load_pct_mean=result.get("gpu_load_pct_mean"))
     spread = process_spread([p["latency_ms_p50"] for p in processes])
     export.update(
         latency_ms_cv=stats["cv"],
@@ -197,7 +215,8 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
         "export": export,
         "variant": dict(cell.manifest),
         **{key: result.get(key) for key in (
-            "inputs", "provider", "providers_requested", "providers_active", "available_providers", "phase_marks",
+            "inputs", "provider", "providers_requested", "providers_active", "available_providers", "provider_options",
+            "phase_marks",
             "measure_s", "cooldown_s", "peak_rss_reset_supported")},
         "bytes_sent": bytes_sent,
         "model_path": model_path,
@@ -222,6 +241,28 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
         "details": details,
     }
     return ResultRecord(row, latency_ms, list(result.get("samples") or []))
+
+
+def energy_fields(result: Mapping[str, Any], latency_ms_mean: float, batch: int) -> dict[str, Any]:
+    """The power and energy export fields of a bench result: W × ms = mJ."""
+    sources = result.get("power_sources") or []
+    power, idle = result.get("power_w_mean"), result.get("power_w_idle")
+    energy = None if power is None else float(power) * latency_ms_mean
+    return {
+        "power_sources": ", ".join(str(s) for s in sources) or None,
+        "power_w_mean": power,
+        "power_w_idle": idle,
+        "energy_mj_per_inference": energy,
+        "energy_mj_per_inference_above_idle": None if energy is None or idle is None
+        else (float(power) - float(idle)) * latency_ms_mean,
+        "energy_mj_per_image": None if energy is None else energy / batch,
+    }
+
+
+def energy_of(record: Mapping[str, Any]) -> float | None:
+    """A result's energy per inference (mJ), from a flat export record or a stored result."""
+    value = record.get(ENERGY_FIELD, export_of(record).get(ENERGY_FIELD))
+    return None if value is None else float(value)
 
 
 def inputs_text(inputs: Sequence[Mapping[str, Any]]) -> str:

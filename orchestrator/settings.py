@@ -138,6 +138,10 @@ class BenchSettings(BaseModel):
     cooldown_below_c: Optional[float] = setting(
         None, "Also wait (capped) until the hottest thermal zone is below this °C.", cli="--cooldown-below")
     cooldown_max_s: float = setting(60.0, "Longest wait for --cooldown-below, seconds.", identity=False, ge=0)
+    idle_power_s: float = setting(
+        1.0, "On a board with power sensors, seconds of idle power sampled before each job (the baseline "
+        "subtracted in energy_mj_per_inference_above_idle; 0: none).", cli="--idle-power", identity=False, ge=0,
+        le=60)
     shapes: Shapes = setting((), "Input shape for dynamic dims, NAME=1x3x224x224 (repeatable).", cli="--shape",
                              suite=False)
     cpu_arena: bool = setting(
@@ -210,7 +214,7 @@ class BenchSettings(BaseModel):
 
     @property
     def job_timeout_s(self) -> float:
-        return self.max_seconds + self.load_timeout_s + self.cooldown_s + self.cooldown_max_s
+        return self.max_seconds + self.load_timeout_s + self.cooldown_s + self.cooldown_max_s + self.idle_power_s
 
     def runtime_args(self, board: Board, variant_runtime: str | None = None) -> list[str]:
         """--runtime/--provider/--strict for a board: run settings first, then the inventory's.
@@ -246,6 +250,7 @@ class BenchSettings(BaseModel):
             "--sample-interval", repr(self.sample_interval_s),
             "--cooldown-s", repr(self.cooldown_s),
             "--cooldown-max-s", repr(self.cooldown_max_s),
+            "--idle-power-s", repr(self.idle_power_s),
         ]
         if self.cooldown_below_c is not None:
             args += ["--cooldown-below-c", repr(self.cooldown_below_c)]

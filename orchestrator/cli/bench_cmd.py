@@ -31,6 +31,7 @@ _FIELD_OF_OPTION = {
     "threads": "threads", "batch": "batch", "shape": "shapes", "runtime": "runtime", "providers": "providers",
     "provider_options": "provider_options", "strict": "strict", "cpu_arena": "cpu_arena",
     "sample_interval": "sample_interval_s", "cooldown": "cooldown_s", "cooldown_below": "cooldown_below_c",
+    "idle_power": "idle_power_s",
     "lease_wait": "lease_wait_s", "lease_ttl": "lease_ttl_s",
 }
 
@@ -74,6 +75,7 @@ def bench(
     sample_interval: float = setting_option("sample_interval_s"),
     cooldown: float = setting_option("cooldown_s"),
     cooldown_below: Optional[float] = setting_option("cooldown_below_c"),
+    idle_power: float = setting_option("idle_power_s"),
     inventory: Optional[str] = typer.Option(
         None, "--inventory", "-i", envvar="FARM_INVENTORY", metavar="PATH", rich_help_panel=WHERE_PANEL,
         help="Inventory YAML (default: the built-in local board)."),
@@ -128,7 +130,7 @@ def bench(
     settings = settings_from_options(
         min_runs=runs, min_seconds=min_seconds, max_seconds=max_seconds, warmup=warmup, repeats=repeats,
         threads=_first(sweep.threads), batch=_first(sweep.batch), sample_interval_s=sample_interval,
-        cooldown_s=cooldown, cooldown_below_c=cooldown_below, shapes=_shape_values(shape), cpu_arena=cpu_arena,
+        cooldown_s=cooldown, cooldown_below_c=cooldown_below, idle_power_s=idle_power, shapes=_shape_values(shape), cpu_arena=cpu_arena,
         runtime=_first(sweep.runtimes), providers=_first(sweep.providers), provider_options=provider_options,
         strict=strict, lease_wait_s=lease_wait, lease_ttl_s=lease_ttl,
     )

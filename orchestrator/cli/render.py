@@ -34,11 +34,17 @@ def _own_size(row: Mapping[str, Any]) -> float | None:
 
 
 def row_notes(row: Mapping[str, Any]) -> list[str]:
-    """The badges of a result (the report's too): fallback, throttled, clock drop, truncated, noisy."""
+    """The badges of a result (the report's too): fallback, throttled, clock drop, truncated, noisy;
+    what computed when it was not the CPU (`gpu: Tensorrt`), and a TensorRT result's first
+    inference (its engine build, unless cached), which its latency columns leave out."""
     export = _export(row)
     notes = []
     if export.get("provider_fallback"):
         notes.append(f"fallback: {export.get('provider') or '?'}".replace("ExecutionProvider", ""))
+    elif export.get("accelerator") in ("gpu", "npu"):
+        notes.append(f"{export['accelerator']}: {export.get('provider') or '?'}".replace("ExecutionProvider", ""))
+    if export.get("provider") == "TensorrtExecutionProvider" and row.get("first_inference_ms") is not None:
+        notes.append(f"first inference {ms_text(row['first_inference_ms'])} ms (engine build)")
     for field, text in (("throttled", "throttled"), ("freq_drop", "clock drop"), ("truncated", "truncated"),
                         ("noisy", "noisy")):
         if export.get(field):
@@ -99,6 +105,9 @@ def summary_table(rows: Iterable[Mapping[str, Any]], latencies_ms: Latencies | N
             columns.append(Column("ms/img", "right", 4))
         columns += [Column("p99 ms", "right", 6), Column("FPS", "right", 1 if batched else 5),
                     Column("peak RSS", "right", 3), Column("size", "right", 2)]
+        energy = any(_export(r).get("energy_mj_per_inference") is not None for r in model_rows)
+        if energy:  # boards with power sensors: energy per inference (per call)
+            columns.append(Column("mJ/inf", "right", 2))
         if has_accuracy:
             metric = next(_export(r)["accuracy_metric"] for r in model_rows if _export(r).get("accuracy_metric"))
             columns += [Column(escape(str(metric)), "right", 2), Column("Δ acc", "right", 4)]
@@ -110,12 +119,16 @@ def summary_table(rows: Iterable[Mapping[str, Any]], latencies_ms: Latencies | N
                 line.append(escape(sweep_of(row)))
             if row.get("status") != "ok":
                 line += ["[red]failed[/red]", ""] + [""] * batched + ["", "", "", human_bytes(_own_size(row))]
+                line += [""] * energy
             else:
                 line += [ms_text(row.get("latency_ms_p50")), changes.get(index, "ref" if row["variant"] == "fp32" else "")]
                 if batched:
                     line.append(ms_text(_export(row).get("latency_ms_per_image_p50")))
                 line += [ms_text(row.get("latency_ms_p99")), fps_text(row.get("fps")),
                          human_bytes(row.get("peak_rss_bytes")), human_bytes(row.get("model_size_bytes"))]
+                if energy:
+                    value = _export(row).get("energy_mj_per_inference")
+                    line.append("—" if value is None else f"{value:.3g}")
             if has_accuracy:
                 export = _export(row)
                 accuracy, delta = export.get("accuracy"), export.get("accuracy_delta")

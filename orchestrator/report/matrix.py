@@ -35,6 +35,11 @@ class MatrixCell:
         return None if self.row is None else self.row.values["p50"]
 
     @property
+    def energy_mj(self) -> float | None:
+        """Energy per inference (mJ) where the board has power sensors."""
+        return None if self.row is None else self.row.values.get("energy")
+
+    @property
     def change(self) -> Change | None:
         return None if self.row is None else self.row.vs_fp32.get("p50")
 

@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from orchestrator.analysis import DEFAULT_MIN_EFFECT_PCT, NOISY_CV, compare_values
 from orchestrator.compare import CellComparison, compare_to_reference
+from orchestrator.record import energy_of
 from orchestrator.report.pareto import pareto_front
 from orchestrator.runtimes import mixes_runtimes, runtime_label
 
@@ -72,6 +73,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("memory", "peak RSS", "bytes", "lower", "lowest peak memory", _column("peak_rss_bytes")),
     Metric("size", "size", "bytes", "lower", "smallest model file", _column("model_size_bytes")),
     Metric("accuracy", "accuracy", "fraction", "higher", "highest accuracy", accuracy_of),
+    Metric("energy", "mJ/inf", "mJ", "lower", "lowest energy per inference",
+           lambda result: finite_or_none(energy_of(result))),
 )
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
@@ -191,7 +194,7 @@ def build_rows(results: Sequence[Mapping[str, Any]], latencies_ms: LatencySource
     for row in rows:
         if row.pareto:
             row.flags.append(Flag("Pareto", "good", "no other variant of this model on this board is "
-                                  "smaller, faster and (when measured) more accurate at once"))
+                                  "smaller, faster and (when measured) more frugal and accurate at once"))
     return rows
 
 
@@ -351,10 +354,14 @@ def mark_best(rows: Sequence[OverviewRow]) -> None:
 
 
 def pareto_objectives(rows: Sequence[OverviewRow]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The objectives of one board × model: size and p50, plus accuracy when every row has it."""
-    if rows and all(r.values["accuracy"] is not None for r in rows):
-        return ("size", "p50", "accuracy"), ("min", "min", "max")
-    return ("size", "p50"), ("min", "min")
+    """The objectives of one board × model: size and p50, plus energy per inference and accuracy
+    when every row has them."""
+    keys, senses = ["size", "p50"], ["min", "min"]
+    for key, sense in (("energy", "min"), ("accuracy", "max")):
+        if rows and all(r.values[key] is not None for r in rows):
+            keys.append(key)
+            senses.append(sense)
+    return tuple(keys), tuple(senses)
 
 
 def mark_pareto(rows: Sequence[OverviewRow]) -> None:
