@@ -149,8 +149,8 @@ class BenchSettings(BaseModel):
     runtime: RuntimeName = setting(
         None, "onnxruntime or openvino (default: the board's inventory runtime, else onnxruntime).", cli="--runtime")
     providers: Providers = setting(
-        (), "Ordered execution providers (onnxruntime: CUDA,TensorRT,OpenVINO,QNN,XNNPACK,ACL,CPU…) or OpenVINO "
-        "devices (CPU,GPU,NPU).", cli="--providers")
+        (), "Ordered execution providers (onnxruntime: CUDA,TensorRT,OpenVINO,QNN,XNNPACK,ACL,CPU…; QNN-HTP, "
+        "QNN-CPU pick QNN's backend) or OpenVINO devices (CPU,GPU,NPU).", cli="--providers")
     provider_options: ProviderOptions = setting(
         None, 'JSON per provider, e.g. \'{"CUDA": {"device_id": "0"}}\'.', cli="--provider-options")
     strict: bool = setting(
