@@ -169,7 +169,7 @@ def build_context(
         "ok_results": [r for r in results if r["status"] == "ok"],
         "failed_results": [r for r in results if r["status"] != "ok"],
         "boards": board_facts(results),
-        "settings": {k: v for k, v in run["settings"].items() if k != "plan"},  # the plan: boards, models, variants above
+        "settings": run_settings(run["settings"]),
         "controller": run["controller"],
         "rows": rows,
         "matrices": build_matrices(rows),
@@ -216,6 +216,17 @@ def load_series(store: Store, results: Sequence[Mapping[str, Any]]) -> dict[int,
             [m for m in marks if isinstance(m, dict)],
         )
     return loaded
+
+
+def run_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's settings as the report lists them: the plan (boards, models, variants) is shown
+    above, except the lists a sweep measured (orchestrator.sweep), which are settings too."""
+    shown = {k: v for k, v in settings.items() if k != "plan"}
+    sweep = ((settings.get("plan") or {}).get("sweep") or {})
+    for name, values in sweep.items():
+        if len(values or []) > 1:
+            shown[f"sweep {name}"] = [",".join(v) if isinstance(v, list) else v for v in values]
+    return shown
 
 
 def board_facts(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ import sqlite3
 
 from orchestrator.cli import main
 from orchestrator.errors import ExitStatus
+from orchestrator.report import write_report
 from orchestrator.store import open_store
 from tests import model_factory
 
@@ -33,6 +34,9 @@ def test_a_threads_by_batch_sweep_is_one_cell_per_point_with_images_per_second(t
     results = {r["result_id"]: r for r in open_store(db_url).results("latest")}
     inputs = {json.dumps(r["details"]["inputs"][0]["shape"]) for r in results.values()}
     assert inputs == {"[1, 16]", "[8, 16]"}  # what the agent fed
+    html = write_report(open_store(db_url), "latest", tmp_path / "r.html").read_text()
+    assert html.count("fp32 · batch=8, threads=2") >= 2  # the matrix row and the detail row of that point
+    assert "sweep threads" in html and "sweep batch" in html  # the lists, with the run's settings
 
     # each point is its own cell for --resume: a point whose result failed is measured again, alone
     run_id = records[0]["run_id"]
