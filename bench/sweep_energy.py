@@ -8,7 +8,11 @@ inference read from FAKE power rails.
    the demo yolo_timing (a conv net at 1x3x160x160) and of a 4-layer 1024-wide MLP at batch 8
    (`--batch 8`): each thread count is its own cell, the rounds interleave them (A B C, A B C,
    ...). Per point: median latency, FPS (images per second), speed-up over 1 thread, the worker's
-   CPU % while measuring.
+   CPU % while measuring. The same sweep then runs on a local board (this script's own child
+   processes, in the host's root cgroup) for comparison: under cgroup v1 a board's cgroup chain
+   competes with the host's other runnable tasks as ONE task at the root (the lab's parent cgroup
+   has the default cpu.shares), so on a busy host the lab board gets less CPU than a process
+   outside it, whatever its thread count.
 2. Energy. The local board with a FAKE sysfs tree (FARM_SYSFS_ROOT): an hwmon rail at a constant
    3 W, a Jetson-style INA3221 channel VDD_IN at 5 V x 1 A (with a sub-rail that must not be
    added), and a RAPL energy counter advanced at 4 W by a thread of this script. For each: the
@@ -60,45 +64,60 @@ def mlp(path: Path, width: int = 1024, layers: int = 4) -> Path:
 
 
 def thread_sweep(tmp: Path, repeats: int, min_seconds: float) -> dict[str, Any]:
+    """The sweep on the `quad` lab board, then the same on a local board (this script's own
+    processes, in the host's root cgroup) in the same run, for comparison."""
+    import yaml
+
     from orchestrator import lab as lab_mod
     from orchestrator.models import DEMO_DIR
-    from orchestrator.request import BenchRequest, run_bench
-    from orchestrator.settings import BenchSettings
-    from orchestrator.store import open_store
-    from orchestrator.sweep import Sweep
 
     problems = lab_mod.missing_prerequisites()
     if problems:
         raise SystemExit("the thread sweep needs a lab: " + " ".join(problems))
     pid = os.getpid()
     lab_dir = Path(f"/var/lib/farm-lab-sweep-{pid}")
+    models = (("yolo_timing", DEMO_DIR / "yolo_timing.onnx", None), ("mlp1024x4", mlp(tmp / "mlp1024x4.onnx"), 8))
+    local = tmp / "local.yaml"
+    local.write_text(yaml.safe_dump({"all": {"hosts": {"local-sweep": {
+        "transport": "local", "python": sys.executable, "workdir": str(tmp / "local-board")}}}}))
     try:
         state = lab_mod.lab_up(lab_dir, ["quad"], 1, first_address=f"127.82.{pid % 250 + 1}.11",
                                venv_dir=Path("/var/lib/farm-lab-test-venv"))
-        db = f"sqlite:///{tmp / 'sweep.db'}"
-        found: dict[str, Any] = {"limits_enforced": state.limits_enforced, "models": {}}
-        for name, model, batch in (("yolo_timing", DEMO_DIR / "yolo_timing.onnx", None),
-                                   ("mlp1024x4", mlp(tmp / "mlp1024x4.onnx"), 8)):
-            settings = BenchSettings(runs=50, min_seconds=min_seconds, warmup=5, repeats=repeats, threads=THREADS[0],
-                                     batch=batch, sample_interval_s=0.25)
-            request = BenchRequest(model_paths=[model], settings=settings, sweep=Sweep(threads=THREADS),
-                                   inventory=str(state.inventory_path), db_url=db, write_report=False)
-            outcome = run_bench(request)
-            with open_store(db) as store:
-                records = store.export_records(outcome.run.run_id)
-                facts = store.results(outcome.run.run_id)[0]["facts"]
-            rows = sorted(records, key=lambda r: r["threads"])
-            base = next(r for r in rows if r["threads"] == 1)
-            found["models"][name] = [{
-                "threads": r["threads"], "batch": r["batch"], "p50_ms": r["latency_ms_p50"], "fps": r["fps"],
-                "speedup": base["latency_ms_p50"] / r["latency_ms_p50"], "cpu_percent": r["cpu_percent_mean"],
-                "process_spread": r["latency_ms_process_spread"], "noisy": r["noisy"], "status": r["status"],
-            } for r in rows]
-            found["facts"] = {k: facts.get(k) for k in ("cpu_model", "cpu_cores", "cpu_cores_available",
-                                                          "cgroup_limits")}
+        found: dict[str, Any] = {"limits_enforced": state.limits_enforced, "boards": {}}
+        for board, inventory in (("quad", state.inventory_path), ("local", local)):
+            found["boards"][board], facts = _sweep_board(tmp, inventory, models, repeats, min_seconds)
+            found.setdefault("facts", facts)
         return found
     finally:
         lab_mod.lab_down(lab_dir, remove_files=True)
+
+
+def _sweep_board(tmp: Path, inventory: Path, models: Any, repeats: int, min_seconds: float) -> tuple[dict, dict]:
+    from orchestrator.request import BenchRequest, run_bench
+    from orchestrator.settings import BenchSettings
+    from orchestrator.store import open_store
+    from orchestrator.sweep import Sweep
+
+    db = f"sqlite:///{tmp / 'sweep.db'}"
+    found: dict[str, Any] = {}
+    facts: dict[str, Any] = {}
+    for name, model, batch in models:
+        settings = BenchSettings(runs=50, min_seconds=min_seconds, warmup=5, repeats=repeats, threads=THREADS[0],
+                                 batch=batch, sample_interval_s=0.25)
+        request = BenchRequest(model_paths=[model], settings=settings, sweep=Sweep(threads=THREADS),
+                               inventory=str(inventory), db_url=db, write_report=False)
+        outcome = run_bench(request)
+        with open_store(db) as store:
+            records = store.export_records(outcome.run.run_id)
+            facts = store.results(outcome.run.run_id)[0]["facts"]
+        rows = sorted(records, key=lambda r: r["threads"])
+        base = next(r for r in rows if r["threads"] == 1)
+        found[name] = [{
+            "threads": r["threads"], "batch": r["batch"], "p50_ms": r["latency_ms_p50"], "fps": r["fps"],
+            "speedup": base["latency_ms_p50"] / r["latency_ms_p50"], "cpu_percent": r["cpu_percent_mean"],
+            "process_spread": r["latency_ms_process_spread"], "noisy": r["noisy"], "status": r["status"],
+        } for r in rows]
+    return found, {k: facts.get(k) for k in ("cpu_model", "cpu_cores", "cpu_cores_available", "cgroup_limits")}
 
 
 class Counter:
@@ -189,15 +208,17 @@ def render(sweep: dict[str, Any] | None, rails: list[dict[str, Any]]) -> str:
         parts.append(f"Board facts: {facts.get('cpu_cores_available')} cores available of the host's "
                      f"{facts.get('cpu_cores')} (cpuset {limits.get('cpuset_cpus', '?')}, no CPU quota), "
                      f"{facts.get('cpu_model')}; cgroup limits enforced: {sweep['limits_enforced']}.\n")
-        for name, rows in sweep["models"].items():
-            batch = rows[0]["batch"]
-            parts.append(f"**{name}** (batch {batch}):\n\n| threads | p50 ms | FPS (images/s) | speed-up vs 1 | "
-                         "worker CPU % | process spread |\n|---:|---:|---:|---:|---:|---:|")
-            for r in rows:
-                spread = "—" if r["process_spread"] is None else f"{r['process_spread'] * 100:.1f} %"
-                cpu = "—" if r["cpu_percent"] is None else f"{r['cpu_percent']:.0f}"
-                parts.append(f"| {r['threads']} | {r['p50_ms']:.3f} | {r['fps']:,.0f} | {r['speedup']:.2f}× | {cpu} | "
-                             f"{spread}{' (noisy)' if r['noisy'] else ''} |")
+        names = list(next(iter(sweep["boards"].values())))
+        for name in names:
+            batch = sweep["boards"]["quad"][name][0]["batch"]
+            parts.append(f"**{name}** (batch {batch}):\n\n| board | threads | p50 ms | FPS (images/s) | speed-up vs 1 | "
+                         "worker CPU % | process spread |\n|---|---:|---:|---:|---:|---:|---:|")
+            for board, models in sweep["boards"].items():
+                for r in models[name]:
+                    spread = "—" if r["process_spread"] is None else f"{r['process_spread'] * 100:.1f} %"
+                    cpu = "—" if r["cpu_percent"] is None else f"{r['cpu_percent']:.0f}"
+                    parts.append(f"| {board} | {r['threads']} | {r['p50_ms']:.3f} | {r['fps']:,.0f} | {r['speedup']:.2f}× "
+                                 f"| {cpu} | {spread}{' (noisy)' if r['noisy'] else ''} |")
             parts.append("")
     parts.append("Energy from FAKE rails (files under FARM_SYSFS_ROOT; the RAPL counter advanced by this script): "
                  "what farm measured against the fake power × the mean latency.\n\n"
