@@ -251,9 +251,9 @@ def main() -> None:
 
         text = (f"## sweeps_energy\n\n`python bench/sweep_energy.py --repeats {args.repeats} --min-seconds "
                 f"{args.min_seconds:g}{' --no-sweep' if args.no_sweep else ''}` — issue 20: a `--threads 1,2,4` sweep "
-                "on one `quad` lab board (real sshd on loopback, pinned to the host's cores, no quota; rounds "
-                "interleave the points; medians over the processes' samples), and energy per inference from FAKE "
-                "power rails on the local board.\n\n"
+                "on one `quad` lab board (real sshd on loopback, pinned to the host's cores, no quota) and then on a "
+                "local board (the script's own processes) in the same run; rounds interleave the points; medians over "
+                "the processes' samples. Then energy per inference from FAKE power rails on the local board.\n\n"
                 f"- Date: {summary['date']}\n- Machine: {summary['machine']}; 1-minute load average "
                 f"{summary['load_1min_at_start']} at the start (shared with other sessions).\n\n" + render(sweep, rails))
         record_section(REPO / "bench" / "RESULTS.md", "sweeps_energy", text, keep_heading="### What the figures say")
