@@ -55,6 +55,7 @@ import json
 import os
 import platform
 import queue
+import re
 import shutil
 import signal
 import statistics
@@ -69,18 +70,20 @@ import traceback
 # it uploads the agent (orchestrator.agent_bundle), so a board receives one file.
 try:
     from farm_common import (CHUNK_BYTES, CHUNK_ROWS, CHUNK_VALUES, DEFAULT_HEARTBEAT_S, LEASE_FILE, PART_NAME_RE,
-                             PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, first_line, openvino_reason,
-                             ort_provider_name)
+                             PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, accelerator_of, first_line,
+                             openvino_reason, ort_provider_name, provider_preset_options)
 except ImportError:  # imported as agents.farm_agent (tests, bench scripts)
     from agents.farm_common import (CHUNK_BYTES, CHUNK_ROWS, CHUNK_VALUES, DEFAULT_HEARTBEAT_S, LEASE_FILE,
-                                    PART_NAME_RE, PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, first_line,
-                                    openvino_reason, ort_provider_name)
+                                    PART_NAME_RE, PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, accelerator_of,
+                                    first_line, openvino_reason, ort_provider_name, provider_preset_options)
 # farm:common-end
 
 AGENT_VERSION = "0.3.0"
 
-# Tests point these at a fake sysfs/procfs tree to simulate a hot, throttling board.
+# Tests point these at a fake sysfs/procfs tree to simulate a hot, throttling board (and its
+# power rails, GPU clocks, nvpmodel mode: FARM_ROOTFS stands for / where /etc and /var are read).
 SYSFS_ROOT = os.environ.get("FARM_SYSFS_ROOT", "/sys")
+ROOTFS = os.environ.get("FARM_ROOTFS", "/")
 VCGENCMD = os.environ.get("FARM_VCGENCMD", "vcgencmd")
 
 
@@ -334,6 +337,413 @@ def cgroup_limits():
     return limits
 
 
+# ---------------------------------------------------------------------------------------------
+# power: the board's own sensors, read from sysfs (no vendor daemons), and the Raspberry Pi 5's
+# PMIC through `vcgencmd pmic_read_adc` where that exists
+
+
+class PowerSource(object):
+    """One power sensor. `read()` gives watts now (None: unreadable at the moment). `total`: it
+    measures the whole board or module (a Jetson's VDD_IN rail, RAPL's psys), so the board's
+    power is the total sources alone; `part`: a share of another source (a RAPL subzone), never
+    added to the board's power. A counter (RAPL) gives energy instead: see PowerMeter."""
+
+    counter = False
+    min_interval_s = 0.0
+
+    def __init__(self, name, total=False, part=False):
+        self.name = name
+        self.total = total
+        self.part = part
+
+    def read(self):
+        raise NotImplementedError
+
+
+class FilePower(PowerSource):
+    """A file holding power: hwmon `power*_input` (microwatts), iio `in_power*_input` (milliwatts)."""
+
+    def __init__(self, name, path, watts_per_unit, total=False):
+        PowerSource.__init__(self, name, total)
+        self.path = path
+        self.watts_per_unit = watts_per_unit
+
+    def read(self):
+        value = read_int(self.path)
+        return None if value is None or value < 0 else value * self.watts_per_unit
+
+
+class VoltCurrentPower(PowerSource):
+    """A channel with bus voltage and current, INA3221-style: `in*_input` (mV) × `curr*_input` (mA)."""
+
+    def __init__(self, name, volt_path, curr_path, total=False):
+        PowerSource.__init__(self, name, total)
+        self.volt_path = volt_path
+        self.curr_path = curr_path
+
+    def read(self):
+        millivolts, milliamps = read_int(self.volt_path), read_int(self.curr_path)
+        if millivolts is None or milliamps is None:
+            return None
+        return max(0.0, millivolts * milliamps / 1e6)
+
+
+class EnergyCounter(PowerSource):
+    """A RAPL zone: `energy_uj` counts microjoules and wraps at `max_energy_range_uj`."""
+
+    counter = True
+
+    def __init__(self, name, path, range_uj, total=False, part=False):
+        PowerSource.__init__(self, name, total, part)
+        self.path = path
+        self.range_j = (range_uj or 0) / 1e6
+
+    def energy_j(self):
+        value = read_int(self.path)
+        return None if value is None else value / 1e6
+
+
+_PMIC_LINE = re.compile(r"^\s*(\S+)_([AV])\s+\w+\(\d+\)=([0-9.eE+-]+)[AV]\s*$")
+
+
+def pmic_rails(text):
+    """`vcgencmd pmic_read_adc` output -> {rail: watts} for every rail with a current and a voltage."""
+    amps, volts = {}, {}
+    for line in text.splitlines():
+        match = _PMIC_LINE.match(line)
+        if match:
+            try:
+                (amps if match.group(2) == "A" else volts)[match.group(1)] = float(match.group(3))
+            except ValueError:
+                continue
+    return dict((rail, amps[rail] * volts[rail]) for rail in amps if rail in volts)
+
+
+class PmicPower(PowerSource):
+    """The Raspberry Pi 5's PMIC: the sum over its rails of current × voltage. It does not see
+    what the 5 V input feeds directly (USB devices), so it is not the board's total. Each read
+    starts vcgencmd (tens of ms), so it is read at most every `min_interval_s`."""
+
+    min_interval_s = 0.25
+
+    def __init__(self, path):
+        PowerSource.__init__(self, "vcgencmd:pmic_read_adc")
+        self.path = path
+
+    def read(self):
+        try:
+            out = subprocess.run([self.path, "pmic_read_adc"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                 timeout=2, universal_newlines=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        rails = pmic_rails(out)
+        return sum(rails.values()) if rails else None
+
+
+def _total_rail(label):
+    """A rail that feeds the whole module: VDD_IN (Jetson Orin/Xavier), POM_5V_IN (Nano/TX2), VIN..."""
+    text = label.upper()
+    return text.endswith("_IN") or text.startswith("VIN") or text in ("VDD_IN", "IN")
+
+
+def _listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def power_sources():
+    """Every power sensor this board exposes that can be read now, each named by where it is."""
+    sources = []
+    hwmon = sys_path("class", "hwmon")
+    for entry in _listdir(hwmon):
+        folder = os.path.join(hwmon, entry)
+        chip = read_text(os.path.join(folder, "name")) or entry
+        files = set(_listdir(folder))
+        channels = set()
+        for name in sorted(files):
+            match = re.match(r"^power(\d+)_input$", name)
+            if match:
+                label = read_text(os.path.join(folder, "power%s_label" % match.group(1))) or "power" + match.group(1)
+                sources.append(FilePower("hwmon:%s/%s" % (chip, label), os.path.join(folder, name), 1e-6,
+                                         _total_rail(label)))
+                channels.add(match.group(1))
+        for name in sorted(files):
+            match = re.match(r"^curr(\d+)_input$", name)
+            if not match or match.group(1) in channels or "in%s_input" % match.group(1) not in files:
+                continue
+            n = match.group(1)
+            label = (read_text(os.path.join(folder, "in%s_label" % n)) or
+                     read_text(os.path.join(folder, "curr%s_label" % n)) or "channel" + n)
+            sources.append(VoltCurrentPower("hwmon:%s/%s" % (chip, label), os.path.join(folder, "in%s_input" % n),
+                                            os.path.join(folder, name), _total_rail(label)))
+    # older Jetson kernels (L4T 32): the ina3221x driver's iio devices, milliwatts per rail
+    drivers = sys_path("bus", "i2c", "drivers", "ina3221x")
+    for device in _listdir(drivers):
+        for iio in _listdir(os.path.join(drivers, device)):
+            folder = os.path.join(drivers, device, iio)
+            if not iio.startswith("iio:device"):
+                continue
+            for name in _listdir(folder):
+                match = re.match(r"^in_power(\d+)_input$", name)
+                if match:
+                    label = read_text(os.path.join(folder, "rail_name_" + match.group(1))) or "rail" + match.group(1)
+                    sources.append(FilePower("iio:ina3221x/%s" % label, os.path.join(folder, name), 1e-3,
+                                             _total_rail(label)))
+    powercap = sys_path("class", "powercap")
+    for zone in _listdir(powercap):
+        folder = os.path.join(powercap, zone)
+        path = os.path.join(folder, "energy_uj")
+        if not zone.startswith(("intel-rapl:", "amd-rapl:")) or read_int(path) is None:
+            continue  # root-only on recent kernels: then not a source of ours
+        label = read_text(os.path.join(folder, "name")) or zone
+        sources.append(EnergyCounter("rapl:%s" % label, path, read_int(os.path.join(folder, "max_energy_range_uj")),
+                                     total=label == "psys", part=zone.count(":") > 1))
+    vcgencmd = vcgencmd_path()
+    if vcgencmd and os.path.exists(vcgencmd):
+        pmic = PmicPower(vcgencmd)
+        if pmic.read() is not None:
+            sources.append(pmic)
+    return [source for source in sources if source.counter or source.read() is not None]
+
+
+class PowerMeter(object):
+    """Reads a board's power sources: `read()` -> (board watts or None, {source: watts}).
+
+    A counter's watts are its energy since the previous read over the time between them (the
+    exact mean over that interval); a sensor's are its value now. The board's power is its total
+    sources' (a Jetson's VDD_IN) when it has one, else the sum of those that are no part of
+    another."""
+
+    def __init__(self, sources):
+        self.sources = list(sources)
+        self._last_energy = {}
+        self._cached = {}
+
+    @property
+    def names(self):
+        return [source.name for source in self.sources]
+
+    def read(self):
+        now = time.monotonic()
+        watts = {}
+        for source in self.sources:
+            if source.counter:
+                energy = source.energy_j()
+                last = self._last_energy.get(source.name)
+                if energy is None:
+                    continue
+                self._last_energy[source.name] = (now, energy)
+                if last is None or now <= last[0]:
+                    continue
+                delta = energy - last[1]
+                if delta < 0:  # the counter wrapped
+                    if source.range_j <= 0:
+                        continue
+                    delta += source.range_j
+                watts[source.name] = delta / (now - last[0])
+                continue
+            cached = self._cached.get(source.name)
+            if cached is not None and now - cached[0] < source.min_interval_s:
+                value = cached[1]
+            else:
+                value = source.read()
+                self._cached[source.name] = (now, value)
+            if value is not None:
+                watts[source.name] = value
+        return board_power(self.sources, watts), watts
+
+
+def board_power(sources, watts):
+    """The board's power (W) from its sources' readings: the total sources' when it has any."""
+    totals = [s.name for s in sources if s.total]
+    names = totals or [s.name for s in sources if not s.part]
+    values = [watts[name] for name in names if name in watts]
+    if not values or len(values) != len(names):
+        return None
+    return round(sum(values), 6)
+
+
+def idle_power(meter, seconds):
+    """The board's mean power (W) over `seconds` before the measured job, or None."""
+    if meter is None or seconds <= 0:
+        return None
+    stop = current_job().cancelled
+    step = max(0.05, seconds / 10.0)
+    deadline = time.monotonic() + seconds
+    meter.read()  # a counter's starting point
+    values = []
+    while not stop.is_set():
+        stop.wait(min(step, max(0.0, deadline - time.monotonic())))
+        value, _ = meter.read()
+        if value is not None:
+            values.append(value)
+        if time.monotonic() >= deadline:
+            break
+    return round(sum(values) / len(values), 6) if values else None
+
+
+def mean_power_w(samples, phase_marks):
+    """The board's mean power (W) over the measured phase, from the sampler's rows: each row's
+    power stands for the interval since the row before (a counter's exact mean; a sensor's value
+    at the interval's end), weighted by how much of that interval lies between the `measure`
+    and `done` marks."""
+    marks = dict((m["phase"], m["t_s"]) for m in phase_marks)
+    start, end = marks.get("measure"), marks.get("done")
+    if start is None or end is None or end <= start:
+        return None
+    energy = covered = 0.0
+    previous_t = None
+    for sample in samples:
+        t = sample["t_s"]
+        power = sample.get("power_w")
+        if previous_t is not None and power is not None:
+            overlap = min(t, end) - max(previous_t, start)
+            if overlap > 0:
+                energy += power * overlap
+                covered += overlap
+        previous_t = t
+    if covered <= 0:
+        return None
+    return round(energy / covered, 6)
+
+
+# ---------------------------------------------------------------------------------------------
+# accelerators: a Jetson's GPU and memory clocks and power mode, a SoC's name, Qualcomm's QNN SDK
+
+_GPU_DEVFREQ = ("gpu", "gv11b", "ga10b", "gp10b", "gm20b", "gk20a")
+
+
+def _devfreq(matches):
+    """(name, folder) of the first devfreq device whose name contains one of `matches`."""
+    base = sys_path("class", "devfreq")
+    for entry in _listdir(base):
+        if any(m in entry.lower() for m in matches):
+            return entry, os.path.join(base, entry)
+    return None, None
+
+
+def gpu_state():
+    """A Jetson's GPU: load (% busy, from per-mille) and clock (Hz) from sysfs; None elsewhere."""
+    name, folder = _devfreq(_GPU_DEVFREQ)
+    load = None
+    for path in (sys_path("devices", "gpu.0", "load"), sys_path("devices", "platform", "gpu.0", "load"),
+                 os.path.join(folder, "device", "load") if folder else None):
+        if path:
+            load = read_int(path)
+            if load is not None:
+                break
+    if load is None and folder is None:
+        return None
+    state = {"device": name, "load_pct": None if load is None else round(load / 10.0, 1)}
+    if folder is not None:
+        state.update(freq_hz=read_int(os.path.join(folder, "cur_freq")),
+                     min_freq_hz=read_int(os.path.join(folder, "min_freq")),
+                     max_freq_hz=read_int(os.path.join(folder, "max_freq")),
+                     governor=read_text(os.path.join(folder, "governor")))
+    return state
+
+
+def emc_freq_hz():
+    """The memory controller's clock (Hz) on a Jetson: devfreq, else the bpmp/clk debugfs files."""
+    _, folder = _devfreq(("emc",))
+    if folder is not None:
+        value = read_int(os.path.join(folder, "cur_freq"))
+        if value is not None:
+            return value
+    for path in (sys_path("kernel", "debug", "bpmp", "debug", "clk", "emc", "rate"),
+                 sys_path("kernel", "debug", "clk", "emc", "clk_rate")):
+        value = read_int(path)
+        if value is not None:
+            return value
+    return None
+
+
+def rootfs_path(*parts):
+    return os.path.join(ROOTFS, *parts)
+
+
+def nvpmodel_mode():
+    """The Jetson power mode (nvpmodel) from its files: the mode in /var/lib/nvpmodel/status (else
+    the default in /etc/nvpmodel.conf) and its name there; None on other boards."""
+    conf = read_text(rootfs_path("etc", "nvpmodel.conf"))
+    status = read_text(rootfs_path("var", "lib", "nvpmodel", "status"))
+    if conf is None and status is None:
+        return None
+    mode, source = None, None
+    match = re.search(r"pmode:\s*(\d+)", status or "")
+    if match:
+        mode, source = int(match.group(1)), "status"
+    elif conf:
+        match = re.search(r"<\s*PM_CONFIG\s+DEFAULT=(\d+)\s*>", conf)
+        if match:
+            mode, source = int(match.group(1)), "default"
+    names = dict((int(m.group(1)), m.group(2)) for m in
+                 re.finditer(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=([^\s>]+)\s*>", conf or ""))
+    return {"id": mode, "name": names.get(mode), "source": source}
+
+
+def _device_tree_text(name):
+    text = read_text(sys_path("firmware", "devicetree", "base", name))
+    return None if text is None else text.strip("\x00").strip()
+
+
+def soc_facts():
+    """What the SoC says it is: the device-tree model and compatible list, soc0's ids (a Jetson's
+    nv_tegra_release, a Snapdragon's soc_id); {} where none is readable."""
+    facts = {}
+    model = _device_tree_text("model")
+    if model:
+        facts["model"] = model
+    compatible = _device_tree_text("compatible")
+    if compatible:
+        facts["compatible"] = [c for c in compatible.split("\x00") if c][:16]
+    for field in ("machine", "family", "soc_id", "revision"):
+        value = read_text(sys_path("devices", "soc0", field))
+        if value:
+            facts[field] = value
+    release = read_text(rootfs_path("etc", "nv_tegra_release"))
+    if release:
+        facts["l4t_release"] = first_line(release)[:200]
+    return facts
+
+
+def qnn_facts():
+    """Qualcomm's QNN: the SDK's version ($QNN_SDK_ROOT/sdk.yaml) and the onnxruntime-qnn package
+    (the QNN execution provider) with the QNN backends it ships; None when neither is there."""
+    facts = {}
+    root = os.environ.get("QNN_SDK_ROOT")
+    if root:
+        facts["sdk_root"] = root
+        match = re.search(r"^\s*version\s*:\s*['\"]?([^'\"\s]+)", read_text(os.path.join(root, "sdk.yaml")) or "",
+                          re.MULTILINE)
+        facts["sdk_version"] = match.group(1) if match else os.path.basename(os.path.normpath(root))
+    try:
+        from importlib import metadata
+
+        distribution = metadata.distribution("onnxruntime-qnn")
+        facts["ep_version"] = distribution.version
+        facts["backends"] = sorted(set(re.sub(r"^libQnn(\w+)\.so$", r"\1", os.path.basename(str(f)))
+                                       for f in (distribution.files or [])
+                                       if re.match(r"^libQnn(Htp|Cpu|Gpu|Saver)\.so$", os.path.basename(str(f)))))
+    except Exception:  # no importlib.metadata (3.7) or no such package
+        pass
+    return facts or None
+
+
+def accelerator_facts():
+    """The accelerator side of a board's facts (absent parts are None/{})."""
+    return {
+        "gpu": gpu_state(),
+        "emc_freq_hz": emc_freq_hz(),
+        "nvpmodel": nvpmodel_mode(),
+        "soc": soc_facts(),
+        "qnn": qnn_facts(),
+        "power_sources": [source.name for source in power_sources()],
+    }
+
+
 def cpu_model():
     text = read_text("/proc/cpuinfo") or ""
     for key in ("model name", "Model", "Hardware", "cpu model", "Processor"):
@@ -461,6 +871,7 @@ def collect_facts(workdir, quick=False):
         "lease": read_lease(workdir),
         "agent_version": AGENT_VERSION,
     }
+    facts.update(accelerator_facts())
     facts.update(runtime_facts(quick))
     return facts
 
@@ -526,20 +937,28 @@ class OnnxRuntime(Runtime):
             raise AgentFailure("missing-runtime", "onnxruntime is not installed for %s" % sys.executable)
         self.ort = ort
         self.model_path = model_path
-        requested = [ort_provider_name(p) for p in (self.config.get("providers") or ["CPUExecutionProvider"])]
+        names = self.config.get("providers") or ["CPUExecutionProvider"]
+        requested = [ort_provider_name(p) for p in names]
         self.requested = requested
         available = set(ort.get_available_providers())
         usable = [p for p in requested if p in available]
         if "CPUExecutionProvider" not in usable:
             usable.append("CPUExecutionProvider")
-        options_by_provider = {ort_provider_name(k): v for k, v in (self.config.get("provider_options") or {}).items()}
+        # a preset's options (qnn-htp: QNN's HTP backend), then the user's for that provider
+        options_by_provider = {}
+        for name in names:
+            options_by_provider.setdefault(ort_provider_name(name), {}).update(provider_preset_options(name))
+        for key, value in (self.config.get("provider_options") or {}).items():
+            options_by_provider.setdefault(ort_provider_name(key), {}).update(value)
         self.usable = usable
-        self.provider_options = [options_by_provider.get(p, {}) for p in usable]
+        self.provider_options = [dict((str(k), str(v)) for k, v in options_by_provider.get(p, {}).items())
+                                 for p in usable]
         try:
             self.session = self.new_session(self.session_options())
         except Exception as exc:  # onnxruntime raises several unrelated types for bad models
             raise AgentFailure("model-error", "cannot load model %s: %s" % (model_path, first_line(exc)))
         self.actual = list(self.session.get_providers())
+        self.options_used = dict(zip(usable, self.provider_options))
         self.check_fallback()
 
     def session_options(self):
@@ -601,6 +1020,7 @@ class OnnxRuntime(Runtime):
         return self.session.run(None, feeds)
 
     def describe(self):
+        options = self.options_used.get(self.actual[0]) or {}
         return {
             "runtime": self.name,
             "runtime_version": self.ort.__version__,
@@ -610,6 +1030,8 @@ class OnnxRuntime(Runtime):
             "provider_fallback": self.actual[0] != self.requested[0],
             "available_providers": list(self.ort.get_available_providers()),
             "inference_precision": None,  # the model's own types: onnxruntime does not lower precision
+            "provider_options": options,  # what the provider that ran was given (TensorRT's engine cache...)
+            "accelerator": accelerator_of(self.actual[0], options),
         }
 
 
@@ -727,6 +1149,8 @@ class OpenVINORuntime(Runtime):
             "provider_fallback": self.device != self.requested[0],
             "available_providers": self.devices,
             "inference_precision": self.inference_precision(),
+            "provider_options": {},
+            "accelerator": accelerator_of(self.device),
         }
 
 
@@ -1110,10 +1534,12 @@ class Sampler(threading.Thread):
 
     Each sample: t_s (since start), phase, rss/hwm/anon/file/pss bytes, minor/major faults,
     cpu_percent over the interval (utime+stime delta / wall delta, pidstat -u semantics; can
-    exceed 100 with several threads), temperatures, per-core frequency and load average.
+    exceed 100 with several threads), temperatures, per-core frequency and load average; on a
+    board with power sensors (`meter`, a PowerMeter) the board's power (W, `power_w`) and each
+    source's, and on a Jetson the GPU's load (%) and clock (MHz).
     """
 
-    def __init__(self, pid, interval_s):
+    def __init__(self, pid, interval_s, meter=None):
         threading.Thread.__init__(self, daemon=True)
         self.pid = pid
         self.interval_s = interval_s
@@ -1126,6 +1552,8 @@ class Sampler(threading.Thread):
         self._slow_read_at = -1e9
         self._pss = None
         self._throttle = None
+        self.meter = meter
+        self._gpu = gpu_state() is not None
 
     def mark(self, phase):
         self.phase = phase
@@ -1184,6 +1612,13 @@ class Sampler(threading.Thread):
             "loadavg_1m": os.getloadavg()[0],
             "throttled": throttle["throttled"] if throttle else None,
         })
+        row = self.samples[-1]
+        if self.meter is not None:
+            row["power_w"], row["power_by_source_w"] = self.meter.read()
+        if self._gpu:
+            gpu = gpu_state() or {}
+            row["gpu_load_pct"] = gpu.get("load_pct")
+            row["gpu_freq_mhz"] = None if gpu.get("freq_hz") is None else round(gpu["freq_hz"] / 1e6, 1)
 
 
 def cool_down(seconds, below_temp_c, max_seconds):
@@ -1228,6 +1663,9 @@ def summarize_run(samples, phase_marks, freq_before):
     rss = [s["rss_bytes"] for s in measured if s["rss_bytes"] is not None]
     result["cpu_percent_mean"] = round(sum(cpu) / len(cpu), 1) if cpu else None
     result["rss_steady_bytes"] = sorted(rss)[len(rss) // 2] if rss else None
+    result["power_w_mean"] = mean_power_w(samples, phase_marks)
+    gpu = [s["gpu_load_pct"] for s in measured if s.get("gpu_load_pct") is not None]
+    result["gpu_load_pct_mean"] = round(sum(gpu) / len(gpu), 1) if gpu else None
     return result
 
 
@@ -1349,6 +1787,13 @@ def bench_main(args):
         raise AgentFailure("input-error", "dataset not found on the board: %s" % args.dataset)
     cooldown = cool_down(args.cooldown_s, args.cooldown_below_c, args.cooldown_max_s)
     job.check()
+    # Power: the board's sensors, its idle power before the worker starts (after the cool-down),
+    # then sampled beside the worker's memory (sampling off: no power either).
+    sources = power_sources() if args.sample_interval > 0 else []
+    meter = PowerMeter(sources) if sources else None
+    power = {"power_sources": [source.name for source in sources],
+             "power_w_idle": idle_power(meter, args.idle_power_s)}
+    job.check()
     outputs_path = None
     if args.dataset:
         outputs_path = os.path.abspath("outputs-%s.npz" % binascii.hexlify(os.urandom(6)).decode())
@@ -1372,16 +1817,16 @@ def bench_main(args):
     freq_before = cpu_freqs_khz()
     worker = start_worker(config)
     try:
-        return _watch_worker(args, worker, cooldown, freq_before, outputs_path)
+        return _watch_worker(args, worker, dict(cooldown, **power), freq_before, outputs_path, meter)
     finally:
         end_child(worker)
         if outputs_path:
             remove_quietly(outputs_path)
 
 
-def _watch_worker(args, worker, cooldown, freq_before, outputs_path):
+def _watch_worker(args, worker, cooldown, freq_before, outputs_path, meter=None):
     job = current_job()
-    sampler = Sampler(worker.pid, args.sample_interval) if args.sample_interval > 0 else None
+    sampler = Sampler(worker.pid, args.sample_interval, meter) if args.sample_interval > 0 else None
     if sampler is not None:
         sampler.start()
     worker_result = worker_error = worker_outputs = worker_profile = None
@@ -2137,6 +2582,8 @@ def build_parser(parser_class=argparse.ArgumentParser):
     bench.add_argument("--cooldown-s", type=float, required=True)
     bench.add_argument("--cooldown-below-c", type=float, default=None)
     bench.add_argument("--cooldown-max-s", type=float, required=True)
+    bench.add_argument("--idle-power-s", type=float, required=True,
+                       help="on a board with power sensors, sample its idle power this long before the job")
     bench.add_argument("--max-samples", type=int, default=None,
                        help="send at most this many latency samples (evenly spaced); the summary covers all")
     bench.add_argument("--max-series-rows", type=int, default=None, help="send at most this many sampler rows")

@@ -63,9 +63,54 @@ ORT_PROVIDER_ALIASES = {
 }
 
 
+# Names that pick a provider AND its options: Qualcomm's QNN execution provider runs a model on
+# one QNN backend, the Hexagon NPU (HTP), the CPU or the GPU, chosen by the library it loads.
+# Options the user gives for the provider (--provider-options '{"QNN": {...}}') win over these.
+PROVIDER_PRESETS = {
+    "qnn-htp": ("QNNExecutionProvider", {"backend_path": "libQnnHtp.so"}),
+    "qnn-cpu": ("QNNExecutionProvider", {"backend_path": "libQnnCpu.so"}),
+    "qnn-gpu": ("QNNExecutionProvider", {"backend_path": "libQnnGpu.so"}),
+}
+
+# Which kind of processor an execution provider / OpenVINO device computes on.
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
+                  "MIGraphXExecutionProvider", "DmlExecutionProvider", "WebGpuExecutionProvider")
+_CPU_PROVIDERS = ("CPUExecutionProvider", "XnnpackExecutionProvider", "ACLExecutionProvider",
+                  "ArmNNExecutionProvider", "DnnlExecutionProvider")
+
+
 def ort_provider_name(name):
-    """`cuda` -> `CUDAExecutionProvider`; a full or unknown name as it is."""
+    """`cuda` -> `CUDAExecutionProvider`, `qnn-htp` -> `QNNExecutionProvider`; a full or unknown
+    name as it is."""
+    preset = PROVIDER_PRESETS.get(name.lower())
+    if preset is not None:
+        return preset[0]
     return ORT_PROVIDER_ALIASES.get(name.lower(), name)
+
+
+def provider_preset_options(name):
+    """The options a preset name brings (`qnn-htp`: QNN's HTP backend library), else {}."""
+    preset = PROVIDER_PRESETS.get(name.lower())
+    return dict(preset[1]) if preset else {}
+
+
+def accelerator_of(provider, options=None):
+    """`gpu`, `npu` or `cpu`: what a result computed on, from the provider (or OpenVINO device) that
+    ran it and its options (QNN's backend library); None when farm cannot tell."""
+    options = options or {}
+    if provider in _GPU_PROVIDERS or provider == "GPU":
+        return "gpu"
+    if provider in _CPU_PROVIDERS or provider == "CPU":
+        return "cpu"
+    if provider == "NPU":
+        return "npu"
+    if provider == "QNNExecutionProvider":
+        backend = str(options.get("backend_path") or options.get("backend_type") or "").lower()
+        for key, kind in (("htp", "npu"), ("dsp", "npu"), ("cpu", "cpu"), ("gpu", "gpu")):
+            if key in backend:
+                return kind
+        return None
+    return None
 
 
 # `farm inventory provision` makes <workdir>/venv from the board's `python` and writes that

@@ -98,6 +98,50 @@ class Lease(_Model):
     worker: Optional[ProcessIdentity] = None
 
 
+Watts = Annotated[float, Field(ge=0, le=1e6)]
+Hz = Annotated[int, Field(ge=0, le=10**13)]
+
+
+class GpuState(_Model):
+    """A Jetson's GPU from sysfs: load (% busy) and devfreq clocks (Hz)."""
+
+    device: Optional[Text] = None
+    load_pct: Optional[Annotated[float, Field(ge=0, le=100)]] = None
+    freq_hz: Optional[Hz] = None
+    min_freq_hz: Optional[Hz] = None
+    max_freq_hz: Optional[Hz] = None
+    governor: Optional[Text] = None
+
+
+class NvpModel(_Model):
+    """A Jetson's power mode (nvpmodel), from its files."""
+
+    id: Optional[Annotated[int, Field(ge=0, le=1000)]] = None
+    name: Optional[Text] = None
+    source: Optional[Literal["status", "default"]] = None
+
+
+class SocFacts(_Model):
+    """What the SoC says it is (device tree, soc0, a Jetson's L4T release)."""
+
+    model: Optional[Text] = None
+    compatible: list[Text] = Field(default_factory=list, max_length=16)
+    machine: Optional[Text] = None
+    family: Optional[Text] = None
+    soc_id: Optional[Text] = None
+    revision: Optional[Text] = None
+    l4t_release: Optional[Text] = None
+
+
+class QnnFacts(_Model):
+    """Qualcomm's QNN SDK and the onnxruntime-qnn execution provider, where present."""
+
+    sdk_root: Optional[LongText] = None
+    sdk_version: Optional[Text] = None
+    ep_version: Optional[Text] = None
+    backends: list[Text] = Field(default_factory=list, max_length=16)
+
+
 class Facts(_Model):
     hostname: Text
     arch: Text
@@ -127,6 +171,12 @@ class Facts(_Model):
     openvino_precision: Optional[dict[Text, Optional[Text]]] = Field(None, max_length=SMALL)
     openvino_error: Optional[LongText] = None
     runtimes: list[Literal[RUNTIME_NAMES]] = Field(default_factory=list)  # type: ignore[valid-type]
+    gpu: Optional[GpuState] = None
+    emc_freq_hz: Optional[Hz] = None
+    nvpmodel: Optional[NvpModel] = None
+    soc: SocFacts = Field(default_factory=SocFacts)
+    qnn: Optional[QnnFacts] = None
+    power_sources: list[Text] = Field(default_factory=list, max_length=256)
 
 
 class SampleRow(_Model):
@@ -146,6 +196,10 @@ class SampleRow(_Model):
     freq_khz: dict[Text, KHz] = Field(default_factory=dict, max_length=SMALL)
     loadavg_1m: Optional[Annotated[float, Field(ge=0, le=1e6)]] = None
     throttled: Optional[bool] = None
+    power_w: Optional[Watts] = None  # the board's power (W) over the interval ending here
+    power_by_source_w: dict[Text, Watts] = Field(default_factory=dict, max_length=256)
+    gpu_load_pct: Optional[Annotated[float, Field(ge=0, le=100)]] = None
+    gpu_freq_mhz: Optional[Annotated[float, Field(ge=0, le=1e7)]] = None
 
 
 class LatencySummary(_Model):
@@ -190,6 +244,8 @@ class RuntimeInfo(_Model):
     provider_fallback: bool
     available_providers: list[Text] = Field(max_length=SMALL)
     inference_precision: Optional[Text] = None
+    provider_options: dict[Text, Text] = Field(default_factory=dict, max_length=SMALL)
+    accelerator: Optional[Literal["gpu", "npu", "cpu"]] = None
 
 
 Micros = Annotated[float, Field(ge=0, le=MAX_MS * 1000)]
@@ -272,6 +328,10 @@ class BenchResult(RuntimeInfo):
     throttled: bool
     cpu_percent_mean: Optional[Percent] = None
     rss_steady_bytes: Optional[Bytes] = None
+    power_sources: list[Text] = Field(default_factory=list, max_length=256)
+    power_w_idle: Optional[Watts] = None
+    power_w_mean: Optional[Watts] = None
+    gpu_load_pct_mean: Optional[Annotated[float, Field(ge=0, le=100)]] = None
     samples_total: Count
     samples_kept: Count
     profile: Optional[Profile] = None  # --profile: the profiling pass, after the timed runs

@@ -19,15 +19,18 @@ Per cell, both figures are tested with orchestrator.analysis:
   minimum effect on the medians, with a confidence interval), or, when both runs measured the
   cell in several fresh processes (`--repeats`), `compare_process_medians` on the processes'
   medians, so the drift between processes is in the test (`analysis.compare_latency` picks);
-* peak memory (`peak_rss_bytes`, a single number per result): `compare_values`.
+* peak memory (`peak_rss_bytes`, a single number per result): `compare_values`;
+* energy per inference (`energy_mj_per_inference`, one number per result like memory), only when
+  both results measured it (boards with power sensors): `compare_values` with the latency
+  threshold (energy is power × latency, so a latency gate covers it the same way).
 
 The cell's verdict, first match wins:
 1. `only-base` / `only-new`: the cell was measured in one run only;
 2. `failed`: the job failed in either run (which one and why is in `reason`);
-3. `regressed`: latency or memory regressed;
+3. `regressed`: latency, memory or energy regressed;
 4. `inconclusive`: latency or memory could not be decided (too noisy, too few samples, a value
    missing on one side);
-5. `improved`: latency or memory improved (and nothing regressed);
+5. `improved`: latency, memory or energy improved (and nothing regressed);
 6. `unchanged`.
 Memory missing in both runs (a board that cannot report it) leaves memory out of the verdict.
 """
@@ -38,7 +41,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from orchestrator.analysis import VERDICTS, Comparison, compare_latency, compare_paired, compare_values
 from orchestrator.errors import BadInputError
-from orchestrator.record import identity_of, identity_text, paired_base_p50s, process_p50s, same_identity
+from orchestrator.record import energy_of, identity_of, identity_text, paired_base_p50s, process_p50s, same_identity
 from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT, GATE_REPEATS
 from orchestrator.units import mib_text
 
@@ -74,6 +77,10 @@ class CellComparison:
     base_result_id: int | None = None
     new_result_id: int | None = None
     identity: str = ""  # what the cell ran on (runtime, precision, batch, threads): record.identity_text
+    base_energy_mj: float | None = None  # energy per inference (mJ), where the board has power sensors
+    new_energy_mj: float | None = None
+    energy_change_pct: float | None = None
+    energy_verdict: str | None = None  # a Verdict, or None unless both runs measured energy
 
     @property
     def key(self) -> CellKey:
@@ -120,9 +127,14 @@ class RunComparison:
         return found
 
     def metric_counts(self, metric: str) -> dict[str, int]:
-        """Compared cells per verdict of one figure: "latency" or "memory"."""
+        """Compared cells per verdict of one figure: "latency", "memory" or "energy" (energy: only
+        the cells both runs measured it in)."""
         found = dict.fromkeys(VERDICTS, 0)
         for cell in self.compared:
+            if metric == "energy":
+                if cell.energy_verdict is not None:
+                    found[cell.energy_verdict] += 1
+                continue
             verdict = cell.latency_verdict if metric == "latency" else cell.memory_verdict
             found[verdict or "inconclusive"] += 1
         return found
@@ -147,6 +159,9 @@ class RunComparison:
             text = (f"{len(self.compared)} cell(s) compared with {self.base_run_id}: latency "
                     + ", ".join(f"{n} {v}" for v, n in latency.items() if n)
                     + "; peak memory " + ", ".join(f"{n} {v}" for v, n in memory.items() if n))
+            energy = self.metric_counts("energy")
+            if any(energy.values()):
+                text += "; energy " + ", ".join(f"{n} {v}" for v, n in energy.items() if n)
         unmatched = len(self.cells) - len(self.compared)
         if unmatched:
             text += f"; {unmatched} not comparable (missing or failed on one side)"
@@ -382,7 +397,14 @@ def _compare_cell(
         memory_change, memory_verdict = compare_values(base_rss, new_rss, min_effect_pct=memory_pct)
         change = "" if memory_change is None else f" ({memory_change:+.1f}%, threshold {memory_pct:g}%)"
         reasons.append(f"peak memory {mib_text(base_rss)} -> {mib_text(new_rss)}{change}: {memory_verdict}")
-    verdicts = {latency_verdict} | ({memory_verdict} if memory_verdict else set())
+    energy_change, energy_verdict = None, None
+    base_energy, new_energy = energy_of(base), energy_of(new)
+    if base_energy is not None and new_energy is not None:  # only boards with power sensors, both times
+        energy_change, energy_verdict = compare_values(base_energy, new_energy, min_effect_pct=min_effect_pct)
+        change = "" if energy_change is None else f" ({energy_change:+.1f}%, threshold {min_effect_pct:g}%)"
+        reasons.append(f"energy {base_energy:.4g} -> {new_energy:.4g} mJ/inference{change}: {energy_verdict}")
+    verdicts = {latency_verdict} | ({memory_verdict} if memory_verdict else set()) | (
+        {energy_verdict} if energy_verdict else set())
     verdict = next((v for v in ("regressed", "inconclusive", "improved") if v in verdicts), "unchanged")
     if common["settings_changed"]:
         reasons.append("measured with different settings")
@@ -391,5 +413,6 @@ def _compare_cell(
         reasons.append(f"weights changed ({common['base_model_sha256'][:12]} -> {common['new_model_sha256'][:12]})")
     return CellComparison(
         verdict=verdict, reason="; ".join(reasons), latency=latency,
-        memory_change_pct=memory_change, memory_verdict=memory_verdict, **common,
+        memory_change_pct=memory_change, memory_verdict=memory_verdict, base_energy_mj=base_energy,
+        new_energy_mj=new_energy, energy_change_pct=energy_change, energy_verdict=energy_verdict, **common,
     )

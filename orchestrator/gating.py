@@ -11,7 +11,8 @@ Every cell of the gated run gets one outcome, from the verdict of the one compar
 (orchestrator.compare):
 * `regressed` — latency OR peak memory worse by at least the threshold (latency with
   significance and its 95 % interval entirely above the threshold; memory, one number per
-  result, when it grew by at least `memory_pct`);
+  result, when it grew by at least `memory_pct`), or energy per inference up by at least the
+  latency threshold where both runs measured it (boards with power sensors);
 * `inconclusive` — the data cannot tell whether the change passes the threshold (too noisy,
   too few processes): shown as such (⚠️ in Markdown, a JUnit `skipped` with the reason), never
   as a pass; `fail_on_inconclusive` makes it fail the gate;
@@ -137,8 +138,14 @@ class GateResult:
     def summary_line(self) -> str:
         """One line for a terminal or a log."""
         against = f"against {self.baseline_run_id}" if self.baseline_run_id else "with no baseline"
+        energy = f", energy {self.latency_pct:g}%" if self.energy_judged else ""
         return (f"gate {self.run_id} {against}: {self.counts_text()} (threshold latency "
-                f"{self.latency_pct:g}%, memory {self.memory_pct:g}%) -> exit {int(self.exit_status)}")
+                f"{self.latency_pct:g}%, memory {self.memory_pct:g}%{energy}) -> exit {int(self.exit_status)}")
+
+    @property
+    def energy_judged(self) -> bool:
+        """Some cell's energy per inference was compared (both runs measured it)."""
+        return any(c.comparison is not None and c.comparison.energy_verdict is not None for c in self.cells)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -286,6 +293,10 @@ def _numbers(cell: CellComparison) -> str:
         change = "" if cell.memory_change_pct is None else f" ({cell.memory_change_pct:+.1f}%)"
         parts.append(f"peak memory {mib_text(cell.base_peak_rss_bytes, False)} -> {mib_text(cell.new_peak_rss_bytes, False)} MiB{change}: "
                      f"{cell.memory_verdict}")
+    if cell.energy_verdict is not None:
+        change = "" if cell.energy_change_pct is None else f" ({cell.energy_change_pct:+.1f}%)"
+        parts.append(f"energy {cell.base_energy_mj:.4g} -> {cell.new_energy_mj:.4g} mJ/inference{change}: "
+                     f"{cell.energy_verdict}")
     if cell.model_changed:
         parts.append(f"weights changed ({(cell.base_model_sha256 or '')[:12]} -> {(cell.new_model_sha256 or '')[:12]})")
     return "; ".join(parts) or cell.reason
@@ -390,7 +401,8 @@ def _same_file(a: Path, b: Path) -> bool:
 def markdown_summary(gate_result: GateResult) -> str:
     """A short summary: the verdict line, then a table of every cell, the ones that need a look
     first (failed, regressed, inconclusive); numbers are medians (ms), peak memory (MiB) and
-    changes (%) with the 95 % interval of the latency change."""
+    changes (%) with the 95 % interval of the latency change, and the energy change where both
+    runs measured energy."""
     g = gate_result
     if g.exit_status == ExitStatus.OK:
         status = "⚠️ passed, with inconclusive cells" if g.inconclusive else "✅ passed"
@@ -401,11 +413,13 @@ def markdown_summary(gate_result: GateResult) -> str:
         f"### farm gate: {status}",
         "",
         f"Run `{g.run_id}` against {against} — {g.counts_text()} (thresholds: latency {g.latency_pct:g}%, "
-        f"memory {g.memory_pct:g}%).",
+        f"memory {g.memory_pct:g}%{f', energy {g.latency_pct:g}%' if g.energy_judged else ''}).",
         "",
-        "| board | model | variant | result | p50 ms | Δ p50 (95% CI) | peak MiB | Δ mem |",
-        "|---|---|---|---|---:|---:|---:|---:|",
     ]
+    energy = g.energy_judged
+    lines += ["| board | model | variant | result | p50 ms | Δ p50 (95% CI) | peak MiB | Δ mem |"
+              + (" mJ/inf | Δ energy |" if energy else ""),
+              "|---|---|---|---|---:|---:|---:|---:|" + ("---:|---:|" if energy else "")]
     order = {outcome: index for index, outcome in enumerate(GATE_OUTCOMES)}
     for cell in sorted(g.cells, key=lambda c: (order[c.outcome], c.board, c.model, c.variant)):
         cmp = cell.comparison
@@ -424,8 +438,13 @@ def markdown_summary(gate_result: GateResult) -> str:
             result += f": {cell.message.removeprefix('job failed: ')[:80]}"
         elif cell.outcome == "skipped":
             result += f": {cell.message.removeprefix('no comparison: ')[:60]}"
-        lines.append(f"| {_md(cell.board)} | {_md(cell.model)} | {_md(cell.variant)} | {_md(result)} | {p50} | {d50} "
-                     f"| {mem} | {dmem} |")
+        line = (f"| {_md(cell.board)} | {_md(cell.model)} | {_md(cell.variant)} | {_md(result)} | {p50} | {d50} "
+                f"| {mem} | {dmem} |")
+        if energy:
+            measured = cmp is not None and cmp.energy_verdict is not None
+            line += (f" {cmp.base_energy_mj:.3g} → {cmp.new_energy_mj:.3g} |" if measured else " — |")
+            line += (f" {cmp.energy_change_pct:+.1f}% |" if measured and cmp.energy_change_pct is not None else " — |")
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 

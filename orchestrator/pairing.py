@@ -32,7 +32,7 @@ from orchestrator.settings import BenchSettings
 #: The most interleaved rounds a paired cell gets before its verdict stays inconclusive.
 MAX_PAIRED_ROUNDS = 24
 
-PairKey = tuple[str, str, str]  # board, model, variant
+PairKey = tuple[str, str, str, str]  # board, model, variant, sweep point (Cell.sweep)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,24 +58,24 @@ def paired_baselines(store: Any, baseline_run_id: str, boards: Sequence[Board], 
     """Which (board, model, variant) of the plan can be measured beside its baseline's file: the
     baseline result the comparison engine will pair it with (what it ran on — runtime, batch,
     threads — must agree, as orchestrator.compare requires), with its file(s) still here."""
-    by_key: dict[PairKey, list[Mapping[str, Any]]] = {}
+    by_cell: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for result in store.results(baseline_run_id):
-        by_key.setdefault((result["board"], result["model"], result["variant"]), []).append(result)
+        by_cell.setdefault((result["board"], result["model"], result["variant"]), []).append(result)
     found: dict[PairKey, PairedBaseline] = {}
     for board in boards:
         for cell in cells:
             if cell.build_error is not None:
                 continue
-            key = (board.name, cell.model.name, cell.variant)
-            expected = _expected_identity(settings, board, cell)
-            candidates = [r for r in by_key.get(key, []) if same_identity(identity_of(r), expected)]
+            expected = _expected_identity(cell.settings or settings, board, cell)
+            candidates = [r for r in by_cell.get((board.name, cell.model.name, cell.variant), [])
+                          if same_identity(identity_of(r), expected)]
             base = preferred_result(candidates)
             if base is None or base["status"] != "ok":
                 continue
             files = baseline_files(base)
             if files is None or _same_files(files, cell.files):
                 continue
-            found[key] = PairedBaseline(int(base["result_id"]), str(base["run_id"]), files)
+            found[(board.name, cell.model.name, cell.variant, cell.sweep)] = PairedBaseline(int(base["result_id"]), str(base["run_id"]), files)
     return found
 
 

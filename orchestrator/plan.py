@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 from orchestrator.errors import BadInputError
 from orchestrator.models import DEMO_DIR, ModelFile
 from orchestrator.paths import farm_cache_dir
-from orchestrator.shapes import model_inputs, shapes_for_task, shapes_mapping, split_shape_args
+from orchestrator.shapes import ShapePoint, model_inputs, points_for_task, shapes_mapping, split_shape_args
 from orchestrator.accuracy.task import DetectionOptions, TaskDataset, load_task_dataset, parse_detection_options
 
 # The demo models' own labelled data (shipped beside them).
@@ -28,6 +28,9 @@ class ModelTask:
     dataset: TaskDataset | None = None
     shapes: tuple[str, ...] = ()  # NAME=1x3x224x224 for every input with an open dim (orchestrator.shapes)
     batch: int = 1  # the first input's leading dim: what FPS counts images by
+    # every shape × batch point the model is measured at (its first is `shapes`/`batch`, what
+    # variants are built and checked at); more than one is a sweep (orchestrator.sweep)
+    points: tuple[ShapePoint, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,10 @@ class Cell:
     batch: int = 1
     weights_path: Path | None = None  # the weights file of a two-file variant (OpenVINO IR .bin)
     runtime: str | None = None  # the one runtime that reads this variant's format; None: the run's
+    # A sweep point (orchestrator.sweep): the settings this cell is measured with (None: the
+    # run's) and what sets it apart from the run's other points, e.g. "threads=2, batch=8".
+    settings: Any = None  # BenchSettings | None
+    sweep: str = ""
 
     @property
     def files(self) -> "ModelFiles":
@@ -67,14 +74,16 @@ class ModelFiles:
 
 
 def plan_tasks(models: Sequence[ModelFile], dataset_args: Sequence[str] = (), detection_args: Sequence[str] = (),
-               shape_args: Sequence[str] = (), model_shapes: Mapping[str, Sequence[str]] | None = None) -> list[ModelTask]:
+               shape_args: Sequence[str] = (), model_shapes: Mapping[str, Sequence[str]] | None = None,
+               batches: Sequence[int] = ()) -> list[ModelTask]:
     """Pair models with datasets and resolve the shapes they are measured at.
 
     Datasets: `--dataset PATH` (one model) or `--dataset MODEL=PATH`, detection datasets with how
     their model reads them: `--detection [MODEL=]KEY=VALUE,...`; the bundled demo classifier
     always gets its shipped test set. Shapes: `--shape [MODEL:]NAME=dims` (`shape_args`) and a
     suite's per-model `shapes` (`model_shapes`), else the dataset's, else BadInputError for a
-    symbolic dim other than the batch (orchestrator.shapes).
+    symbolic dim other than the batch (orchestrator.shapes). Several values for one input, or
+    several `batches` (`--batch`), make several points per model (a sweep).
     """
     detection = _detection_by_model(models, detection_args)
     by_name: dict[str, str] = {}
@@ -97,15 +106,24 @@ def plan_tasks(models: Sequence[ModelFile], dataset_args: Sequence[str] = (), de
             path = str(DEMO_DATASETS[model.path.stem])
         dataset = None
         if path is not None:
-            dataset = load_task_dataset(path, cache, input_size=_image_input_size(model.path, given),
+            dataset = load_task_dataset(path, cache, input_size=_image_input_size(model.path, _first_values(given)),
                                         detection=detection.get(model.name))
         elif model.name in detection:
             raise BadInputError(f"--detection for {model.name!r}, which has no --dataset")
-        resolved = shapes_for_task(model.name, model.path, given,
-                                   dataset.inputs_npz if dataset is not None and dataset.kind == "classification"
-                                   else None, several_models=len(models) > 1)
-        tasks.append(ModelTask(model, dataset, resolved.shapes, resolved.batch))
+        points = points_for_task(model.name, model.path, given,
+                                 dataset.inputs_npz if dataset is not None and dataset.kind == "classification"
+                                 else None, several_models=len(models) > 1, batches=batches)
+        first = points[0].resolved
+        tasks.append(ModelTask(model, dataset, first.shapes, first.batch, tuple(points)))
     return tasks
+
+
+def _first_values(given: Sequence[str]) -> list[str]:
+    """The first value given for each input (a swept input's first point)."""
+    seen: dict[str, str] = {}
+    for text in given:
+        seen.setdefault(text.rpartition("=")[0], text)
+    return list(seen.values())
 
 
 def _detection_by_model(models: Sequence[ModelFile], args: Sequence[str]) -> dict[str, DetectionOptions]:

@@ -82,10 +82,31 @@ PAIRED_EXPORT_FIELDS = (PAIRED_BASE_FIELD, PAIRED_BASE_P50_FIELD)
 #: profile. The per-operator figures are `details["profile"]` (long form: `farm runs export --ops`,
 #: orchestrator.profiles).
 PROFILE_EXPORT_FIELDS = ("profile_runs", "profile_wall_s", "profile_cost_ratio", "profile_error")
+#: A sweep point (orchestrator.sweep): what sets the cell apart from the run's other points
+#: (`threads=2, batch=8`; "" when nothing was swept), the input shapes fed
+#: (`images=8x3x640x640`, inputs joined by "; "), and the latency per image (ms): a call's
+#: latency divided by the batch (the latency columns are per call, FPS counts images).
+SWEEP_EXPORT_FIELDS = ("sweep", "input_shapes", "latency_ms_per_image_p50", "latency_ms_per_image_mean")
+#: Power and energy, where the board has power sensors (the agent reads them from sysfs, and a
+#: Raspberry Pi 5's PMIC through vcgencmd; None elsewhere, and with sampling off):
+#: `power_sources` names them (`hwmon:ina3221/VDD_IN, rapl:package-0`), `power_w_mean` is the
+#: board's mean power over the measured phase (W), `power_w_idle` over --idle-power seconds
+#: before the job; energy per inference (per call, mJ) = mean power × mean latency, also with
+#: the idle power subtracted, and per image (÷ batch).
+ENERGY_EXPORT_FIELDS = (
+    "power_sources", "power_w_mean", "power_w_idle", "energy_mj_per_inference", "energy_mj_per_inference_above_idle",
+    "energy_mj_per_image",
+)
+#: The field comparisons judge energy by (one number per result, like peak memory).
+ENERGY_FIELD = "energy_mj_per_inference"
+#: What computed: `gpu`, `npu` or `cpu` (from the provider or device that ran and its options;
+#: None: farm cannot tell), and on a Jetson the GPU's mean load over the measured phase (%).
+ACCELERATOR_EXPORT_FIELDS = ("accelerator", "gpu_load_pct_mean")
 #: Every export field a record always carries (None when not measured), after EXPORT_FIELDS.
 MEASURED_EXPORT_FIELDS = (
     MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS + RUNTIME_EXPORT_FIELDS
-    + CALL_EXPORT_FIELDS + PAIRED_EXPORT_FIELDS + PROFILE_EXPORT_FIELDS
+    + CALL_EXPORT_FIELDS + PAIRED_EXPORT_FIELDS + SWEEP_EXPORT_FIELDS + ENERGY_EXPORT_FIELDS
+    + ACCELERATOR_EXPORT_FIELDS + PROFILE_EXPORT_FIELDS
 )
 
 
@@ -127,6 +148,7 @@ class CellIdentity:
     model_size_bytes: int | None
     batch: int = 1  # images per inference call: FPS counts images
     threads: int = 0  # intra-op threads asked for (0: the runtime's default)
+    sweep: str = ""  # the sweep point's label (orchestrator.sweep); "" when nothing was swept
 
     def columns(self) -> dict[str, Any]:
         return {"board": self.board, "model": self.model, "model_sha256": self.model_sha256,
@@ -144,7 +166,7 @@ def failed_record(cell: CellIdentity, kind: str, message: str, facts: Mapping[st
         "facts": dict(facts),
         "details": {"format_version": RECORD_FORMAT_VERSION, "variant": dict(cell.manifest),
                     "export": {**empty_export(), **variant_export_fields(cell.manifest), "batch": cell.batch,
-                               "threads": cell.threads}},
+                               "threads": cell.threads, "sweep": cell.sweep}},
     })
 
 
@@ -175,7 +197,12 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
     export.update({field: result.get(field) for field in MEASUREMENT_EXPORT_FIELDS})
     export.update(variant_export_fields(cell.manifest))
     export.update({field: result.get(field) for field in RUNTIME_EXPORT_FIELDS})
-    export.update(batch=cell.batch, threads=cell.threads)
+    export.update(batch=cell.batch, threads=cell.threads, sweep=cell.sweep,
+                  input_shapes=inputs_text(result.get("inputs") or []),
+                  latency_ms_per_image_p50=stats["latency_ms_p50"] / cell.batch,
+                  latency_ms_per_image_mean=stats["latency_ms_mean"] / cell.batch)
+    export.update(energy_fields(result, stats["latency_ms_mean"], cell.batch))
+    export.update(accelerator=result.get("accelerator"), gpu_load_pct_mean=result.get("gpu_load_pct_mean"))
     spread = process_spread([p["latency_ms_p50"] for p in processes])
     export.update(
         latency_ms_cv=stats["cv"],
@@ -198,7 +225,8 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
         "export": export,
         "variant": dict(cell.manifest),
         **{key: result.get(key) for key in (
-            "inputs", "provider", "providers_requested", "providers_active", "available_providers", "phase_marks",
+            "inputs", "provider", "providers_requested", "providers_active", "available_providers", "provider_options",
+            "phase_marks",
             "measure_s", "cooldown_s", "peak_rss_reset_supported")},
         "bytes_sent": bytes_sent,
         "model_path": model_path,
@@ -224,6 +252,38 @@ def measured_record(result: Mapping[str, Any], cell: CellIdentity, facts: Mappin
         "details": details,
     }
     return ResultRecord(row, latency_ms, list(result.get("samples") or []))
+
+
+def energy_fields(result: Mapping[str, Any], latency_ms_mean: float, batch: int) -> dict[str, Any]:
+    """The power and energy export fields of a bench result: W × ms = mJ."""
+    sources = result.get("power_sources") or []
+    power, idle = result.get("power_w_mean"), result.get("power_w_idle")
+    energy = None if power is None else float(power) * latency_ms_mean
+    return {
+        "power_sources": ", ".join(str(s) for s in sources) or None,
+        "power_w_mean": power,
+        "power_w_idle": idle,
+        "energy_mj_per_inference": energy,
+        "energy_mj_per_inference_above_idle": None if energy is None or idle is None
+        else (float(power) - float(idle)) * latency_ms_mean,
+        "energy_mj_per_image": None if energy is None else energy / batch,
+    }
+
+
+def energy_of(record: Mapping[str, Any]) -> float | None:
+    """A result's energy per inference (mJ), from a flat export record or a stored result."""
+    value = record.get(ENERGY_FIELD, export_of(record).get(ENERGY_FIELD))
+    return None if value is None else float(value)
+
+
+def inputs_text(inputs: Sequence[Mapping[str, Any]]) -> str:
+    """`images=8x3x640x640; mask=8x640x640`: the shapes the agent fed (its `inputs`)."""
+    return "; ".join(f"{i.get('name')}={'x'.join(str(d) for d in i.get('shape') or [])}" for i in inputs)
+
+
+def sweep_of(record: Mapping[str, Any]) -> str:
+    """A result's sweep point label ("" when its run swept nothing, or it was stored before sweeps)."""
+    return str(record.get("sweep") or export_of(record).get("sweep") or "")
 
 
 def export_of(record: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -39,7 +39,8 @@ def merge_process_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     Latencies are concatenated in process order; load and first-inference times are the median
     over processes; peaks (memory, temperature) the largest; flags (truncated, freq_drop,
-    throttled) set when any process set them; CPU % the mean. The time series and phase marks
+    throttled) set when any process set them; CPU % the mean; the measured phase's power the
+    mean weighted by each process's measuring time, the idle power the mean. The time series and phase marks
     are the first process's (the others' are alike and would only repeat the chart). Runtime
     facts are the first process's: every process ran the same runtime on the same board.
     A single result is returned as it is, with its one-entry `processes`.
@@ -68,4 +69,14 @@ def merge_process_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     # --profile: the last round's process profiled (orchestrator.settings.bench_args' profile_pass)
     for field in ("profile", "profile_error"):
         merged[field] = next((r[field] for r in reversed(results) if r.get(field) is not None), None)
+    # power: the measured phases' mean weighted by their length; the idle power's mean
+    timed = [(float(r["power_w_mean"]), float(r.get("measure_s") or 0.0)) for r in results
+             if r.get("power_w_mean") is not None]
+    weight = sum(t for _, t in timed)
+    merged["power_w_mean"] = (sum(p * t for p, t in timed) / weight if weight > 0 else
+                              sum(p for p, _ in timed) / len(timed)) if timed else None
+    idle = [float(r["power_w_idle"]) for r in results if r.get("power_w_idle") is not None]
+    merged["power_w_idle"] = sum(idle) / len(idle) if idle else None
+    gpu = [float(r["gpu_load_pct_mean"]) for r in results if r.get("gpu_load_pct_mean") is not None]
+    merged["gpu_load_pct_mean"] = round(sum(gpu) / len(gpu), 1) if gpu else None
     return merged

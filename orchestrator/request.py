@@ -19,6 +19,7 @@ from orchestrator.gate_options import evaluate as evaluate_gate_options
 from orchestrator.pairing import paired_baselines
 from orchestrator.settings import BenchSettings
 from orchestrator.store import Store, open_store
+from orchestrator.sweep import Sweep, expand_cells
 
 DEFAULT_REPORTS_DIR = Path("reports")
 
@@ -27,6 +28,8 @@ DEFAULT_REPORTS_DIR = Path("reports")
 class BenchRequest:
     model_paths: Sequence[Path] = ()
     settings: BenchSettings = dataclasses.field(default_factory=BenchSettings)
+    # lists of values, each its own cell (orchestrator.sweep); `settings` holds the first of each
+    sweep: Sweep = dataclasses.field(default_factory=Sweep)
     inventory: str | None = None
     limit: str | None = None
     forks: int = 8
@@ -153,7 +156,8 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
 
     parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
     models = resolve_models(request.model_paths, plan.model_names)
-    tasks = plan_tasks(models, request.datasets, request.detection, request.settings.shapes, plan.shapes)
+    batches = request.sweep.batch or ((request.settings.batch,) if request.settings.batch is not None else ())
+    tasks = plan_tasks(models, request.datasets, request.detection, request.settings.shapes, plan.shapes, batches)
     check_plan(tasks, request.variants, request.calibration)  # a plan that cannot be built fails now
     boards = resolve_boards(request.inventory, request.limit, request.accept_new_host_keys)
     report_path = None
@@ -175,7 +179,8 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
             boards = [b for b in boards if not stored_boards or b.name in stored_boards]
             resume_run_id = store.reopen_run(resumed_run["run_id"], controller_record())
             done = store.done_cells(resume_run_id)
-        cells = plan_cells(tasks, request.variants, request.calibration, on_event=on_event)
+        cells = expand_cells(plan_cells(tasks, request.variants, request.calibration, on_event=on_event), tasks,
+                             request.settings, request.sweep)
         pairs = {}
         if baseline_id is not None and request.paired is not False:
             pairs = paired_baselines(store, baseline_id, boards, cells, request.settings)

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from orchestrator.errors import BadInputError
 from orchestrator.run_liveness import controller_is_dead
 from orchestrator.settings import BenchSettings, field_meta, flag_of
+from orchestrator.sweep import SWEPT_FIELDS, Sweep
 
 PLAN_VERSION = 1
 #: Request fields that make up a run's plan, and the option that sets each.
@@ -38,6 +39,7 @@ def plan_record(request: Any, model_names: Sequence[str]) -> dict[str, Any]:
         "calibration": None if request.calibration is None else str(Path(request.calibration).expanduser().resolve()),
         "inventory": None if request.inventory is None else str(Path(request.inventory).expanduser().resolve()),
         "limit": request.limit,
+        "sweep": request.sweep.record(),  # the lists swept (orchestrator.sweep)
     }
 
 
@@ -62,6 +64,8 @@ def resumed_request(request: Any, run: Mapping[str, Any]) -> tuple[Any, list[str
                    for name, option in PLAN_OPTIONS.items() if name in request.explicit
                    for planned in [_planned_value(plan, name)]]
     differences += _setting_differences(request, settings)
+    planned_sweep = Sweep.from_record(plan.get("sweep"))
+    differences += _sweep_differences(request, planned_sweep)
     differences = [d for d in differences if d]
     if differences:
         raise BadInputError(f"--resume {run_id} measures that run's own plan; " + "; ".join(differences)
@@ -73,7 +77,7 @@ def resumed_request(request: Any, run: Mapping[str, Any]) -> tuple[Any, list[str
         request, model_paths=[Path(m["path"]) for m in models], variants=list(plan["variants"]),
         datasets=list(plan["datasets"]), detection=list(plan["detection"]),
         calibration=None if plan["calibration"] is None else Path(plan["calibration"]),
-        inventory=plan["inventory"], limit=plan["limit"], settings=resumed_settings, suite=None,
+        inventory=plan["inventory"], limit=plan["limit"], settings=resumed_settings, suite=None, sweep=planned_sweep,
     )
     return resumed, [m["name"] for m in models]
 
@@ -122,6 +126,16 @@ def _setting_differences(request: Any, settings: BenchSettings) -> list[str]:
         given, planned = getattr(request.settings, name), getattr(settings, name)
         if given != planned:
             found.append(f"{flag_of(name)} {_shown(given)} differs from its {_shown(planned)}")
+    return found
+
+
+def _sweep_differences(request: Any, planned: Sweep) -> list[str]:
+    """A swept option given with --resume must list the plan's values."""
+    found = []
+    for name, field in SWEPT_FIELDS.items():
+        given, wanted = getattr(request.sweep, name), getattr(planned, name)
+        if field in request.explicit and len(given) + len(wanted) > 2 and given != wanted:
+            found.append(f"{flag_of(field)} {_shown(given)} differs from its {_shown(wanted)}")
     return found
 
 

@@ -141,7 +141,14 @@ class BenchRunner:
     def cells_for(self, board: Board) -> list[Cell]:
         """The board's cells still to measure (all of them, unless resuming a run)."""
         return [c for c in self.cells
-                if CellKey(board.name, c.model.name, c.variant, self.settings_hash) not in self.done_cells]
+                if CellKey(board.name, c.model.name, c.variant, self._hash_of(c)) not in self.done_cells]
+
+    def _settings_of(self, cell: Cell) -> BenchSettings:
+        """The settings a cell is measured with: its sweep point's (orchestrator.sweep), else the run's."""
+        return cell.settings if cell.settings is not None else self.settings
+
+    def _hash_of(self, cell: Cell) -> str:
+        return self.settings_hash if cell.settings is None else cell.settings.settings_hash()
 
     def run(self) -> RunOutcome:
         for stale in reap_abandoned_runs(self.store):
@@ -260,8 +267,9 @@ class BenchRunner:
         round, a failure as soon as it happens."""
         accuracy = BoardAccuracy(link, self.settings, board)
         outcomes: list[CellOutcome] = []
-        states = [CellRounds(cell, self.pairs.get((board.name, cell.model.name, cell.variant)), self.settings.repeats,
-                             min_effect_pct=self.thresholds.get("min_effect_pct", DEFAULT_MIN_EFFECT_PCT))
+        min_effect_pct = self.thresholds.get("min_effect_pct", DEFAULT_MIN_EFFECT_PCT)
+        states = [CellRounds(cell, self.pairs.get((board.name, cell.model.name, cell.variant, cell.sweep)),
+                             self.settings.repeats, min_effect_pct=min_effect_pct)
                   for cell in cells]
         round_index = 0
         while any(not state.ended for state in states):
@@ -346,7 +354,8 @@ class BenchRunner:
         paths, bytes_sent = session.stage(staged)
         self.on_event("cell_staged", {**info, "bytes_sent": bytes_sent})
         model_args = [arg for (option, _, _), path in zip(files.uploads(), paths) for arg in (option, path)]
-        args = self.settings.bench_args(model_args, board, cell.shapes, cell.runtime, profile_pass=profile_pass)
+        args = self._settings_of(cell).bench_args(model_args, board, cell.shapes, cell.runtime,
+                                                  profile_pass=profile_pass)
         if with_dataset:
             args += ["--dataset", paths[-1]]
         reply = session.bench(
@@ -373,8 +382,9 @@ class BenchRunner:
         state.twin_p50s.append(process_p50(reply))
 
     def _identity(self, board: Board, cell: Cell) -> CellIdentity:
-        return CellIdentity(board.name, cell.model.name, cell.model.sha256, cell.variant, self.settings_hash,
-                            cell.variant_details, cell.model.size_bytes, cell.batch, self.settings.threads)
+        return CellIdentity(board.name, cell.model.name, cell.model.sha256, cell.variant, self._hash_of(cell),
+                            cell.variant_details, cell.model.size_bytes, cell.batch,
+                            self._settings_of(cell).threads, cell.sweep)
 
     def _store(self, run_id: str, cell: Cell, record: ResultRecord) -> CellOutcome:
         result_id = self.results.add_result(run_id, record.row, record.latency_ms, record.timeseries)

@@ -134,6 +134,9 @@ class BenchSettings(BaseModel):
         "comparisons then test the process medians (use 3 or more for gating on a noisy machine).",
         cli="--repeats", ge=1)
     threads: int = setting(0, "Intra-op threads on the board (0: the runtime's default).", cli="--threads", ge=0)
+    batch: Optional[int] = setting(
+        None, "Images per call: the leading (batch) dim of every input whose leading dim is symbolic (default 1, "
+        "or what --shape says); a model that fixes its batch refuses it before measuring.", cli="--batch", ge=1)
     sample_interval_s: SampleInterval = setting(
         1.0, "Memory/CPU/thermal sampling interval in seconds (0.01–; 0 turns sampling off).",
         cli="--sample-interval")
@@ -141,6 +144,10 @@ class BenchSettings(BaseModel):
     cooldown_below_c: Optional[float] = setting(
         None, "Also wait (capped) until the hottest thermal zone is below this °C.", cli="--cooldown-below")
     cooldown_max_s: float = setting(60.0, "Longest wait for --cooldown-below, seconds.", identity=False, ge=0)
+    idle_power_s: float = setting(
+        1.0, "On a board with power sensors, seconds of idle power sampled before each job (the baseline "
+        "subtracted in energy_mj_per_inference_above_idle; 0: none).", cli="--idle-power", identity=False, ge=0,
+        le=60)
     shapes: Shapes = setting((), "Input shape for dynamic dims, NAME=1x3x224x224 (repeatable).", cli="--shape",
                              suite=False)
     cpu_arena: bool = setting(
@@ -148,8 +155,8 @@ class BenchSettings(BaseModel):
     runtime: RuntimeName = setting(
         None, "onnxruntime or openvino (default: the board's inventory runtime, else onnxruntime).", cli="--runtime")
     providers: Providers = setting(
-        (), "Ordered execution providers (onnxruntime: CUDA,TensorRT,OpenVINO,QNN,XNNPACK,ACL,CPU…) or OpenVINO "
-        "devices (CPU,GPU,NPU).", cli="--providers")
+        (), "Ordered execution providers (onnxruntime: CUDA,TensorRT,OpenVINO,QNN,XNNPACK,ACL,CPU…; QNN-HTP, "
+        "QNN-CPU pick QNN's backend) or OpenVINO devices (CPU,GPU,NPU).", cli="--providers")
     provider_options: ProviderOptions = setting(
         None, 'JSON per provider, e.g. \'{"CUDA": {"device_id": "0"}}\'.', cli="--provider-options")
     strict: bool = setting(
@@ -215,13 +222,16 @@ class BenchSettings(BaseModel):
         }
         if measured["repeats"] == 1:
             measured.pop("repeats")  # one process, as before --repeats existed: stored hashes stay valid
+        if measured["batch"] is None:
+            measured.pop("batch")  # the batch the shapes say, as before --batch existed
         text = json.dumps(measured, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def job_timeout_s(self) -> float:
         profiling_s = self.load_timeout_s + self.profile_max_seconds if self.profile else 0.0
-        return self.max_seconds + self.load_timeout_s + self.cooldown_s + self.cooldown_max_s + profiling_s
+        return (self.max_seconds + self.load_timeout_s + self.cooldown_s + self.cooldown_max_s + self.idle_power_s
+                + profiling_s)
 
     def runtime_args(self, board: Board, variant_runtime: str | None = None) -> list[str]:
         """--runtime/--provider/--strict for a board: run settings first, then the inventory's.
@@ -261,6 +271,7 @@ class BenchSettings(BaseModel):
             "--cooldown-max-s", repr(self.cooldown_max_s),
             "--profile-runs", str(self.profile_runs if self.profile and profile_pass else 0),
             "--profile-max-seconds", repr(self.profile_max_seconds),
+            "--idle-power-s", repr(self.idle_power_s),
         ]
         if self.cooldown_below_c is not None:
             args += ["--cooldown-below-c", repr(self.cooldown_below_c)]

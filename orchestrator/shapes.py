@@ -3,17 +3,23 @@
 A model with symbolic dims (`[1, 3, H, W]`, `[batch, 3, 224, 224]`) does not say how big its
 input is. Guessing 1 made a text detector with input `[1, 3, H, W]` measure at 1×3×1×1 (1,309
 FPS, about 4 at 640×640) without a word. So:
-* a leading symbolic dim is the batch: 1 unless given;
+* a leading symbolic dim is the batch: 1 unless given (`--batch N` sets it on every input whose
+  leading dim is symbolic; a model that fixes its batch refuses `--batch` before measuring);
 * any other symbolic dim must come from `--shape NAME=1x3x640x640` (per model: `--shape
   MODEL:NAME=...`; suites: `shapes:`), or from the model's labelled dataset (its inputs' shape);
   otherwise planning fails before any board is touched, naming the input, its dims and the
   option to pass.
 The resolved shapes are what the agent feeds, what variant fidelity is measured on, and the
 batch that FPS counts images by (`_batch`: the first input's leading dim when it is a batch dim).
+
+Several values for one input (`--shape images=1x3x320x320,1x3x640x640`, or `--shape` given twice
+for it) are a sweep: `shape_points` makes one point per combination, each its own cell
+(orchestrator.sweep), never a silent "the last one wins".
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -48,6 +54,16 @@ class ResolvedShapes:
 
     def as_dict(self) -> dict[str, Dims]:
         return {name: dims for name, dims in (parse_shape(text) for text in self.shapes)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapePoint:
+    """One point of a model's shape × batch sweep: the --shape values it was given (one per
+    input), the `--batch` asked (None: not given) and what they resolve to."""
+
+    given: tuple[str, ...]
+    batch: int | None
+    resolved: ResolvedShapes
 
 
 def model_inputs(path: Path) -> list[InputSpec]:
@@ -91,11 +107,32 @@ def split_shape_args(args: Sequence[str], model_names: Sequence[str]) -> tuple[l
     return shared, per_model
 
 
+def shape_points(given: Sequence[str]) -> list[tuple[str, ...]]:
+    """The --shape values of one model -> one list of values per point: an input given several
+    values is swept, the points are every combination (inputs in the order first given, each
+    input's values in the order given). `["x=1x8", "x=4x8", "m=1x2"]` -> `[("x=1x8", "m=1x2"),
+    ("x=4x8", "m=1x2")]`; BadInputError for a value given twice."""
+    values: dict[str, list[str]] = {}
+    for text in given:
+        name, _ = parse_shape(text)
+        if text in values.setdefault(name, []):
+            raise BadInputError(f"--shape {text} is given twice")
+        values[name].append(text)
+    return [tuple(point) for point in itertools.product(*values.values())] or [()]
+
+
 def resolve_shapes(model_name: str, inputs: Sequence[InputSpec], given: Sequence[str],
-                   dataset_dims: Dims | None = None, several_models: bool = False) -> ResolvedShapes:
+                   dataset_dims: Dims | None = None, several_models: bool = False,
+                   batch: int | None = None) -> ResolvedShapes:
     """Concrete shapes for every input (see the module docstring); BadInputError naming what to
-    pass when a symbolic dim other than the batch has no value."""
+    pass when a symbolic dim other than the batch has no value, or when `batch` (`--batch`) is
+    asked of a model whose first input fixes its leading dim. `given` holds one value per input
+    (a point of `shape_points`)."""
     by_name = {name: dims for name, dims in (parse_shape(t) for t in given)}
+    if len(by_name) != len(given):
+        raise BadInputError(f"model {model_name!r}: several --shape values for one input in one point: {', '.join(given)}")
+    if batch is not None:
+        _check_batch(model_name, inputs, batch)
     unknown = sorted(set(by_name) - {spec.name for spec in inputs})
     if unknown:
         names = ", ".join(spec.name for spec in inputs)
@@ -106,12 +143,16 @@ def resolve_shapes(model_name: str, inputs: Sequence[InputSpec], given: Sequence
         dims = by_name.get(spec.name)
         if dims is not None:
             _check_given(model_name, spec, dims)
+            if batch is not None and 0 in spec.symbolic:
+                dims = (batch, *dims[1:])
         elif spec.symbolic:
             dims = _from_dataset(spec, dataset_dims) if index == 0 else None
             if dims is None and any(i != 0 for i in spec.symbolic):
                 raise BadInputError(_missing_message(model_name, spec, several_models))
-            if dims is None:  # only the leading (batch) dim is open: a batch of one
-                dims = tuple(1 if i == 0 else int(d) for i, d in enumerate(spec.dims))  # type: ignore[arg-type]
+            if dims is None:  # only the leading (batch) dim is open: a batch of one (or --batch)
+                dims = tuple((batch or 1) if i == 0 else int(d) for i, d in enumerate(spec.dims))  # type: ignore[arg-type]
+            elif batch is not None and 0 in spec.symbolic:
+                dims = (batch, *dims[1:])
         else:
             concrete[spec.name] = tuple(int(d) for d in spec.dims)  # type: ignore[arg-type]
             continue
@@ -127,6 +168,18 @@ def _batch(spec: InputSpec, dims: Dims) -> int:
     if len(dims) >= 2 and (0 in spec.symbolic or len(dims) == 4):
         return int(dims[0])
     return 1
+
+
+def _check_batch(model_name: str, inputs: Sequence[InputSpec], batch: int) -> None:
+    """`--batch N` needs a batch dim: the first input's leading dim left open by the model."""
+    if not inputs:
+        raise BadInputError(f"model {model_name!r} has no inputs: --batch {batch} has nothing to set")
+    first = inputs[0]
+    if not first.dims or 0 not in first.symbolic:
+        raise BadInputError(
+            f"model {model_name!r}: --batch {batch} needs a symbolic leading (batch) dim, but input {first.name!r} "
+            f"fixes it: {first.dims_text()}; leave --batch out for this model (its batch is "
+            f"{first.dims[0] if first.dims else 1}), or export it with a dynamic batch axis")
 
 
 def _check_given(model_name: str, spec: InputSpec, dims: Dims) -> None:
@@ -159,9 +212,26 @@ def _missing_message(model_name: str, spec: InputSpec, several_models: bool) -> 
             "or a --dataset whose inputs have the shape")
 
 
+def points_for_task(model_name: str, path: Path, given: Sequence[str], dataset_npz: Path | None,
+                    several_models: bool, batches: Sequence[int] = ()) -> list[ShapePoint]:
+    """Every shape × batch point a planned model is measured at (one when nothing is swept),
+    each resolved from its file, the user's --shape values and its dataset; BadInputError for
+    the first point that cannot be (before any board is touched)."""
+    dataset_dims = _dataset_dims(dataset_npz)
+    inputs = model_inputs(path)
+    return [ShapePoint(point, batch, resolve_shapes(model_name, inputs, point, dataset_dims, several_models, batch))
+            for point in shape_points(given) for batch in (list(batches) or [None])]
+
+
 def shapes_for_task(model_name: str, path: Path, given: Sequence[str], dataset_npz: Path | None,
-                    several_models: bool) -> ResolvedShapes:
-    """Resolve a planned model's shapes from its file, the user's --shape values and its dataset."""
+                    several_models: bool, batch: int | None = None) -> ResolvedShapes:
+    """Resolve a planned model's shapes from its file, the user's --shape values (one per input)
+    and its dataset, at `batch` images per call when given."""
+    return resolve_shapes(model_name, model_inputs(path), given, _dataset_dims(dataset_npz), several_models, batch)
+
+
+def _dataset_dims(dataset_npz: Path | None) -> Dims | None:
+    """The shape of one input of a classification dataset (its `inputs` array less the count)."""
     dataset_dims = None
     if dataset_npz is not None:
         import numpy as np
@@ -169,7 +239,7 @@ def shapes_for_task(model_name: str, path: Path, given: Sequence[str], dataset_n
         with np.load(dataset_npz, allow_pickle=False) as data:
             if "inputs" in data.files:
                 dataset_dims = tuple(int(d) for d in data["inputs"].shape[1:])
-    return resolve_shapes(model_name, model_inputs(path), given, dataset_dims, several_models)
+    return dataset_dims
 
 
 def shapes_mapping(shapes: Sequence[str]) -> Mapping[str, Dims]:

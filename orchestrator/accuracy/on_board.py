@@ -32,7 +32,8 @@ class BoardAccuracy:
         self.link = link
         self.settings = settings
         self.board = board
-        self._fp32: dict[str, tuple[float, Any]] = {}  # model name -> (fp32 accuracy, scored output)
+        # (model name, sweep point) -> (fp32 accuracy, scored output): each point's own reference
+        self._fp32: dict[tuple[str, str], tuple[float, Any]] = {}
 
     @staticmethod
     def can_share_worker(cell: Cell) -> bool:
@@ -49,21 +50,24 @@ class BoardAccuracy:
         error = reply.result.get("outputs_error") if reply is not None else None
         if error:
             return {"accuracy_metric": task.metric, "accuracy": None, "accuracy_error": str(error)[:500]}
+        key = (cell.model.name, cell.sweep)
+        settings = cell.settings if cell.settings is not None else self.settings
         try:
-            if cell.variant != "fp32" and cell.model.name not in self._fp32 and cell.reference_path is not None:
-                reference = score_outputs(task, self._outputs(ModelFiles(cell.reference_path), task), None)
-                self._fp32[cell.model.name] = (reference.value, reference.scored_output)
-            baseline = self._fp32.get(cell.model.name)
+            if cell.variant != "fp32" and key not in self._fp32 and cell.reference_path is not None:
+                reference = score_outputs(task, self._outputs(ModelFiles(cell.reference_path), task, None, settings),
+                                          None)
+                self._fp32[key] = (reference.value, reference.scored_output)
+            baseline = self._fp32.get(key)
             if reply is not None and reply.outputs is not None:
                 outputs = reply.outputs.arrays()
             else:
-                outputs = self._outputs(cell.files, task, cell.runtime)
+                outputs = self._outputs(cell.files, task, cell.runtime, settings)
             score = score_outputs(task, outputs, baseline[1] if baseline else None)
         except (TransportError, AgentError, FarmError, ValueError, OSError, KeyError) as exc:
             return {"accuracy_metric": task.metric, "accuracy": None, "accuracy_error": str(exc)[:500]}
         if cell.variant == "fp32":
-            self._fp32[cell.model.name] = (score.value, score.scored_output)
-            baseline = self._fp32[cell.model.name]
+            self._fp32[key] = (score.value, score.scored_output)
+            baseline = self._fp32[key]
         fields: dict[str, Any] = {
             "accuracy_metric": score.metric,
             "accuracy": score.value,
@@ -76,7 +80,8 @@ class BoardAccuracy:
             fields.update(fidelity_cosine=1.0)
         return fields
 
-    def _outputs(self, files: ModelFiles, task, variant_runtime: str | None = None) -> list[Any]:  # noqa: ANN001
+    def _outputs(self, files: ModelFiles, task, variant_runtime: str | None = None,  # noqa: ANN001
+                 settings: BenchSettings | None = None) -> list[Any]:
         """Run the dataset through the model on the board (the agent's `outputs`, in a process of
         its own); return the outputs in model order."""
         session = self.link.ensure()
@@ -85,7 +90,8 @@ class BoardAccuracy:
         staged.append((task.inputs_npz, staged_file_name(task.inputs_npz, ".npz"), file_sha256(task.inputs_npz.resolve())))
         paths, _ = session.stage(staged)
         model_args = [arg for (option, _, _), path in zip(files.uploads(), paths) for arg in (option, path)]
-        args = [*model_args, "--dataset", paths[-1], *self.settings.runtime_args(self.board, variant_runtime)]
+        settings = settings or self.settings
+        args = [*model_args, "--dataset", paths[-1], *settings.runtime_args(self.board, variant_runtime)]
         outputs = session.outputs(args, timeout_s=self.settings.job_timeout_s)
         try:
             return outputs.arrays()

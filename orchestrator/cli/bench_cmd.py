@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, List, Mapping, Optional
 import typer
 
 from orchestrator.cli import render, state
+from orchestrator.settings import flag_of
 from orchestrator.cli.options import (
     RESULTS_PANEL,
     VARIANTS_PANEL,
@@ -15,6 +16,7 @@ from orchestrator.cli.options import (
     WHERE_PANEL,
     setting_option,
     settings_from_options,
+    sweep_option,
 )
 
 VARIANTS_HELP = ("Comma-separated: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, "
@@ -29,9 +31,10 @@ _FIELD_OF_OPTION = {
     "model": "model_paths", "variants": "variants", "dataset": "datasets", "detection": "detection",
     "calibration": "calibration", "inventory": "inventory", "limit": "limit", "runs": "min_runs",
     "min_seconds": "min_seconds", "max_seconds": "max_seconds", "warmup": "warmup", "repeats": "repeats",
-    "threads": "threads", "shape": "shapes", "runtime": "runtime", "providers": "providers",
+    "threads": "threads", "batch": "batch", "shape": "shapes", "runtime": "runtime", "providers": "providers",
     "provider_options": "provider_options", "strict": "strict", "cpu_arena": "cpu_arena",
     "sample_interval": "sample_interval_s", "cooldown": "cooldown_s", "cooldown_below": "cooldown_below_c",
+    "idle_power": "idle_power_s",
     "lease_wait": "lease_wait_s", "lease_ttl": "lease_ttl_s", "profile": "profile", "profile_runs": "profile_runs",
     "profile_max_seconds": "profile_max_seconds",
 }
@@ -48,7 +51,7 @@ def bench(
     resume: Optional[str] = typer.Option(
         None, "--resume", metavar="RUN", rich_help_panel=WHAT_PANEL,
         help="Measure only the cells of this run (id, prefix, latest, tag:NAME) that have no result yet."),
-    shape: Optional[List[str]] = setting_option("shapes"),
+    shape: Optional[List[str]] = sweep_option("shapes"),
     variants: str = typer.Option("fp32", "--variants", "-V", metavar="LIST", rich_help_panel=VARIANTS_PANEL,
                                  help=VARIANTS_HELP),
     dataset: Optional[List[str]] = typer.Option(
@@ -66,15 +69,17 @@ def bench(
     max_seconds: float = setting_option("max_seconds"),
     warmup: int = setting_option("warmup"),
     repeats: int = setting_option("repeats"),
-    threads: int = setting_option("threads", "-t"),
-    runtime: Optional[str] = setting_option("runtime"),
-    providers: Optional[str] = setting_option("providers"),
+    threads: Optional[str] = sweep_option("threads", "-t"),
+    batch: Optional[str] = sweep_option("batch"),
+    runtime: Optional[str] = sweep_option("runtime"),
+    providers: Optional[List[str]] = sweep_option("providers"),
     provider_options: Optional[str] = setting_option("provider_options"),
     strict: bool = setting_option("strict"),
     cpu_arena: bool = setting_option("cpu_arena"),
     sample_interval: float = setting_option("sample_interval_s"),
     cooldown: float = setting_option("cooldown_s"),
     cooldown_below: Optional[float] = setting_option("cooldown_below_c"),
+    idle_power: float = setting_option("idle_power_s"),
     profile: bool = setting_option("profile"),
     profile_runs: int = setting_option("profile_runs"),
     profile_max_seconds: float = setting_option("profile_max_seconds"),
@@ -172,6 +177,50 @@ def bench(
     return outcome.exit_status
 
 
+def _first(values: Any) -> Any:
+    return values[0] if values else None
+
+
+def _sweep_lists(threads: str | None, batch: str | None, runtime: str | None, providers: list[str] | None):
+    """The sweepable options' lists (orchestrator.sweep); a malformed list is a usage error
+    naming its option."""
+    from orchestrator.sweep import Sweep, parse_int_list, parse_name_list
+
+    def parsed(parse: Any, text: str | None, field: str) -> tuple:
+        if text is None:
+            return ()
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=flag_of(field)) from None
+
+    provider_lists = tuple(parsed(parse_name_list, text, "providers") for text in providers or [])
+    return Sweep(parsed(parse_int_list, threads, "threads"), parsed(parse_int_list, batch, "batch"),
+                 parsed(parse_name_list, runtime, "runtime"), provider_lists)
+
+
+def _checked_sweep(sweep: Any, settings: Any) -> Any:
+    """Every swept value checked as BenchSettings checks one (bounds, runtime names)."""
+    from orchestrator.sweep import SweepValueError
+
+    try:
+        return sweep.checked(settings)
+    except SweepValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=flag_of(exc.field)) from None
+
+
+def _shape_values(shape: list[str] | None) -> list[str] | None:
+    """--shape values, a comma-separated list of one input's values split into one value each."""
+    from orchestrator.sweep import split_shape_values
+
+    if not shape:
+        return None
+    try:
+        return split_shape_values(shape)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--shape") from None
+
+
 def _deprecated_alias(value: Any, alias_value: Any, alias: str, name: str) -> Any:
     """The value of an option given under its old name, with a one-line deprecation note."""
     if alias_value is None:
@@ -223,19 +272,22 @@ def request_from_options(ctx: typer.Context, options: Mapping[str, Any]) -> "Ben
     from orchestrator.request import BenchRequest
 
     o = options
+    sweep = _sweep_lists(o["threads"], o["batch"], o["runtime"], o["providers"])
     settings = settings_from_options(
         min_runs=o["runs"], min_seconds=o["min_seconds"], max_seconds=o["max_seconds"], warmup=o["warmup"],
-        repeats=o["repeats"], threads=o["threads"], sample_interval_s=o["sample_interval"], cooldown_s=o["cooldown"],
-        cooldown_below_c=o["cooldown_below"], shapes=o["shape"], cpu_arena=o["cpu_arena"], runtime=o["runtime"],
-        providers=o["providers"], provider_options=o["provider_options"], strict=o["strict"],
-        lease_wait_s=o["lease_wait"], lease_ttl_s=o["lease_ttl"], profile=o.get("profile"),
-        profile_runs=o.get("profile_runs"), profile_max_seconds=o.get("profile_max_seconds"),
+        repeats=o["repeats"], threads=_first(sweep.threads), batch=_first(sweep.batch),
+        sample_interval_s=o["sample_interval"], cooldown_s=o["cooldown"], cooldown_below_c=o["cooldown_below"],
+        idle_power_s=o["idle_power"], shapes=_shape_values(o["shape"]), cpu_arena=o["cpu_arena"],
+        runtime=_first(sweep.runtimes), providers=_first(sweep.providers), provider_options=o["provider_options"],
+        strict=o["strict"], lease_wait_s=o["lease_wait"], lease_ttl_s=o["lease_ttl"], profile=o["profile"],
+        profile_runs=o["profile_runs"], profile_max_seconds=o["profile_max_seconds"],
     )
+    sweep = _checked_sweep(sweep, settings)
     explicit = frozenset(field for option, field in _FIELD_OF_OPTION.items()
                          if getattr(ctx.get_parameter_source(option), "name", None) == "COMMANDLINE")
     return BenchRequest(
         explicit=explicit,
-        model_paths=list(o["model"] or []), settings=settings, inventory=o["inventory"], limit=o["limit"],
+        model_paths=list(o["model"] or []), settings=settings, sweep=sweep, inventory=o["inventory"], limit=o["limit"],
         forks=o.get("forks", 8), accept_new_host_keys=o.get("accept_new_host_keys", False), db_url=o["db"],
         report_path=o.get("report"), write_report=not o.get("no_report", False), suite=o["suite"],
         resume=o.get("resume"), baseline=o["baseline"], fail_on_regression=o["fail_on_regression"], junit=o["junit"],

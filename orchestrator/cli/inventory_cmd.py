@@ -3,7 +3,8 @@ making a board ready (a venv with numpy + a runtime, installed offline from whee
 from __future__ import annotations
 
 import json
-from typing import Optional
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 from rich import box
@@ -135,14 +136,21 @@ def inventory_provision(
     forks: int = typer.Option(8, "--forks", "-f", min=1, help="Boards provisioned in parallel."),
     accept_new_host_keys: bool = typer.Option(False, "--accept-new-host-keys", help="Accept (and record) unknown host keys. Changed keys are always refused."),
     refresh_wheels: bool = typer.Option(False, "--refresh-wheels", help="Ask the package index again instead of reusing the wheels cached for this board kind."),
+    wheel: Optional[List[Path]] = typer.Option(
+        None, "--wheel", metavar="PATH",
+        help="A wheel of your own to push and install too (repeatable), e.g. a JetPack onnxruntime-gpu build: "
+             "a build of the runtime replaces the index's; its dependencies come from the index."),
 ) -> int:
     """Make boards ready: a venv in <workdir>/venv with numpy + the runtime, from wheels this
     machine downloads for each board's architecture and Python and pushes over SSH (the board
-    needs no internet; its pip runs with --no-index). A second run changes nothing."""
+    needs no internet; its pip runs with --no-index). Additive: runtimes the board's Python
+    already had, or that an earlier provision installed, stay usable. A second run changes nothing."""
     from orchestrator.request import resolve_boards
     from orchestrator.errors import BadInputError
     from orchestrator.provision import provision_boards
+    from orchestrator.provision.wheels import check_user_wheels
 
+    user_wheels = check_user_wheels(wheel or [])
     try:
         runtime = resolve_runtime(runtime)
     except ValueError as exc:
@@ -157,7 +165,8 @@ def inventory_provision(
     def on_step(board: str, message: str) -> None:
         state.err.print(f"[dim]{escape(board)}[/dim]: {escape(message)}", highlight=False)
 
-    outcomes = provision_boards(boards, runtime, forks=forks, refresh=refresh_wheels, on_step=on_step)
+    outcomes = provision_boards(boards, runtime, forks=forks, refresh=refresh_wheels, on_step=on_step,
+                                user_wheels=user_wheels)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     for column in ("board", "result", "python", "packages", "sent MB", "s"):
         table.add_column(column, overflow="fold")
@@ -167,7 +176,9 @@ def inventory_provision(
             table.add_row(escape(outcome.board), f"[red]{escape(outcome.error_kind or 'failed')}[/red]", "", "", "",
                           f"{outcome.duration_s:.1f}")
             continue
-        packages = ", ".join(f"{n} {v}" for n, v in sorted(result.packages.items()) if n in ("numpy", result.runtime))
+        given = {w.split("-")[0].lower().replace("_", "-") for w in result.user_wheels}
+        packages = ", ".join(f"{n} {v}" for n, v in sorted(result.packages.items())
+                             if n in ("numpy", result.runtime) or n in given)
         table.add_row(
             escape(outcome.board), "[green]installed[/green]" if result.changed else "unchanged",
             escape(f"{result.python_version} {result.arch}"), escape(packages),

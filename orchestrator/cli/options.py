@@ -55,6 +55,27 @@ def setting_option(field: str, *short: str, **overrides: Any) -> Any:
     return typer.Option(default, flag, *short, help=info.description, **overrides)
 
 
+#: What a list given to a sweepable option does (orchestrator.sweep).
+SWEEP_HELP = {
+    "threads": " A comma-separated list (1,2,4) measures each value as its own cell.",
+    "batch": " A comma-separated list (1,4,8) measures each value as its own cell.",
+    "runtime": " A comma-separated list (onnxruntime,openvino) measures each as its own cell.",
+    "providers": " Given more than once, each list is its own cell (--providers CUDA,CPU --providers CPU).",
+    "shapes": " Several values for one input (NAME=1x3x320x320,1x3x640x640, or the option repeated) measure "
+              "each as its own cell.",
+}
+SWEEP_METAVAR = {"threads": "N[,N…]", "batch": "N[,N…]", "runtime": "NAME[,NAME…]"}
+
+
+def sweep_option(field: str, *short: str, **overrides: Any) -> Any:
+    """A typer option for a BenchSettings field that also takes a list of values (a sweep): text
+    the command parses (orchestrator.sweep), its help saying what a list does."""
+    info = BenchSettings.model_fields[field]
+    overrides.setdefault("metavar", SWEEP_METAVAR.get(field, metavar_of(field)))
+    overrides.setdefault("rich_help_panel", SETTING_PANELS.get(field, MEASURE_PANEL))
+    return typer.Option(None, flag_of(field), *short, help=(info.description or "") + SWEEP_HELP[field], **overrides)
+
+
 def settings_from_options(**values: Any) -> BenchSettings:
     """BenchSettings from option values (field names); a refused value is a typer.BadParameter."""
     try:

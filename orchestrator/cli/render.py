@@ -8,6 +8,7 @@ from rich.markup import escape
 
 from orchestrator.cli.layout import Column, fitted_table
 from orchestrator.cli.progress import BenchProgress
+from orchestrator.record import sweep_of
 from orchestrator.runtimes import mixes_runtimes, runtime_label
 from orchestrator.units import fps_text, human_bytes, ms_text
 
@@ -33,11 +34,17 @@ def _own_size(row: Mapping[str, Any]) -> float | None:
 
 
 def row_notes(row: Mapping[str, Any]) -> list[str]:
-    """The badges of a result (the report's too): fallback, throttled, clock drop, truncated, noisy."""
+    """The badges of a result (the report's too): fallback, throttled, clock drop, truncated, noisy;
+    what computed when it was not the CPU (`gpu: Tensorrt`), and a TensorRT result's first
+    inference (its engine build, unless cached), which its latency columns leave out."""
     export = _export(row)
     notes = []
     if export.get("provider_fallback"):
         notes.append(f"fallback: {export.get('provider') or '?'}".replace("ExecutionProvider", ""))
+    elif export.get("accelerator") in ("gpu", "npu"):
+        notes.append(f"{export['accelerator']}: {export.get('provider') or '?'}".replace("ExecutionProvider", ""))
+    if export.get("provider") == "TensorrtExecutionProvider" and row.get("first_inference_ms") is not None:
+        notes.append(f"first inference {ms_text(row['first_inference_ms'])} ms (engine build)")
     for field, text in (("throttled", "throttled"), ("freq_drop", "clock drop"), ("truncated", "truncated"),
                         ("noisy", "noisy")):
         if export.get(field):
@@ -51,9 +58,10 @@ def _vs_fp32(rows: Sequence[Mapping[str, Any]], latencies_ms: Latencies | None) 
     from orchestrator.compare import compare_to_reference
 
     found: dict[int, str] = {}
-    references = {(r["board"], r["model"]): r for r in rows if r["variant"] == "fp32" and r.get("status") == "ok"}
+    references = {(r["board"], r["model"], sweep_of(r)): r for r in rows
+                  if r["variant"] == "fp32" and r.get("status") == "ok"}
     for index, row in enumerate(rows):
-        reference = references.get((row["board"], row["model"]))
+        reference = references.get((row["board"], row["model"], sweep_of(row)))
         if row.get("status") != "ok" or reference is None or row is reference:
             continue
         if latencies_ms is not None and row.get("result_id") is not None and reference.get("result_id") is not None:
@@ -72,7 +80,9 @@ def summary_table(rows: Iterable[Mapping[str, Any]], latencies_ms: Latencies | N
                   console: Console | None = None) -> Group:
     """One table per model, boards in order and variants from the reference to the most invasive:
     p50, its change vs fp32 (the engine's verdict as colour when `latencies_ms(result_id)` gives
-    raw samples), the badges, then p99, FPS, memory, size and accuracy as the width allows."""
+    raw samples), the badges, then p99, FPS, memory, size and accuracy as the width allows. A
+    run that swept settings (orchestrator.sweep) has a `sweep` column naming each row's point,
+    and one that measured batches of several images the latency per image (`ms/img`)."""
     from orchestrator.report.overview import row_sort_key
 
     console = console or Console(width=80)
@@ -85,9 +95,19 @@ def summary_table(rows: Iterable[Mapping[str, Any]], latencies_ms: Latencies | N
         has_accuracy = any(_export(r).get("accuracy_metric") for r in model_rows)
         has_runtimes = mixes_runtimes(model_rows, lambda r: runtime_label(_export(r)))
         changes = _vs_fp32(model_rows, latencies_ms)
-        columns = [Column("board"), Column("variant"), Column("p50 ms", "right"), Column("vs fp32", "right", 1),
-                   Column("p99 ms", "right", 6), Column("FPS", "right", 5), Column("peak RSS", "right", 3),
-                   Column("size", "right", 2)]
+        swept = any(sweep_of(r) for r in model_rows)
+        batched = any((_export(r).get("batch") or 1) > 1 for r in model_rows)
+        columns = [Column("board"), Column("variant")]
+        if swept:
+            columns.append(Column("sweep"))
+        columns += [Column("p50 ms", "right"), Column("vs fp32", "right", 1)]
+        if batched:  # images per call: FPS (images per second) and the latency per image matter most
+            columns.append(Column("ms/img", "right", 4))
+        columns += [Column("p99 ms", "right", 6), Column("FPS", "right", 1 if batched else 5),
+                    Column("peak RSS", "right", 3), Column("size", "right", 2)]
+        energy = any(_export(r).get("energy_mj_per_inference") is not None for r in model_rows)
+        if energy:  # boards with power sensors: energy per inference (per call)
+            columns.append(Column("mJ/inf", "right", 2))
         if has_accuracy:
             metric = next(_export(r)["accuracy_metric"] for r in model_rows if _export(r).get("accuracy_metric"))
             columns += [Column(escape(str(metric)), "right", 2), Column("Δ acc", "right", 4)]
@@ -95,12 +115,20 @@ def summary_table(rows: Iterable[Mapping[str, Any]], latencies_ms: Latencies | N
         cells = []
         for index, row in enumerate(model_rows):
             line = [escape(str(row["board"])), escape(str(row["variant"]))]
+            if swept:
+                line.append(escape(sweep_of(row)))
             if row.get("status") != "ok":
-                line += ["[red]failed[/red]", "", "", "", "", human_bytes(_own_size(row))]
+                line += ["[red]failed[/red]", ""] + [""] * batched + ["", "", "", human_bytes(_own_size(row))]
+                line += [""] * energy
             else:
-                line += [ms_text(row.get("latency_ms_p50")), changes.get(index, "ref" if row["variant"] == "fp32" else ""),
-                         ms_text(row.get("latency_ms_p99")), fps_text(row.get("fps")),
+                line += [ms_text(row.get("latency_ms_p50")), changes.get(index, "ref" if row["variant"] == "fp32" else "")]
+                if batched:
+                    line.append(ms_text(_export(row).get("latency_ms_per_image_p50")))
+                line += [ms_text(row.get("latency_ms_p99")), fps_text(row.get("fps")),
                          human_bytes(row.get("peak_rss_bytes")), human_bytes(row.get("model_size_bytes"))]
+                if energy:
+                    value = _export(row).get("energy_mj_per_inference")
+                    line.append("—" if value is None else f"{value:.3g}")
             if has_accuracy:
                 export = _export(row)
                 accuracy, delta = export.get("accuracy"), export.get("accuracy_delta")

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any, Callable
 
 import orchestrator
-from orchestrator.errors import StoreError
+from orchestrator.errors import StoreError, UsageError
 from orchestrator.fleet import state
 from orchestrator.fleet.gate import GateOptions, resolve_at_submit
 from orchestrator.fleet.manifest import build_plan, check_submittable
@@ -47,7 +47,14 @@ def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = l
         request, plan = apply_suite(request)
     parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
     models = resolve_models(request.model_paths, plan.model_names)
-    tasks = plan_tasks(models, request.datasets, request.detection, request.settings.shapes, plan.shapes)
+    batches = (request.settings.batch,) if request.settings.batch is not None else ()
+    if request.sweep.any:
+        raise UsageError("farm submit measures one point per cell: run a sweep (--threads 1,2, --batch 1,8, "
+                         "--runtime a,b, --providers given twice) with farm bench")
+    tasks = plan_tasks(models, request.datasets, request.detection, request.settings.shapes, plan.shapes, batches)
+    if any(len(task.points) > 1 for task in tasks):
+        raise UsageError("farm submit measures one point per cell: run a shape sweep (several --shape values "
+                         "for one input) with farm bench")
     check_submittable(tasks)
     boards = resolve_boards(request.inventory, request.limit, False)  # names only: workers have their own keys
     queued = [(board, board_queue(board)) for board in boards]

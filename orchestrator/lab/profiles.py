@@ -10,6 +10,7 @@ boards fit next to everything else and the out-of-memory path is easy to reach:
 | rpi4        | Raspberry Pi 4 B: 4x Cortex-A72 1.5 GHz, 4 GB   | 0.5 core  | 1 core    | 1 GiB  |
 | jetson-nano | Jetson Nano: 4x Cortex-A57 1.43 GHz, 4 GB (GPU) | 0.4 core  | 1 core    | 1 GiB  |
 | snapdragon  | Snapdragon devkit (RB5 class): 8x Kryo, 8 GB    | 1.5 cores | 2 cores   | 2 GiB  |
+| quad        | a 4-core board, for thread sweeps               | none      | 4 cores*  | 1 GiB  |
 | unlimited   | this machine                                    | none      | none      | none   |
 | bare        | a board whose Python lacks onnxruntime          | none      | none      | none   |
 
@@ -21,6 +22,11 @@ boards fit next to everything else and the out-of-memory path is easy to reach:
 - Single-core profiles are pinned round-robin to the host's cores (rpi4 -> CPU 0,
   jetson-nano -> CPU 1); snapdragon spans both. Boards that run at the same time share
   cores, as on any shared host: compare boards from sequential runs.
+- quad is for `--threads` sweeps: its threads must be able to run in parallel, so it gets whole
+  host cores and no quota (a quota caps the sum, not each thread: 4 × 0.5 core of quota would
+  still let one thread run at a full core). *It is pinned to up to 4 host cores: on this 2-core
+  host that is 2, and its facts say so (cpuset_cpus, cpu_cores_available) — a sweep to 4
+  threads here shows 4 threads sharing 2 cores, not a 4-core board.
 - Memory is RAM / 4 (1, 1, 2 GiB): a process past it is OOM-killed (exit 137).
   The host has no swap; `memory.memsw.limit_in_bytes` is set too where it exists.
 - `<profile>:bare` (or the `bare` profile) gives a board whose python is the system
@@ -63,6 +69,7 @@ PROFILES: dict[str, Profile] = {
             "jetson-nano", "NVIDIA Jetson Nano (4x Cortex-A57 @ 1.43 GHz, 4 GB shared with the GPU)", 0.4, 1, 1 * GIB
         ),
         Profile("snapdragon", "Qualcomm Snapdragon devkit, RB5 class (8x Kryo 585, 8 GB)", 1.5, 2, 2 * GIB),
+        Profile("quad", "a 4-core board for thread sweeps: up to 4 whole host cores, no quota", None, 4, 1 * GIB),
         Profile("unlimited", "this machine, no limits", None, None, None),
         Profile("bare", "this machine, no limits, system Python without onnxruntime", None, None, None, bare=True),
     )

@@ -16,6 +16,12 @@
    pip command) and `<workdir>/venv/farm-python` (the inventory's `python` the venv was made
    from: `AgentClient` runs the agent with the venv's python only for that setting).
 
+Additive: the venv keeps the base Python's own site-packages visible after its own (a `.pth`
+file the finish step writes), so a runtime the board's `python` already had (JetPack's
+onnxruntime-gpu, installed system-wide) stays importable when farm provisions another one;
+what farm installs comes first. `--wheel PATH` adds a user's wheel to the set (a build of the
+runtime replaces the index's; its dependencies come from the index as usual).
+
 Idempotency: a board whose record names the same base Python (the inventory setting and its
 version), whose venv python exists, whose record holds this runtime with the same wheel-set
 digest (sha256 over every wheel's file name and sha256), and whose venv has every package of
@@ -43,12 +49,14 @@ from orchestrator.provision.errors import ProvisionError
 from orchestrator.provision.probe import check_python, probe_board, venv_install_hint
 from orchestrator.provision.record import (
     FINISH_SCRIPT,
+    base_runtimes,
     earlier_record,
     finish_job,
     runtime_entry,
 )
 from orchestrator.provision.wheels import (
     BoardPython,
+    UserWheel,
     WheelSet,
     normalize_name,
     resolve_wheels,
@@ -90,6 +98,8 @@ class ProvisionResult:
     pip_output: str
     duration_s: float
     notes: tuple[str, ...] = ()
+    base_runtimes: dict[str, str] = dataclasses.field(default_factory=dict)  # the base Python's, kept visible
+    user_wheels: tuple[str, ...] = ()  # --wheel files in the set
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +150,7 @@ def provision_boards(
     refresh: bool = False,
     on_step: StepCallback = _no_step,
     transport_factory: Callable[[Board], Transport] = open_transport,
+    user_wheels: Sequence[UserWheel] = (),
 ) -> list[ProvisionOutcome]:
     """Provision every board (at most `forks` at once); outcomes in the order given.
 
@@ -155,7 +166,7 @@ def provision_boards(
         started = time.monotonic()
         try:
             return provision_board(board, runtime, cache_root=cache_root, refresh=refresh, on_step=on_step,
-                                   transport_factory=transport_factory)
+                                   transport_factory=transport_factory, user_wheels=user_wheels)
         finally:
             durations_s[board.name] = time.monotonic() - started
 
@@ -180,18 +191,21 @@ def provision_board(
     refresh: bool = False,
     on_step: StepCallback = _no_step,
     transport_factory: Callable[[Board], Transport] = open_transport,
+    user_wheels: Sequence[UserWheel] = (),
 ) -> ProvisionResult:
     """Provision one board; raises ProvisionError / TransportError / AgentError on failure."""
     runtime = check_runtime(runtime)
     transport = transport_factory(board)
     try:
-        return _provision(board, transport, runtime, cache_root or wheel_cache_root(), refresh, on_step)
+        return _provision(board, transport, runtime, cache_root or wheel_cache_root(), refresh, on_step,
+                          tuple(user_wheels))
     finally:
         transport.close()
 
 
 def _provision(
-    board: Board, transport: Transport, runtime: str, cache_root: Path, refresh: bool, on_step: StepCallback
+    board: Board, transport: Transport, runtime: str, cache_root: Path, refresh: bool, on_step: StepCallback,
+    user_wheels: tuple[UserWheel, ...] = (),
 ) -> ProvisionResult:
     started = time.monotonic()
 
@@ -204,7 +218,8 @@ def _provision(
     step(f"probing {board.python}")
     probe = probe_board(transport, board.python, venv_dir)
     check_python(board, probe)
-    wheelset = resolve_wheels(probe, runtime, cache_root, refresh=refresh, on_step=step)
+    wheelset = resolve_wheels(probe, runtime, cache_root, refresh=refresh, on_step=step, user_wheels=user_wheels)
+    given = tuple(w.filename for w in user_wheels)
     record = earlier_record(probe)
     packages = {n: v for n, v in wheelset.packages.items() if n != "pip"}
     same_python = (
@@ -222,7 +237,7 @@ def _provision(
             summary=f"already provisioned: {_package_text(packages)} in {venv_dir} (Python {probe.version_text}, "
                     f"{probe.arch}); nothing changed",
             wheels_dir=record.get("wheels_dir"), bytes_sent=0, venv_created=False,
-            pip_argv=tuple(entry.get("pip_argv") or ()), pip_output="",
+            pip_argv=tuple(entry.get("pip_argv") or ()), pip_output="", user_wheels=given,
         )
 
     step(f"pushing {len(wheelset.wheels)} wheels ({wheelset.size_bytes / 1e6:.1f} MB, only those the board lacks)")
@@ -248,20 +263,24 @@ def _provision(
 
     step("checking the imports and writing the record")
     runtimes = {name: value for name, value in previous.items() if name != runtime and name in RUNTIMES}
-    runtimes[runtime] = runtime_entry(wheelset, pip_argv)
+    runtimes[runtime] = runtime_entry(wheelset, pip_argv, given)
     job = finish_job(
         board.python, probe, wheelset, runtime, runtimes, venv_dir, wheels_dir,
         tidy=wheels_dir == posixpath.join(workdir, WHEELS_DIR_NAME),
     )
+    kept = base_runtimes(probe, packages)
     _run(transport, [venv_python, "-c", FINISH_SCRIPT, json.dumps(job)], FINISH_TIMEOUT_S,
          "checking the installed packages", board, probe)
+    kept_text = "".join(f"; kept {name} {version} of {board.python} (its site-packages stay visible)"
+                        for name, version in sorted(kept.items()))
     return _result(
         board, probe, wheelset, runtime, venv_python, started, changed=True,
         summary=f"installed {_package_text(packages)} into {venv_dir} (Python {probe.version_text}, {probe.arch}"
-                f"{', new venv' if venv_created else ''})",
+                f"{', new venv' if venv_created else ''}){kept_text}",
         wheels_dir=wheels_dir, bytes_sent=bytes_sent, venv_created=venv_created, pip_argv=tuple(pip_argv),
-        pip_output=installed.stdout,
+        pip_output=installed.stdout, user_wheels=given, base_runtimes=kept,
     )
+
 
 
 def _push_wheels(transport: Transport, board: Board, wheelset: WheelSet) -> tuple[dict[str, str], str, int]:
@@ -295,6 +314,8 @@ def _result(
     venv_created: bool,
     pip_argv: tuple[str, ...],
     pip_output: str,
+    user_wheels: tuple[str, ...] = (),
+    base_runtimes: dict[str, str] | None = None,
 ) -> ProvisionResult:
     """The result of one board: what the set and the probe say, and what this run did."""
     return ProvisionResult(
@@ -303,7 +324,8 @@ def _result(
         packages={n: v for n, v in wheelset.packages.items() if n != "pip"}, wheels_dir=wheels_dir,
         wheel_cache_dir=str(wheelset.cache_dir), wheelset_sha256=wheelset.digest, bytes_sent=bytes_sent,
         downloaded=wheelset.downloaded, venv_created=venv_created, pip_argv=pip_argv, pip_output=pip_output,
-        duration_s=time.monotonic() - started, notes=wheelset.notes,
+        duration_s=time.monotonic() - started, notes=wheelset.notes, user_wheels=user_wheels,
+        base_runtimes=dict(base_runtimes or {}),
     )
 
 
@@ -330,7 +352,9 @@ def _run(
 
 
 def _package_text(packages: dict[str, Any]) -> str:
-    order = ["numpy", *(normalize_name(info.distribution) for info in RUNTIMES.values())]
-    shown = [f"{n} {packages[n]}" for n in order if n in packages]
-    return ", ".join(shown) or "nothing"
+    """numpy and the runtimes (builds of them too: onnxruntime-gpu) of a wheel set."""
+    runtimes = [normalize_name(info.distribution) for info in RUNTIMES.values()]
+    shown = [n for n in ("numpy", *runtimes) if n in packages]
+    shown += sorted(n for n in packages if n not in shown and any(n.startswith(r + "-") for r in runtimes))
+    return ", ".join(f"{n} {packages[n]}" for n in shown) or "nothing"
 

@@ -79,6 +79,27 @@ try:
 except OSError:
     pass
 info["installed"] = installed
+# what this Python itself can import from (its site-packages, and the user's when enabled): the
+# venv keeps them visible, so provisioning another runtime never hides one the board had
+site_dirs = []
+try:
+    import site
+    site_dirs = list(site.getsitepackages())
+    if getattr(site, "ENABLE_USER_SITE", False):
+        site_dirs.append(site.getusersitepackages())
+except Exception:
+    pass
+base = {}
+for folder in site_dirs:
+    try:
+        for entry in os.listdir(folder):
+            if entry.endswith(".dist-info"):
+                name, _, version = entry[:-len(".dist-info")].partition("-")
+                base.setdefault(name.lower().replace("_", "-").replace(".", "-"), version)
+    except OSError:
+        pass
+info["site_dirs"] = [d for d in site_dirs if os.path.isdir(d)]
+info["base_installed"] = base
 sys.stdout.write(json.dumps(info) + "\n")
 """
 
@@ -126,6 +147,8 @@ def probe_board(transport: Transport, python: str, venv_dir: str) -> BoardPython
         record=info.get("record") if isinstance(info.get("record"), dict) else None,
         python_marker=info.get("python_marker"),
         installed={normalize_name(str(k)): str(v) for k, v in (info.get("installed") or {}).items()},
+        site_dirs=tuple(str(d) for d in info.get("site_dirs") or ()),
+        base_installed={normalize_name(str(k)): str(v) for k, v in (info.get("base_installed") or {}).items()},
     )
 
 

@@ -62,6 +62,9 @@ class BoardPython:
     record: dict[str, Any] | None
     python_marker: str | None
     installed: dict[str, str]  # normalized name -> version, from the venv's *.dist-info folders
+    # the base Python's own site-packages (kept visible in the venv) and what they hold
+    site_dirs: tuple[str, ...] = ()
+    base_installed: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def version_text(self) -> str:
@@ -179,6 +182,61 @@ def wheel_platforms(arch: str, glibc: tuple[int, int] | None, musl: bool = False
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class UserWheel:
+    """A wheel the user gives (`farm inventory provision --wheel PATH`, e.g. a JetPack
+    onnxruntime-gpu build that no index has): pushed and installed like the downloaded ones, its
+    dependencies resolved by pip on the controller."""
+
+    path: Path
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+    @property
+    def name(self) -> str:
+        return normalize_name(self.filename.split("-")[0])
+
+    @property
+    def platform_tags(self) -> list[str]:
+        """The wheel's own platform tags (`linux_aarch64` for a local build), besides `any`."""
+        return [tag for tag in self.filename[:-len(".whl")].split("-")[-1].split(".") if tag != "any"]
+
+    def provides(self, distribution: str) -> bool:
+        """It is that distribution or a build of it (`onnxruntime-gpu` for `onnxruntime`)."""
+        wanted = normalize_name(distribution)
+        return self.name == wanted or self.name.startswith(wanted + "-")
+
+    @property
+    def requirement_key(self) -> str:
+        """How the wheel set's key names it: by content, not by the path it was given at."""
+        return f"{self.filename}#sha256={self.sha256}"
+
+
+_WHEEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*-[0-9][^-]*(-[0-9][^-]*)?-[^-]+-[^-]+-[^-]+\.whl$")
+
+
+def check_user_wheels(paths: Sequence[Path | str]) -> list[UserWheel]:
+    """The --wheel files, each an existing file named as a wheel (`name-version-py-abi-platform.whl`);
+    BadInputError naming the first that is not."""
+    from orchestrator.errors import BadInputError
+
+    wheels = []
+    for given in paths:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise BadInputError(f"--wheel {given}: no such file")
+        if not _WHEEL_NAME_RE.match(path.name):
+            raise BadInputError(f"--wheel {given}: not a wheel file name (NAME-VERSION-PYTHON-ABI-PLATFORM.whl)")
+        wheels.append(UserWheel(path.resolve(), file_sha256(path)))
+    names = [w.name for w in wheels]
+    if len(set(names)) != len(names):
+        raise BadInputError(f"--wheel: two wheels of one package ({', '.join(w.filename for w in wheels)})")
+    return wheels
+
+
 def controller_versions(runtime: str) -> dict[str, str | None]:
     """numpy and the runtime's distribution at the versions this controller runs (None: not
     installed here), keyed by distribution name."""
@@ -209,23 +267,34 @@ def resolve_wheels(
     *,
     refresh: bool = False,
     on_step: Callable[[str], None] = lambda message: None,
+    user_wheels: Sequence[UserWheel] = (),
 ) -> WheelSet:
-    """The wheel set for this board kind: from the cache's record, else downloaded by pip."""
+    """The wheel set for this board kind: from the cache's record, else downloaded by pip.
+
+    `user_wheels` (--wheel) join the set with the dependencies pip finds for them; one that is a
+    build of the runtime's distribution (onnxruntime-gpu for onnxruntime) replaces the index's."""
     platforms = wheel_platforms(probe.arch, probe.glibc, probe.musl)
+    platforms += [tag for w in user_wheels for tag in w.platform_tags if tag not in platforms]
     python_version = f"{probe.version[0]}.{probe.version[1]}"
     libc = "" if probe.glibc is not None else "-musl"
     cache_dir = cache_root / f"{probe.arch}{libc}-{probe.python_tag}"
     cache_dir.mkdir(parents=True, exist_ok=True)
     pinned = controller_versions(runtime)
+    if any(w.provides(RUNTIMES[runtime].distribution) for w in user_wheels):
+        pinned.pop(RUNTIMES[runtime].distribution, None)  # the user's build of it instead
+    unpinned = ("pip", *(name for name in pinned))
     attempts = [
         tuple(["pip"] + [f"{n}=={v}" if v else n for n, v in pinned.items()]),
-        ("pip", "numpy", RUNTIMES[runtime].distribution),
+        unpinned,
     ]
     if attempts[0] == attempts[1]:
         attempts.pop()
+    given = {str(w.path): w.requirement_key for w in user_wheels}
+    attempts = [(*requirements, *given) for requirements in attempts]
     with file_lock(cache_dir / ".lock"):  # boards of one kind share the download
         last_error: ProvisionError | None = None
-        for index, requirements in enumerate(attempts):
+        for index, pip_requirements in enumerate(attempts):
+            requirements = tuple(given.get(r, r) for r in pip_requirements)  # user wheels by content
             record_path = cache_dir / SETS_DIR_NAME / f"{wheel_set_key(requirements, platforms, python_version)}.json"
             notes: tuple[str, ...] = ()
             if index > 0 and last_error is not None:
@@ -244,7 +313,7 @@ def resolve_wheels(
             on_step(f"downloading wheels for {probe.arch} Python {python_version}: {' '.join(requirements)}")
             asked = {"requirements": list(requirements), "platforms": list(platforms), "python_version": python_version}
             try:
-                wheels = _download(cache_dir, requirements, platforms, python_version)
+                wheels = _download(cache_dir, pip_requirements, platforms, python_version)
             except ProvisionError as exc:
                 last_error = exc
                 if exc.kind != "no-wheel":

@@ -223,6 +223,56 @@ def tradeoff_figures(rows: Sequence[OverviewRow]) -> list[Figure]:
     return figures
 
 
+def energy_figures(rows: Sequence[OverviewRow]) -> list[Figure]:
+    """Per model measured on a board with power sensors: energy per inference (mJ) against
+    accuracy (or, without accuracy, median latency) per board, each board's Pareto front over
+    the two outlined and joined."""
+    ok = [r for r in rows if r.ok and r.values["energy"] is not None and r.values["p50"] is not None]
+    board_colour = colours(boards_of(ok), reference=None)
+    figures = []
+    for index, model in enumerate(models_of(ok)):
+        model_rows = [r for r in ok if r.model == model]
+        if len(model_rows) < 2:
+            continue
+        with_accuracy = all(r.values["accuracy"] is not None for r in model_rows)
+        key, sense = ("accuracy", "max") if with_accuracy else ("p50", "min")
+        data = []
+        for board in boards_of(model_rows):
+            points = sorted((r for r in model_rows if r.board == board), key=lambda r: r.values["energy"])
+            front = set(pareto_front([[r.values["energy"], r.values[key]] for r in points], ("min", sense)))
+            ys = [round(r.values["accuracy"] * 100, 3) if with_accuracy else r.values["p50"] for r in points]
+            hover = [f"{label(board)} · {label(r.label)}<br>{r.values['energy']:.4g} mJ per inference<br>"
+                     + (f"accuracy {r.values['accuracy'] * 100:.1f} %" if with_accuracy else f"p50 {r.values['p50']:.4g} ms")
+                     + ("<br><b>Pareto-optimal</b>" if i in front else "") for i, r in enumerate(points)]
+            colour = board_colour[board]
+            data.append({
+                "type": "scatter", "mode": "markers+text" if len(points) <= MAX_LABELLED_POINTS else "markers",
+                "cliponaxis": False, "x": [r.values["energy"] for r in points], "y": ys, "name": label(board),
+                "legendgroup": label(board), "text": [label(r.label) for r in points], "textposition": "top center",
+                "textfont": {"size": 10, "color": "#57606a"}, "hovertext": hover, "hoverinfo": "text",
+                "marker": {"color": colour, "size": 10, "opacity": 0.85,
+                           "line": {"width": [3 if i in front else 0 for i in range(len(points))], "color": "#1b1f24"}},
+            })
+            on_front = [points[i] for i in sorted(front, key=lambda i: points[i].values["energy"])]
+            if len(on_front) > 1:
+                data.append({
+                    "type": "scatter", "mode": "lines", "x": [r.values["energy"] for r in on_front],
+                    "y": [ys[points.index(r)] for r in on_front], "name": f"Pareto front · {label(board)}",
+                    "legendgroup": label(board), "showlegend": False, "hoverinfo": "skip",
+                    "line": {"color": colour, "width": 1.5, "dash": "dot", "shape": "hv"},
+                })
+        energies = [r.values["energy"] for r in model_rows]
+        layout = base_layout(400, xaxis=axis("energy per inference (mJ) — lower is better", type=log_if_wide(energies),
+                                             tickformat=TICKS_3_DIGITS),
+                             yaxis=axis("accuracy (%) — higher is better" if with_accuracy else
+                                        "median latency (ms) — lower is better", tickformat=TICKS_3_DIGITS))
+        caption = ("Energy per inference (the board's mean power while measuring × mean latency, from its own "
+                   "power sensors) against " + ("accuracy" if with_accuracy else "median latency")
+                   + ". Outlined points, joined by the dotted line, are each board's Pareto front over the two.")
+        figures.append(Figure(f"fig-energy-{index}", model, caption, data, layout))
+    return figures
+
+
 def _tradeoff_xy(points: Sequence[OverviewRow], with_accuracy: bool) -> tuple[list[float], list[float]]:
     if with_accuracy:
         return [r.values["p50"] for r in points], [round(r.values["accuracy"] * 100, 3) for r in points]

@@ -162,6 +162,7 @@ def build_context(
         "comparison": [f for f in [charts.comparison_figure(comparison)] if f] if comparison else [],
         "latency": charts.latency_figures(rows, series),
         "tradeoff": charts.tradeoff_figures(rows),
+        "energy": charts.energy_figures(rows),
         "memory": timeseries.memory_cpu_figures(rows, series),
         "thermal": timeseries.thermal_figures(rows, series) if thermal else [],
         "history": charts.history_figures(past, run["run_id"]),
@@ -173,7 +174,7 @@ def build_context(
         "ok_results": [r for r in results if r["status"] == "ok"],
         "failed_results": [r for r in results if r["status"] != "ok"],
         "boards": board_facts(results),
-        "settings": {k: v for k, v in run["settings"].items() if k != "plan"},  # the plan: boards, models, variants above
+        "settings": run_settings(run["settings"]),
         "controller": run["controller"],
         "rows": rows,
         "matrices": build_matrices(rows),
@@ -181,6 +182,7 @@ def build_context(
         "min_effect_pct": float((thresholds or {}).get("min_effect_pct", DEFAULT_MIN_EFFECT_PCT)),
         "metrics": METRICS,
         "accuracy_measured": any(r.values["accuracy"] is not None for r in ok_rows),
+        "energy_measured": any(r.values["energy"] is not None for r in ok_rows),
         "comparison": comparison,
         "base_run": base_run,
         "settings_changes": settings_changes(base_run["settings"], run["settings"]) if base_run else [],
@@ -220,6 +222,17 @@ def load_series(store: Store, results: Sequence[Mapping[str, Any]]) -> dict[int,
             [m for m in marks if isinstance(m, dict)],
         )
     return loaded
+
+
+def run_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's settings as the report lists them: the plan (boards, models, variants) is shown
+    above, except the lists a sweep measured (orchestrator.sweep), which are settings too."""
+    shown = {k: v for k, v in settings.items() if k != "plan"}
+    sweep = ((settings.get("plan") or {}).get("sweep") or {})
+    for name, values in sweep.items():
+        if len(values or []) > 1:
+            shown[f"sweep {name}"] = [",".join(v) if isinstance(v, list) else v for v in values]
+    return shown
 
 
 def board_facts(results: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -35,6 +35,11 @@ class MatrixCell:
         return None if self.row is None else self.row.values["p50"]
 
     @property
+    def energy_mj(self) -> float | None:
+        """Energy per inference (mJ) where the board has power sensors."""
+        return None if self.row is None else self.row.values.get("energy")
+
+    @property
     def change(self) -> Change | None:
         return None if self.row is None else self.row.vs_fp32.get("p50")
 
@@ -55,7 +60,8 @@ class MatrixCell:
 
 @dataclasses.dataclass(frozen=True)
 class MatrixRow:
-    """One variant of a model across the boards, with its size and accuracy."""
+    """One variant of a model (at one sweep point, when the run swept settings) across the
+    boards, with its size and accuracy."""
 
     variant: str
     size_bytes: float | None
@@ -64,6 +70,11 @@ class MatrixRow:
     accuracy_metric: str | None
     accuracy_change_pt: tuple[float, float] | None  # vs fp32, percentage points (lowest, highest)
     cells: tuple[MatrixCell, ...]
+    sweep: str = ""  # the sweep point (orchestrator.sweep), "" when nothing was swept
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} · {self.sweep}" if self.sweep else self.variant
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,28 +90,31 @@ class ModelMatrix:
 
 
 def build_matrices(rows: Sequence[OverviewRow]) -> list[ModelMatrix]:
-    """One matrix per model (in the rows' order), boards and variants in the report's order.
+    """One matrix per model (in the rows' order), boards and variants in the report's order; a
+    run that swept settings has one row per variant × sweep point (`fp32 · threads=2`).
 
-    A board × variant measured several times in one run (other settings) shows its ok result
-    first, the earliest stored."""
+    A board × variant × point measured several times in one run (other settings) shows its ok
+    result first, the earliest stored."""
     models = list(dict.fromkeys(r.model for r in rows))
     matrices = []
     for model in models:
         model_rows = [r for r in rows if r.model == model]
         boards = sorted(dict.fromkeys(r.board for r in model_rows), key=lambda b: row_sort_key(b, "", ""))
-        variants = sorted(dict.fromkeys(r.variant for r in model_rows), key=variant_sort_key)
-        chosen: dict[tuple[str, str], OverviewRow] = {}
+        variants = sorted(dict.fromkeys((r.variant, r.sweep) for r in model_rows),
+                          key=lambda key: (variant_sort_key(key[0]), row_sort_key(key[1], "", "")))
+        chosen: dict[tuple[str, str, str], OverviewRow] = {}
         for row in sorted(model_rows, key=lambda r: (not r.ok, r.result_id)):
-            chosen.setdefault((row.board, row.variant), row)
+            chosen.setdefault((row.board, row.variant, row.sweep), row)
         matrix_rows = [
-            _matrix_row(variant, [chosen.get((board, variant)) for board in boards], boards) for variant in variants
+            _matrix_row(variant, [chosen.get((board, variant, sweep)) for board in boards], boards, sweep)
+            for variant, sweep in variants
         ]
         matrices.append(ModelMatrix(model, tuple(boards), tuple(matrix_rows),
                                     any(r.accuracy is not None for r in matrix_rows)))
     return matrices
 
 
-def _matrix_row(variant: str, found: list[OverviewRow | None], boards: Sequence[str]) -> MatrixRow:
+def _matrix_row(variant: str, found: list[OverviewRow | None], boards: Sequence[str], sweep: str = "") -> MatrixRow:
     cells = tuple(_cell(board, variant, row) for board, row in zip(boards, found, strict=True))
     present = [r for r in found if r is not None]
     ok = [r for r in present if r.ok]
@@ -117,6 +131,7 @@ def _matrix_row(variant: str, found: list[OverviewRow | None], boards: Sequence[
         accuracy_metric=next((r.accuracy_metric for r in ok if r.accuracy_metric), None),
         accuracy_change_pt=(min(changes), max(changes)) if changes else None,
         cells=cells,
+        sweep=sweep,
     )
 
 

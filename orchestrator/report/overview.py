@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from orchestrator.analysis import DEFAULT_MIN_EFFECT_PCT, NOISY_CV, compare_values
 from orchestrator.compare import CellComparison, compare_to_reference
+from orchestrator.record import energy_of
 from orchestrator.report.pareto import pareto_front
 from orchestrator.runtimes import mixes_runtimes, runtime_label
 
@@ -72,6 +73,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("memory", "peak RSS", "bytes", "lower", "lowest peak memory", _column("peak_rss_bytes")),
     Metric("size", "size", "bytes", "lower", "smallest model file", _column("model_size_bytes")),
     Metric("accuracy", "accuracy", "fraction", "higher", "highest accuracy", accuracy_of),
+    Metric("energy", "mJ/inf", "mJ", "lower", "lowest energy per inference",
+           lambda result: finite_or_none(energy_of(result))),
 )
 METRIC_BY_KEY = {m.key: m for m in METRICS}
 
@@ -121,6 +124,7 @@ class OverviewRow:
     accuracy_metric: str | None
     accuracy_error: str | None
     runtime: str | None = None  # runtime_label(): what ran the model, at what precision
+    sweep: str = ""  # the sweep point (orchestrator.sweep: "threads=2, batch=8"); "" when nothing was swept
     best: dict[str, str] = dataclasses.field(default_factory=dict)  # metric key -> why it is starred
     vs_fp32: dict[str, Change] = dataclasses.field(default_factory=dict)
     vs_base: dict[str, Change] = dataclasses.field(default_factory=dict)
@@ -143,6 +147,11 @@ class OverviewRow:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def label(self) -> str:
+        """The variant, and its sweep point when the run swept settings: `fp32 · threads=2`."""
+        return f"{self.variant} · {self.sweep}" if self.sweep else self.variant
 
     @property
     def cell(self) -> tuple[str, str, str]:
@@ -176,7 +185,7 @@ def build_rows(results: Sequence[Mapping[str, Any]], latencies_ms: LatencySource
     (without it every latency verdict is inconclusive); `thresholds` are compare_to_reference's
     min_effect_pct / memory_min_effect_pct / alpha (default: farm's)."""
     rows = [_row(r) for r in results]
-    rows.sort(key=lambda r: (*row_sort_key(r.board, r.model, r.variant), r.result_id))
+    rows.sort(key=lambda r: (*row_sort_key(r.board, r.model, r.variant), _natural(r.sweep), r.result_id))
     records = {int(r.get("result_id") or 0): r for r in results}
     fill_changes_vs_fp32(rows, records, latencies_ms or (lambda result_id: ()), thresholds or {})
     mark_best(rows)
@@ -185,7 +194,7 @@ def build_rows(results: Sequence[Mapping[str, Any]], latencies_ms: LatencySource
     for row in rows:
         if row.pareto:
             row.flags.append(Flag("Pareto", "good", "no other variant of this model on this board is "
-                                  "smaller, faster and (when measured) more accurate at once"))
+                                  "smaller, faster and (when measured) more frugal and accurate at once"))
     return rows
 
 
@@ -205,6 +214,7 @@ def _row(result: Mapping[str, Any]) -> OverviewRow:
         accuracy_metric=export.get("accuracy_metric"),
         accuracy_error=export.get("accuracy_error"),
         runtime=runtime_label(export),
+        sweep=str(export.get("sweep") or ""),
     )
     if not row.ok:
         row.values = {key: None for key in row.values}
@@ -264,8 +274,9 @@ _TONES: dict[str | None, Tone] = {"improved": "better", "regressed": "worse", "u
 
 def fill_changes_vs_fp32(rows: Sequence[OverviewRow], records: Mapping[int, Mapping[str, Any]],
                          latencies_ms: LatencySource, thresholds: Mapping[str, float]) -> None:
-    """Each ok row's change vs the fp32 row of the same board × model (same settings first):
-    latency and memory judged by the comparison engine, size and accuracy by their rules."""
+    """Each ok row's change vs the fp32 row of the same board × model (same settings first, then
+    the same sweep point): latency and memory judged by the comparison engine, size and accuracy
+    by their rules."""
     for group in _groups(rows).values():
         references = [r for r in group if r.variant == "fp32"]
         for row in group:
@@ -273,7 +284,8 @@ def fill_changes_vs_fp32(rows: Sequence[OverviewRow], records: Mapping[int, Mapp
                 row.is_reference = True
                 continue
             same = [r for r in references if r.settings_hash == row.settings_hash]
-            reference = (same or references or [None])[0]
+            point = [r for r in references if r.sweep == row.sweep]
+            reference = (same or point or references or [None])[0]
             if reference is None:
                 continue
             for key in ("size", "accuracy"):
@@ -342,10 +354,14 @@ def mark_best(rows: Sequence[OverviewRow]) -> None:
 
 
 def pareto_objectives(rows: Sequence[OverviewRow]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The objectives of one board × model: size and p50, plus accuracy when every row has it."""
-    if rows and all(r.values["accuracy"] is not None for r in rows):
-        return ("size", "p50", "accuracy"), ("min", "min", "max")
-    return ("size", "p50"), ("min", "min")
+    """The objectives of one board × model: size and p50, plus energy per inference and accuracy
+    when every row has them."""
+    keys, senses = ["size", "p50"], ["min", "min"]
+    for key, sense in (("energy", "min"), ("accuracy", "max")):
+        if rows and all(r.values[key] is not None for r in rows):
+            keys.append(key)
+            senses.append(sense)
+    return tuple(keys), tuple(senses)
 
 
 def mark_pareto(rows: Sequence[OverviewRow]) -> None:

@@ -181,7 +181,7 @@ def render_html(context: dict[str, Any]) -> str:
     }
     context = {
         "figures": {}, "figure_specs": [], "rows": [], "comparison": None, "base_run": None, "settings_changes": [],
-        "accuracy_measured": False, "thermal_reported": False, "thermal_flags": [], "environments": [],
+        "accuracy_measured": False, "energy_measured": False, "thermal_reported": False, "thermal_flags": [], "environments": [],
         "failures": [], "variants": [], "board_fact_columns": (), "highlights": [], "history_runs": 0, "metrics": (),
         "counts": None, "generated_at": "", "matrices": [], "min_effect_pct": DEFAULT_MIN_EFFECT_PCT, **context,
         "assets": assets,

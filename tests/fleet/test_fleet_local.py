@@ -71,6 +71,14 @@ def test_a_bad_submission_fails_at_submit_time_with_benchs_own_error(fleet, args
         assert store.list_runs() == []  # nothing queued
 
 
+@pytest.mark.parametrize("sweep", [["--threads", "1,2"], ["--batch", "1,2"]])
+def test_a_sweep_is_refused_at_submit_time_not_cut_to_its_first_point(fleet, digits_model, sweep):
+    submit = fleet.run("submit", "--db", fleet.db_url, "-m", str(digits_model), *sweep)
+    assert submit.returncode == ExitStatus.USAGE and "one point per cell" in submit.stderr
+    with open_store(fleet.db_url) as store:
+        assert store.list_runs() == []  # nothing queued
+
+
 def test_submit_and_wait_need_postgresql(fleet, tmp_path, digits_model):
     submitted = fleet.run("submit", "--db", str(tmp_path / "farm.db"), "-m", str(digits_model))
     assert submitted.returncode == ExitStatus.USAGE and "needs a PostgreSQL" in submitted.stderr

@@ -106,6 +106,39 @@ def test_memory_regression_fails_with_its_own_threshold(store):
     assert evaluate_gate(store, new, base, 5.0, memory_pct=15.0).exit_status == ExitStatus.OK
 
 
+def _energy_run(store, energy_mj, p50=10.0):
+    """One cell whose board measured `energy_mj` per inference (None: no power sensor)."""
+    run_id = store.create_run({}, {}, "test")
+    export = {"energy_mj_per_inference": energy_mj, "power_w_mean": None if energy_mj is None else energy_mj / p50}
+    store.add_result(run_id, ok_row(board="jetson", model="yolo", variant="fp32", latency_ms_p50=p50,
+                                    peak_rss_bytes=50 * MB, details={"export": export}), samples(p50, seed=7))
+    store.finish_run(run_id, "finished")
+    return run_id
+
+
+def test_energy_regression_fails_where_both_runs_measured_it(store, tmp_path):
+    base = _energy_run(store, 20.0)
+    new = _energy_run(store, 23.0)  # same latency, 15 % more energy per inference: the board draws more
+    gate = evaluate_gate(store, new, base, 5.0)
+    assert gate.exit_status == ExitStatus.REGRESSION
+    [bad] = gate.regressed
+    assert "energy 20 -> 23 mJ/inference (+15.0%): regressed" in bad.message
+    assert "energy 5%" in gate.summary_line()
+    write_markdown(tmp_path / "s.md", gate)
+    assert "Δ energy" in (tmp_path / "s.md").read_text() and "+15.0%" in (tmp_path / "s.md").read_text()
+    assert evaluate_gate(store, new, base, 20.0).exit_status == ExitStatus.OK  # below a 20 % threshold
+    assert evaluate_gate(store, _energy_run(store, 18.0), base, 5.0).comparison.cells[0].energy_verdict == "improved"
+
+
+def test_energy_is_judged_only_when_both_runs_measured_it(store):
+    base = _energy_run(store, None)  # a board without a power sensor
+    new = _energy_run(store, 23.0)
+    gate = evaluate_gate(store, new, base, 5.0)
+    assert gate.exit_status == ExitStatus.OK
+    [cell] = gate.comparison.cells
+    assert cell.energy_verdict is None and "energy" not in gate.summary_line()
+
+
 def test_board_failure_takes_precedence_over_regression(store):
     base = make_run(store, {("rpi4", "fp32"): 10.0, ("jetson", "fp32"): 5.0})
     new = make_run(store, {("rpi4", "fp32"): 12.0, ("jetson", "fp32"): ("failed", "unreachable")})

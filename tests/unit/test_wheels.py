@@ -291,3 +291,39 @@ def test_refresh_asks_pip_even_when_the_set_is_cached_and_records_what_it_chose(
     pip.files = None
     again = resolve_wheels(probe, "onnxruntime", tmp_path)
     assert not again.downloaded and again.digest == found.digest and len(pip.calls) == 1
+
+
+# ---------------------------------------------------------------------------------- --wheel (a user's own build)
+
+
+def test_a_users_wheel_is_checked_before_any_board_and_named_by_content(tmp_path):
+    from orchestrator.errors import BadInputError
+
+    build = tmp_path / "onnxruntime_gpu-1.17.0-cp38-cp38-linux_aarch64.whl"
+    build.write_bytes(b"a jetpack build")
+    [wheel] = wheels.check_user_wheels([build])
+    assert wheel.name == "onnxruntime-gpu" and wheel.provides("onnxruntime") and not wheel.provides("openvino")
+    assert wheel.platform_tags == ["linux_aarch64"]
+    assert wheel.requirement_key == f"{build.name}#sha256={hashlib.sha256(b'a jetpack build').hexdigest()}"
+    with pytest.raises(BadInputError, match="no such file"):
+        wheels.check_user_wheels([tmp_path / "missing-1.0-py3-none-any.whl"])
+    other = tmp_path / "readme.txt"
+    other.write_text("x")
+    with pytest.raises(BadInputError, match="not a wheel file name"):
+        wheels.check_user_wheels([other])
+
+
+def test_a_users_build_of_the_runtime_replaces_the_index_one_and_brings_its_platform_tag(tmp_path, pip):
+    build = tmp_path / "onnxruntime_gpu-1.17.0-cp311-cp311-linux_aarch64.whl"
+    build.write_bytes(b"a jetpack build")
+    user = wheels.check_user_wheels([build])
+    pip.files = {"pip-24.0-py3-none-any.whl": b"pip", "numpy-1.26.4-cp311-cp311-manylinux_2_17_aarch64.whl": b"np",
+                 build.name: b"a jetpack build"}
+    found = resolve_wheels(board_python(), "onnxruntime", tmp_path / "cache", user_wheels=user)
+    [(_, requirements, platforms, _)] = pip.calls
+    assert requirements == ("pip", "numpy==1.26.4", str(user[0].path))  # no index onnxruntime: the user's build
+    assert platforms[-1] == "linux_aarch64"  # the build's own tag is acceptable for this board
+    assert found.requirements == ("pip", "numpy==1.26.4", user[0].requirement_key)  # by content, not path
+    assert found.packages["onnxruntime-gpu"] == "1.17.0"
+    again = resolve_wheels(board_python(), "onnxruntime", tmp_path / "cache", user_wheels=user)
+    assert len(pip.calls) == 1 and not again.downloaded and again.digest == found.digest  # cached by content

@@ -1,0 +1,73 @@
+"""Sweeps through the real CLI on the local board: `--threads 1,2 --batch 1,8` is one cell per point,
+FPS counts images, each point has its own settings hash (so `--resume` works per point), and the
+summary names each row's point."""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from orchestrator.cli import main
+from orchestrator.errors import ExitStatus
+from orchestrator.report import write_report
+from orchestrator.store import open_store
+from tests import model_factory
+
+FAST = ["--runs", "20", "--min-seconds", "0", "--warmup", "1", "--sample-interval", "0", "--no-report"]
+
+
+def test_a_threads_by_batch_sweep_is_one_cell_per_point_with_images_per_second(tmp_path, db_url, capsys):
+    model = model_factory.dynamic_batch_matmul(tmp_path / "mlp.onnx")
+    args = ["bench", *FAST, "--db", db_url, "-m", str(model), "--threads", "1,2", "--batch", "1,8"]
+    assert main(args) == ExitStatus.OK
+    out = capsys.readouterr().out
+    records = open_store(db_url).export_records("latest")
+    points = {(r["threads"], r["batch"]): r for r in records}
+    assert sorted(points) == [(1, 1), (1, 8), (2, 1), (2, 8)]
+    assert len({r["settings_hash"] for r in records}) == 4
+    for (threads, batch), record in points.items():
+        assert record["status"] == "ok" and record["sweep"] == f"batch={batch}, threads={threads}"
+        assert record["input_shapes"] == f"x={batch}x16"
+        calls_per_s = 1000.0 / record["latency_ms_mean"]
+        assert abs(record["fps"] - batch * calls_per_s) < 1e-6 * record["fps"]  # images, not calls
+        assert abs(record["latency_ms_per_image_p50"] - record["latency_ms_p50"] / batch) < 1e-12
+        assert f"batch={batch}, threads={threads}" in out  # the summary names each row's point
+    results = {r["result_id"]: r for r in open_store(db_url).results("latest")}
+    inputs = {json.dumps(r["details"]["inputs"][0]["shape"]) for r in results.values()}
+    assert inputs == {"[1, 16]", "[8, 16]"}  # what the agent fed
+    html = write_report(open_store(db_url), "latest", tmp_path / "r.html").read_text()
+    assert html.count("fp32 · batch=8, threads=2") >= 2  # the matrix row and the detail row of that point
+    assert "sweep threads" in html and "sweep batch" in html  # the lists, with the run's settings
+
+    # each point is its own cell for --resume: a point whose result failed is measured again, alone
+    run_id = records[0]["run_id"]
+    lost = points[(2, 8)]
+    with sqlite3.connect(str(tmp_path / "farm.db")) as conn:
+        conn.execute("UPDATE results SET status = 'failed', error_kind = 'interrupted' WHERE run_id = ? AND "
+                     "settings_hash = ?", (run_id, lost["settings_hash"]))
+    before = {r["settings_hash"]: r["created_at"] for r in records}
+    assert main(["bench", "--db", db_url, "--no-report", "--resume", run_id]) == ExitStatus.OK
+    after = open_store(db_url).export_records(run_id)
+    assert len(after) == 4 and all(r["status"] == "ok" for r in after)
+    remeasured = {r["settings_hash"] for r in after if r["created_at"] != before[r["settings_hash"]]}
+    assert remeasured == {lost["settings_hash"]}
+
+
+def test_a_fixed_batch_is_refused_before_measuring(tmp_path, db_url, yolo_model, capsys):
+    assert main(["bench", *FAST, "--db", db_url, "-m", str(yolo_model), "--batch", "1,8"]) == ExitStatus.BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--batch 1 needs a symbolic leading (batch) dim" in err and "'images'" in err and "[1, 3, 160, 160]" in err
+    assert open_store(db_url).count_results() == 0
+
+
+def test_a_list_that_is_not_one_is_a_usage_error(tmp_path, db_url, digits_model, capsys):
+    assert main(["bench", *FAST, "--db", db_url, "-m", str(digits_model), "--threads", "1,two"]) == ExitStatus.USAGE
+    assert "--threads" in capsys.readouterr().err
+
+
+def test_two_values_for_one_input_are_two_cells(tmp_path, db_url):
+    model = model_factory.dynamic_image_conv(tmp_path / "textdet.onnx")
+    args = ["bench", *FAST, "--db", db_url, "-m", str(model), "--shape", "x=1x3x32x32,1x3x64x48"]
+    assert main(args) == ExitStatus.OK
+    records = open_store(db_url).export_records("latest")
+    assert sorted(r["input_shapes"] for r in records) == ["x=1x3x32x32", "x=1x3x64x48"]
+    assert sorted(r["sweep"] for r in records) == ["x=1x3x32x32", "x=1x3x64x48"]
