@@ -596,8 +596,9 @@ def compare_latency(
     alpha: float = DEFAULT_ALPHA,
 ) -> Comparison:
     """The latency comparison of one cell: of the process medians when both sides were measured
-    in several fresh processes (`--repeats`), else of the raw samples."""
-    if len(base_process_p50_ms) > 1 and len(new_process_p50_ms) > 1:
+    in at least MIN_PROCESSES_TO_TEST fresh processes (`--repeats`), else of the raw samples (a
+    weak verdict: samples of a few processes are not independent evidence; compare.py says so)."""
+    if len(base_process_p50_ms) >= MIN_PROCESSES_TO_TEST and len(new_process_p50_ms) >= MIN_PROCESSES_TO_TEST:
         return compare_process_medians(base_process_p50_ms, new_process_p50_ms, min_effect_pct=min_effect_pct,
                                        alpha=alpha)
     return compare_samples(base_ms, new_ms, min_effect_pct=min_effect_pct, alpha=alpha)

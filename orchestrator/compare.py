@@ -39,7 +39,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Literal, Mapping, Sequence
 
-from orchestrator.analysis import VERDICTS, Comparison, compare_latency, compare_paired, compare_values
+from orchestrator.analysis import (
+    MIN_PROCESSES_TO_TEST, VERDICTS, Comparison, compare_latency, compare_paired, compare_values,
+)
 from orchestrator.errors import BadInputError
 from orchestrator.record import energy_of, identity_of, identity_text, paired_base_p50s, process_p50s, same_identity
 from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT, GATE_REPEATS
@@ -381,7 +383,7 @@ def _compare_cell(
                                       min_effect_pct=min_effect_pct, alpha=alpha)
             latency_verdict, latency_reason = latency.verdict, f"latency {latency.reason}"
             processes = (len(process_p50s(base)) or 1, len(process_p50s(new)) or 1)
-            if min(processes) < 2:  # the samples of one process are not independent evidence
+            if min(processes) < MIN_PROCESSES_TO_TEST:  # samples of a few processes are not independent evidence
                 latency_reason += (f" (a weak verdict: {processes[0]} vs {processes[1]} process(es); measure with "
                                    f"--repeats {GATE_REPEATS} for one that holds between processes)")
         except ValueError as exc:  # samples a test cannot use (not finite, not positive)

@@ -105,7 +105,15 @@ def _model_outline() -> type:
 
 def model_input_dims(path: Path | str) -> list[tuple[str, tuple[int | str | None, ...]]]:
     """(name, dims) of each graph input that is not an initializer: a dim is its size, its
-    symbolic name, or None. Read with the outline (no onnx import)."""
+    symbolic name, or None. Read with the outline (no onnx import), once per file version: a
+    plan asks for them several times (shapes, batch, dataset size)."""
+    stat = Path(path).stat()
+    return list(_input_dims(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _input_dims(path: str, size_bytes: int, mtime_ns: int) -> tuple[tuple[str, tuple[int | str | None, ...]], ...]:
+    del size_bytes, mtime_ns  # the cache key: a rewritten file is read again
     model = _model_outline().FromString(Path(path).read_bytes())
     initializers = {tensor.name for tensor in model.graph.initializer}
     found = []
@@ -119,7 +127,7 @@ def model_input_dims(path: Path | str) -> list[tuple[str, tuple[int | str | None
             else:
                 dims.append(dim.dim_param or None)
         found.append((value.name, tuple(dims)))
-    return found
+    return tuple(found)
 
 
 def demo_models() -> list[ModelFile]:

@@ -7,20 +7,19 @@ too in each round and takes rounds until the paired rounds decide, or the cap.
 from __future__ import annotations
 
 import dataclasses
-import statistics
 
 from orchestrator.agent_session import BenchReply
 from orchestrator.analysis import paired_decided
 from orchestrator.pairing import PairedBaseline, round_bounds
 from orchestrator.plan import Cell
 from orchestrator.record import PAIRED_BASE_FIELD, PAIRED_BASE_P50_FIELD, ResultRecord
+from orchestrator.repeats import process_summary
 from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT
 
 
 def process_p50(reply: BenchReply) -> float:
-    """A worker process's median latency (ms): its exact on-board summary when it sent one."""
-    exact = (reply.result.get("latency") or {}).get("p50_ms")
-    return float(exact) if exact is not None else float(statistics.median(reply.latency_ms))
+    """A worker process's median latency (ms), as repeats.process_summary reads it."""
+    return float(process_summary(reply.as_bench_result())["latency_ms_p50"])
 
 
 @dataclasses.dataclass
@@ -35,6 +34,21 @@ class CellRounds:
     twin_p50s: list[float] = dataclasses.field(default_factory=list)
     unpaired_because: str | None = None
     ended: bool = False
+    extras_done: bool = False  # a round's worker ran the dataset and the profiling pass
+
+    def runs_extras(self) -> bool:
+        """Whether this round's worker also runs the dataset and the profiling pass, after it
+        measured (no second process or load; once per cell): in the last round when the number of
+        rounds is known, else in the first — and never again after a twin that failed changed
+        the number of rounds."""
+        if self.extras_done:
+            return False
+        return len(self.measured) == (0 if self.fewest != self.most else self.most - 1)
+
+    def add_round(self, reply: BenchReply, bytes_sent: int, ran_extras: bool) -> None:
+        """A round's worker measured (`ran_extras`: it was the one runs_extras picked)."""
+        self.measured.append((reply, bytes_sent))
+        self.extras_done = self.extras_done or ran_extras
 
     def __post_init__(self) -> None:
         self.fewest, self.most = round_bounds(self.repeats, self.twin is not None)

@@ -300,11 +300,8 @@ class BenchRunner:
             return self._store_failure(run_id, board, cell, "variant-error", cell.build_error, link.facts)
         info = {"board": board.name, "model": cell.model.name, "variant": cell.variant,
                 "round": len(state.measured) + 1, "rounds": state.most, "paired": state.twin is not None}
-        # The dataset runs in a measuring worker, after it measured: no second process or load. It
-        # runs in the last round when the number of rounds is known, else in the first.
-        dataset_round = 0 if state.fewest != state.most else state.most - 1
-        with_dataset = (len(state.measured) == dataset_round and cell.dataset is not None
-                        and accuracy.can_share_worker(cell))
+        extras = state.runs_extras()
+        with_dataset = extras and cell.dataset is not None and accuracy.can_share_worker(cell)
         self.on_event("cell_started", info)
         twin_first = state.twin is not None and round_index % 2 == 0
         if twin_first:
@@ -314,13 +311,13 @@ class BenchRunner:
             reply, bytes_sent = self._with_retries(
                 board, f"{cell.model.name}/{cell.variant}",
                 lambda: self._bench_once(board, link, cell, cell.files, info, with_dataset, more or bool(state.twin),
-                                         profile_pass=len(state.measured) == dataset_round))
+                                         profile_pass=extras))
         except FarmError as exc:
             if self._cancel.is_set():
                 raise KeyboardInterrupt from exc
             _discard_outputs(state.measured)
             return self._store_failure(run_id, board, cell, _board_error(exc).kind, str(exc), link.facts)
-        state.measured.append((reply, bytes_sent))
+        state.add_round(reply, bytes_sent, ran_extras=extras)
         if state.twin is not None and not twin_first:
             self._measure_twin(board, link, state, info)
         if not state.done():

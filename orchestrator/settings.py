@@ -32,8 +32,8 @@ from orchestrator.runtimes import DEFAULT_RUNTIME, board_runtime, resolve_runtim
 #: pair was flagged in 7 of 10 pairs, with five in 0 of 10 (bench/RESULTS.md, ## repeats).
 GATE_REPEATS = 5
 
-SHAPE_RE = re.compile(r"^[^=\s]+=\d+(x\d+)*$")  # NAME=1x3x224x224
-DIMS_RE = re.compile(r"^\d+(x\d+)*$")
+SHAPE_RE = re.compile(r"^[^=\s]+=[1-9]\d*(x[1-9]\d*)*$")  # NAME=1x3x224x224 (no dim of 0)
+DIMS_RE = re.compile(r"^[1-9]\d*(x[1-9]\d*)*$")
 MIN_SAMPLE_INTERVAL_S = 0.01
 
 
@@ -116,6 +116,12 @@ Shapes = Annotated[tuple[Annotated[str, AfterValidator(_shape)], ...], BeforeVal
 RuntimeName = Annotated[Optional[str], AfterValidator(_runtime)]
 Providers = Annotated[tuple[str, ...], BeforeValidator(_provider_list)]
 ProviderOptions = Annotated[Optional[str], BeforeValidator(_provider_options)]
+
+
+def check_joint_rules(min_seconds: float, max_seconds: float) -> None:
+    """The rules between BenchSettings fields (a ValueError naming them)."""
+    if min_seconds > max_seconds:
+        raise ValueError("min_seconds must not exceed max_seconds")
 
 
 class BenchSettings(BaseModel):
@@ -201,9 +207,8 @@ class BenchSettings(BaseModel):
         suite=False, identity=False, ge=100, le=10_000_000)
 
     @model_validator(mode="after")
-    def _min_below_max(self) -> "BenchSettings":
-        if self.min_seconds > self.max_seconds:
-            raise ValueError("min_seconds must not exceed max_seconds")
+    def _joint_rules(self) -> "BenchSettings":
+        check_joint_rules(self.min_seconds, self.max_seconds)
         return self
 
     def replace(self, **changes: Any) -> "BenchSettings":
@@ -301,12 +306,12 @@ class SuiteSettings(SuiteSettingsBase):  # type: ignore[valid-type, misc]
     """A suite file's `settings:`: any BenchSettings field a suite may set, by the name suites use."""
 
     @model_validator(mode="after")
-    def _min_below_max(self) -> "SuiteSettings":
+    def _joint_rules(self) -> "SuiteSettings":
+        """BenchSettings' rules between fields, over farm's defaults, so the suite's own line is
+        named (with the command line's values they are checked again: suite.bench_settings)."""
         defaults = BenchSettings.model_fields
-        min_s = self.min_seconds if self.min_seconds is not None else defaults["min_seconds"].default
-        max_s = self.max_seconds if self.max_seconds is not None else defaults["max_seconds"].default
-        if min_s > max_s:
-            raise ValueError("min_seconds must not exceed max_seconds")
+        check_joint_rules(*(getattr(self, name) if getattr(self, name) is not None else defaults[name].default
+                            for name in ("min_seconds", "max_seconds")))
         return self
 
     def given(self) -> dict[str, Any]:

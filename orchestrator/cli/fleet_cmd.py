@@ -21,7 +21,7 @@ from orchestrator.cli.bench_cmd import bench, request_from_options
 
 DB_HELP = "The fleet's PostgreSQL database (postgresql+psycopg://user@host/farm); FARM_DB."
 RUN_HELP = "A run id, a unique prefix of one, `latest`, or `tag:NAME`."
-_NOT_FOR_SUBMIT = ("forks", "accept_new_host_keys", "report", "no_report", "resume")
+_NOT_FOR_SUBMIT = ("forks", "accept_new_host_keys", "report", "no_report", "resume", "paired")  # paired: not yet
 
 queue_app = typer.Typer(help="What the fleet is running and what waits; cancel a submitted run.",
                         no_args_is_help=True)

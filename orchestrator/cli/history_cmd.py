@@ -30,13 +30,14 @@ def history(
         entries = store.cell_history(board, model, variant, since=since, last_results=last)
         verdicts = compare_history(store, entries)
     if as_json:
+        run_of = {entry.result_id: entry.run_id for entry in entries}
         rows = []
         for entry in entries:
             row = entry.history_row()
             cell = verdicts.get(entry.result_id)
             row["series"] = identity_text(entry.identity)
             row["vs_previous"] = None if cell is None else {
-                "verdict": cell.verdict, "base_run_id": None, "reason": cell.reason,
+                "verdict": cell.verdict, "base_run_id": run_of.get(cell.base_result_id), "reason": cell.reason,
                 "change_pct": None if cell.latency is None else cell.latency.change_pct}
             rows.append(row)
         typer.echo(json.dumps(rows, indent=2, default=str))

@@ -158,6 +158,7 @@ def test_history_oldest_first(two_runs, db_url, capsys):
                                                                (new, "fp16")]
     assert [e["vs_previous"] and e["vs_previous"]["verdict"] for e in entries] == [
         None, None, fp32["verdict"], compared["fp16"]["verdict"]]
+    assert [e["vs_previous"]["base_run_id"] for e in entries[2:]] == [base, base]  # judged against that run
     assert farm_with_new_commands("history", "--board", "nope", "--model", "yolo", "--db", db_url) == 0
     assert "no results" in capsys.readouterr().err
 

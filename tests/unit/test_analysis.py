@@ -522,6 +522,8 @@ def test_compare_latency_tests_processes_only_when_both_sides_have_several() -> 
     (base, base_p50), (new, new_p50) = _processes(rng, 4), _processes(rng, 4)
     assert analysis.compare_latency(base, new, base_p50, new_p50).base_runs == 4  # processes
     assert analysis.compare_latency(base, new, base_p50, new_p50[:1]).base_runs == base.size  # samples
+    # two processes a side cannot be tested as processes: the samples are, as with one
+    assert analysis.compare_latency(base, new, base_p50[:2], new_p50[:2]).base_runs == base.size
     assert analysis.compare_latency(base, new).base_runs == base.size
 
 

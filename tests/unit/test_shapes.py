@@ -52,3 +52,24 @@ def test_shape_options_for_one_model_or_all():
     assert per_model == {"det": ["images=1x3x640x640"]}
     with pytest.raises(BadInputError, match="write NAME=1x3x224x224"):
         split_shape_args(["x=1x3xHxW"], ["det"])
+
+
+def test_a_dim_of_zero_is_refused_as_the_option_is_read():
+    from orchestrator.settings import BenchSettings
+
+    for text in ("x=0x3x64x64", "x=1x3x0x64", "x=1x03x64x64"):
+        with pytest.raises(ValueError, match="1x3x224x224"):
+            BenchSettings(shapes=[text])
+    assert BenchSettings(shapes=["x=1x3x10x64"]).shapes == ("x=1x3x10x64",)
+
+
+def test_the_dataset_dims_come_from_the_arrays_header(tmp_path):
+    import numpy as np
+
+    from orchestrator.shapes import _dataset_dims
+
+    path = tmp_path / "set.npz"
+    np.savez(path, inputs=np.zeros((7, 3, 8, 5), np.float32), labels=np.zeros(7, np.int64))
+    assert _dataset_dims(path) == (3, 8, 5)
+    np.savez(tmp_path / "other.npz", labels=np.zeros(7, np.int64))
+    assert _dataset_dims(tmp_path / "other.npz") is None and _dataset_dims(None) is None
