@@ -9,7 +9,6 @@ memory sampling, no store, no checks of what comes back. That is the point of co
 
 Used by bench scripts (`run_fabric_peer`), or on its own:
     python bench/peer_fabric.py -i /var/lib/farm-lab/inventory.yaml -m model.onnx [--runs 20]
-Needs farm's `bench` extra (fabric): pip install 'farm[bench]'.
 """
 from __future__ import annotations
 
