@@ -69,11 +69,13 @@ import traceback
 # farm:common-begin -- the controller replaces this block with agents/farm_common.py itself when
 # it uploads the agent (orchestrator.agent_bundle), so a board receives one file.
 try:
-    from farm_common import (CHUNK_BYTES, CHUNK_ROWS, CHUNK_VALUES, DEFAULT_HEARTBEAT_S, LEASE_FILE, PART_NAME_RE,
+    from farm_common import (CHUNK_BYTES, CHUNK_ROWS, CHUNK_VALUES, DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_TTL_S,
+                             DEFAULT_WORKDIR_MAX_AGE_DAYS, DEFAULT_WORKDIR_MAX_BYTES, LEASE_FILE, PART_NAME_RE,
                              PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, accelerator_of, first_line,
                              openvino_reason, ort_provider_name, provider_preset_options)
 except ImportError:  # imported as agents.farm_agent (tests, bench scripts)
-    from agents.farm_common import (CHUNK_BYTES, CHUNK_ROWS, CHUNK_VALUES, DEFAULT_HEARTBEAT_S, LEASE_FILE,
+    from agents.farm_common import (CHUNK_BYTES, CHUNK_ROWS, CHUNK_VALUES, DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_TTL_S,
+                                    DEFAULT_WORKDIR_MAX_AGE_DAYS, DEFAULT_WORKDIR_MAX_BYTES, LEASE_FILE,
                                     PART_NAME_RE, PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, accelerator_of,
                                     first_line, openvino_reason, ort_provider_name, provider_preset_options)
 # farm:common-end
@@ -2597,12 +2599,13 @@ def build_parser(parser_class=argparse.ArgumentParser):
     lease.add_argument("action", choices=["acquire", "renew", "release"])
     lease.add_argument("--workdir", default=".")
     lease.add_argument("--holder", required=True, help="JSON: {id, user, host, pid, run_id}")
-    lease.add_argument("--ttl", type=float, default=120.0, help="seconds until the lease expires unless renewed")
+    lease.add_argument("--ttl", type=float, default=DEFAULT_LEASE_TTL_S,
+                       help="seconds until the lease expires unless renewed")
     clean = verbs.add_parser("clean")
     clean.add_argument("--workdir", default=".")
     clean.add_argument("--keep", action="append", help="a staged file name to keep (repeatable)")
-    clean.add_argument("--max-bytes", type=int, default=2 << 30)
-    clean.add_argument("--max-age-days", type=float, default=14.0)
+    clean.add_argument("--max-bytes", type=int, default=DEFAULT_WORKDIR_MAX_BYTES)
+    clean.add_argument("--max-age-days", type=float, default=DEFAULT_WORKDIR_MAX_AGE_DAYS)
     outputs = verbs.add_parser("outputs")
     outputs.add_argument("--model", required=True)
     outputs.add_argument("--weights", help="the weights file of a two-file model (OpenVINO IR .bin)")
@@ -2612,7 +2615,7 @@ def build_parser(parser_class=argparse.ArgumentParser):
     outputs.add_argument("--batch", type=int, default=1)
     serve = verbs.add_parser("serve", help="the agent session: requests on stdin, answers on stdout")
     serve.add_argument("--heartbeat-s", type=float, default=DEFAULT_HEARTBEAT_S)
-    serve.add_argument("--controller-timeout-s", type=float, default=120.0,
+    serve.add_argument("--controller-timeout-s", type=float, default=DEFAULT_LEASE_TTL_S,
                        help="end the session (kill the workers, free the lease) after this long without a "
                             "line from the controller")
     worker = verbs.add_parser("_worker")

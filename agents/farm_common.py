@@ -1,5 +1,5 @@
-"""What both ends of the agent protocol share: its version, message types, failure kinds, the
-names of files the agent keeps on a board, and the reading of runtime errors.
+"""What both ends of the agent protocol share: its version, message types, failure kinds, timing
+defaults, the names of files the agent keeps on a board, and the reading of runtime errors.
 
 Both sides import this one module instead of reaching into each other: the controller as
 `agents.farm_common`, the agent (agents/farm_agent.py) beside it. A board still receives ONE
@@ -18,12 +18,22 @@ MESSAGE_TYPES = (
     "bye",
 )
 
-# The operations a controller may ask of an agent session (one JSON line each: {"id", "op", ...}).
-# `beat` is the controller's heartbeat (no answer); `cancel` stops the request named by `target`.
-SESSION_OPS = ("facts", "lease", "clean", "stage_check", "stage_commit", "bench", "outputs", "beat", "cancel", "bye")
-
-# The agent's heartbeat line comes every this many seconds (unless the controller asks otherwise).
+# Liveness and lease timing, in seconds: the defaults of the controller's settings
+# (orchestrator.settings.BenchSettings: heartbeat_s, disconnect_after_s, lease_ttl_s) and of the
+# agent's own options (serve --heartbeat-s / --controller-timeout-s, lease --ttl). Defined here,
+# once, because the agent on a board reads them without the controller's packages.
+# The agent and the controller send a heartbeat line every DEFAULT_HEARTBEAT_S.
 DEFAULT_HEARTBEAT_S = 2.0
+# A board silent this long (not even a heartbeat) is `disconnected`.
+DEFAULT_DISCONNECT_AFTER_S = 10.0
+# A lease expires this long after its last renewal; an agent that hears nothing from its
+# controller for this long cleans up and exits.
+DEFAULT_LEASE_TTL_S = 120.0
+
+# The work-dir cleaner's policy (BenchSettings.workdir_max_bytes / workdir_max_age_days, and the
+# agent's `clean --max-bytes / --max-age-days`): staged files kept, in bytes, and their age, in days.
+DEFAULT_WORKDIR_MAX_BYTES = 2 << 30
+DEFAULT_WORKDIR_MAX_AGE_DAYS = 14.0
 
 # Streaming: one chunk message carries at most this many latency values / sampler rows / raw bytes,
 # so every line stays far below the controller's line limit whatever the size of the result.

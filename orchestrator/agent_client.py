@@ -29,7 +29,7 @@ import dataclasses
 import os
 import posixpath
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from agents.farm_common import (  # noqa: F401 - PROTOCOL_VERSION: re-exported for callers
     PROTOCOL_VERSION,
@@ -43,14 +43,17 @@ from orchestrator.boards import Board
 from orchestrator.errors import AgentError, TransportError
 from orchestrator.hashing import file_sha256
 from orchestrator.transport.base import MAX_LINE_BYTES, LineSplitter, Transport
-# $1 venv folder, $2 the board's python, then the agent's argv. Runs the venv's python when
-# the marker names $2 (see the module docstring), else $2; `exec` keeps the exit status.
-_PICK_PYTHON = (
-    'v=$1; p=$2; shift 2; m=; '
-    f'{{ IFS= read -r m < "$v/{PYTHON_MARKER_NAME}"; }} 2>/dev/null; '
+
+#: Shell code that picks the Python (see the module docstring): with $v the venv's folder and $p
+#: the board's python, it sets p to the venv's python when the venv's marker names $p. The one
+#: definition of that choice: this client's command and the agent session's
+#: (orchestrator.agent_session) both run it.
+PICK_VENV_PYTHON_SH = (
+    f'm=; {{ IFS= read -r m < "$v/{PYTHON_MARKER_NAME}"; }} 2>/dev/null; '
     'if [ "$m" = "$p" ] && [ -x "$v/bin/python" ]; then p=$v/bin/python; fi; '
-    'exec "$p" "$@"'
 )
+# $1 venv folder, $2 the board's python, then the agent's argv; `exec` keeps the exit status.
+_PICK_PYTHON = 'v=$1; p=$2; shift 2; ' + PICK_VENV_PYTHON_SH + 'exec "$p" "$@"'
 
 
 @dataclasses.dataclass
@@ -66,7 +69,7 @@ class AgentReply:
 
 
 def staged_file_name(local_path: Path | str, suffix: str) -> str:
-    """The name `AgentClient.stage` gives a file on the board: its content hash and `suffix`."""
+    """The name a staged file has on the board: its content hash and `suffix`."""
     return staged_name(file_sha256(Path(local_path).resolve()), suffix)
 
 
@@ -124,22 +127,6 @@ class AgentClient:
             bundle = agent_bundle_path()
             self._agent_path, _ = self.transport.stage_file(bundle, bundle.name, agent_bundle_sha256())
         return self._agent_path
-
-    def stage(self, local_path: Path, suffix: str = "") -> tuple[str, int]:
-        """Put a file on the board named by its content hash; returns (board path, bytes sent)."""
-        return self.transport.stage_file(Path(local_path), staged_file_name(local_path, suffix),
-                                         file_sha256(Path(local_path).resolve()))
-
-    def stage_files(self, uploads: Iterable[tuple[str, Path, str]]) -> tuple[list[str], int]:
-        """Stage each (agent option, local file, suffix) of a model (orchestrator.plan.ModelFiles
-        .uploads()); returns the agent's `--model X [--weights Y]` and the bytes sent."""
-        args: list[str] = []
-        bytes_sent = 0
-        for option, path, suffix in uploads:
-            board_path, sent = self.stage(path, suffix=suffix)
-            args += [option, board_path]
-            bytes_sent += sent
-        return args, bytes_sent
 
     def call(
         self,

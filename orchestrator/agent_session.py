@@ -44,8 +44,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from agents.farm_common import PYTHON_MARKER_NAME, VENV_DIR_NAME, agent_file_name
+from agents.farm_common import (
+    DEFAULT_DISCONNECT_AFTER_S,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_LEASE_TTL_S,
+    VENV_DIR_NAME,
+    agent_file_name,
+)
 from orchestrator.agent_bundle import agent_bundle_bytes, agent_bundle_path
+from orchestrator.agent_client import PICK_VENV_PYTHON_SH
 from orchestrator.agent_messages import (
     Bye,
     CleanedMessage,
@@ -66,8 +73,6 @@ from orchestrator.errors import AgentError, TransportError
 from orchestrator.transport.base import MAX_LINE_BYTES, LineSplitter, Stream, Transport
 
 NEED_AGENT_MARKER = "__farm_need_agent__"
-DEFAULT_HEARTBEAT_S = 2.0
-DEFAULT_DEAD_AFTER_S = 10.0
 START_TIMEOUT_S = 60.0
 QUICK_TIMEOUT_S = 60.0  # facts, lease, stage checks, clean
 SEND_TIMEOUT_S = 30.0
@@ -76,14 +81,13 @@ BYE_TIMEOUT_S = 5.0
 MAX_OUTPUTS_BYTES = 4 << 30
 
 # Runs in the channel's command: $1 the work dir as configured (~ expanded here), $2 the board's
-# python, $3 the venv's folder name ("" when the venv must not be used), then python's argv.
+# python, $3 the venv's folder name ("" when the venv must not be used), then python's argv. The
+# venv's python is picked as the one-shot client picks it (agent_client.PICK_VENV_PYTHON_SH).
 _SESSION_SH = (
     'd=$1; p=$2; v=$3; shift 3; '
     'case $d in "~") d=$HOME;; "~/"*) d=$HOME/${d#"~/"};; esac; '
     'mkdir -p -- "$d" && cd -- "$d" || exit 125; '
-    'if [ -n "$v" ]; then m=; '
-    f'{{ IFS= read -r m < "$v/{PYTHON_MARKER_NAME}"; }} 2>/dev/null; '
-    'if [ "$m" = "$p" ] && [ -x "$v/bin/python" ]; then p=$PWD/$v/bin/python; fi; fi; '
+    f'if [ -n "$v" ]; then v=$PWD/$v; {PICK_VENV_PYTHON_SH}fi; '
     'exec "$p" "$@"'
 )
 
@@ -157,8 +161,8 @@ class AgentSession:
         use_venv: bool = True,
         workdir: str | None = None,
         heartbeat_s: float = DEFAULT_HEARTBEAT_S,
-        dead_after_s: float = DEFAULT_DEAD_AFTER_S,
-        controller_timeout_s: float = 120.0,
+        dead_after_s: float = DEFAULT_DISCONNECT_AFTER_S,
+        controller_timeout_s: float = DEFAULT_LEASE_TTL_S,
         provision_hint: Callable[[Sequence[str]], str] = lambda args: "",
         on_lease_lost: Callable[[], None] = lambda: None,
     ) -> None:

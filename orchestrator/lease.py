@@ -76,12 +76,15 @@ class BoardLease:
         self,
         session: "AgentSession",
         holder: LeaseHolder,
-        ttl_s: float = 120.0,
-        wait_s: float = 60.0,
+        *,
+        ttl_s: float,
+        wait_s: float,
         cancel: threading.Event | None = None,
         on_wait: Callable[[dict[str, Any], float], None] = lambda lease, waited_s: None,
         poll_s: float = 2.0,
     ) -> None:
+        """`ttl_s`, `wait_s`: the run's settings (BenchSettings.lease_ttl_s, lease_wait_s; no
+        defaults here to drift from those)."""
         self.session = session
         self.holder = holder
         self.ttl_s = ttl_s

@@ -1,7 +1,7 @@
 """The result record: what one measured (or failed) cell is, declared once.
 
 The runner produces records (`measured_record`, `failed_record`); the store keeps them (its
-`results` columns are `COLUMN_FIELDS`); the export, `orchestrator.results`, the report and
+`results` table, orchestrator.store.schema); the export, `orchestrator.results`, the report and
 gating read them back as flat export records (`EXPORT_FIELDS` then `MEASURED_EXPORT_FIELDS`,
 names that are a stable contract, see the README's "Exported fields").
 
@@ -38,11 +38,6 @@ EXPORT_FIELDS = (
 SUMMARY_FIELDS = (
     "latency_ms_min", "latency_ms_mean", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99",
     "latency_ms_max", "latency_ms_stdev", "fps",
-)
-#: The columns a record sets (the store adds run_id, result_id and created_at).
-COLUMN_FIELDS = (
-    "board", "model", "model_sha256", "variant", "settings_hash", "status", "error_kind", "error_message",
-    "runs", *SUMMARY_FIELDS, "load_ms", "first_inference_ms", "peak_rss_bytes", "model_size_bytes",
 )
 
 # --- details["export"]: measured fields exported beside the columns -----------------------------
@@ -102,11 +97,12 @@ ENERGY_FIELD = "energy_mj_per_inference"
 #: What computed: `gpu`, `npu` or `cpu` (from the provider or device that ran and its options;
 #: None: farm cannot tell), and on a Jetson the GPU's mean load over the measured phase (%).
 ACCELERATOR_EXPORT_FIELDS = ("accelerator", "gpu_load_pct_mean")
-#: Every export field a record always carries (None when not measured), after EXPORT_FIELDS.
+#: Every export field a record always carries (None when not measured), after EXPORT_FIELDS: a
+#: failed record has the same keys as a measured one.
 MEASURED_EXPORT_FIELDS = (
     MEASUREMENT_EXPORT_FIELDS + VARIANT_EXPORT_FIELDS + ACCURACY_EXPORT_FIELDS + RUNTIME_EXPORT_FIELDS
     + CALL_EXPORT_FIELDS + PAIRED_EXPORT_FIELDS + SWEEP_EXPORT_FIELDS + ENERGY_EXPORT_FIELDS
-    + ACCELERATOR_EXPORT_FIELDS + PROFILE_EXPORT_FIELDS
+    + ACCELERATOR_EXPORT_FIELDS + PROFILE_EXPORT_FIELDS + STATISTICS_EXPORT_FIELDS
 )
 
 

@@ -7,7 +7,9 @@ Everything else derives from these models instead of restating them:
 * suite files: `settings:` accepts the fields marked `suite=True`, each optional, with the same
   checks (`SuiteSettings`), and `thresholds:` is `Thresholds`;
 * the agent: the controller always sends every measurement argument (`bench_args`), so the
-  agent has no defaults of its own to drift apart.
+  agent has no defaults of its own to drift apart. The few the agent must know by itself
+  (heartbeat, lease ttl, the work-dir cleaner's policy) are defined in agents.farm_common, which
+  the agent reads without farm's packages, and the fields here take their defaults from there.
 
 A field marked `identity=True` changes what is measured: it is part of the settings hash that
 identifies a result cell (timeouts and retries are not).
@@ -22,9 +24,16 @@ from typing import Annotated, Any, Optional, Sequence
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
+from agents.farm_common import (
+    DEFAULT_DISCONNECT_AFTER_S,
+    DEFAULT_HEARTBEAT_S,
+    DEFAULT_LEASE_TTL_S,
+    DEFAULT_WORKDIR_MAX_AGE_DAYS,
+    DEFAULT_WORKDIR_MAX_BYTES,
+)
 from orchestrator.analysis import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
 from orchestrator.boards import Board
-from orchestrator.runtimes import DEFAULT_RUNTIME, board_runtime, resolve_runtime
+from orchestrator.runtimes import DEFAULT_RUNTIME, board_runtime, resolve_runtime, runtime_names_text
 
 #: Fresh worker processes per cell when a run is compared with a baseline and --repeats is not
 #: given: samples of one process are not independent evidence (a model's median moves 10-15 %
@@ -137,7 +146,8 @@ class BenchSettings(BaseModel):
     warmup: int = setting(10, "Unmeasured runs after the first inference.", cli="--warmup", ge=0)
     repeats: int = setting(
         1, "Measure each cell in this many fresh worker processes, in rounds across a board's cells; "
-        "comparisons then test the process medians (use 3 or more for gating on a noisy machine).",
+        "comparisons then test the process medians. A run compared with a baseline (--baseline, "
+        f"--fail-on-regression, --junit, --markdown, a suite's thresholds) takes {GATE_REPEATS} unless given.",
         cli="--repeats", ge=1)
     threads: int = setting(0, "Intra-op threads on the board (0: the runtime's default).", cli="--threads", ge=0)
     batch: Optional[int] = setting(
@@ -159,7 +169,8 @@ class BenchSettings(BaseModel):
     cpu_arena: bool = setting(
         True, "onnxruntime's CPU memory arena (off: buffers return to the OS after each run).", cli="--cpu-arena")
     runtime: RuntimeName = setting(
-        None, "onnxruntime or openvino (default: the board's inventory runtime, else onnxruntime).", cli="--runtime")
+        None, f"{runtime_names_text()} (default: the board's inventory runtime, else {DEFAULT_RUNTIME}).",
+        cli="--runtime")
     providers: Providers = setting(
         (), "Ordered execution providers (onnxruntime: CUDA,TensorRT,OpenVINO,QNN,XNNPACK,ACL,CPU…; QNN-HTP, "
         "QNN-CPU pick QNN's backend) or OpenVINO devices (CPU,GPU,NPU).", cli="--providers")
@@ -178,25 +189,28 @@ class BenchSettings(BaseModel):
         30.0, "Stop the profiling pass's inferences after this long (at least one is profiled).",
         cli="--profile-max-seconds", identity=False, gt=0)
     lease_ttl_s: float = setting(
-        120.0, "Our lease on a board expires this long after our last renewal (renewed every third of it).",
+        DEFAULT_LEASE_TTL_S,
+        "Our lease on a board expires this long after our last renewal (renewed every third of it).",
         cli="--lease-ttl", suite=False, identity=False, ge=5)
     lease_wait_s: float = setting(
         60.0, "Seconds to wait for a board another controller holds (0: skip it at once).", cli="--lease-wait",
         suite=False, identity=False, ge=0)
-    workdir_max_bytes: int = setting(2 << 30, "Staged files kept on a board (LRU beyond this).", suite=False,
-                                     identity=False, ge=0)
+    workdir_max_bytes: int = setting(DEFAULT_WORKDIR_MAX_BYTES, "Staged files kept on a board (LRU beyond this).",
+                                     suite=False, identity=False, ge=0)
     workdir_max_age_days: float = setting(
-        14.0, "Staged files not used by this run and older than this go.", suite=False, identity=False, ge=0)
+        DEFAULT_WORKDIR_MAX_AGE_DAYS, "Staged files not used by this run and older than this go.", suite=False,
+        identity=False, ge=0)
     retries: int = setting(2, "Retries of connection-level failures (never of a failed measurement).",
                            suite=False, identity=False, ge=0)
     retry_backoff_s: float = setting(1.0, "Pause before the first retry, doubled after each.", suite=False,
                                      identity=False, ge=0)
     load_timeout_s: float = setting(300.0, "Longest model load and first inference, seconds.", identity=False, gt=0)
     heartbeat_s: float = setting(
-        2.0, "The board's agent and the controller send a heartbeat line this often, seconds.", suite=False,
-        identity=False, ge=0.1, le=60)
+        DEFAULT_HEARTBEAT_S, "The board's agent and the controller send a heartbeat line this often, seconds.",
+        suite=False, identity=False, ge=0.1, le=60)
     disconnect_after_s: float = setting(
-        10.0, "A board silent this long (no line, not even a heartbeat) is `disconnected`: a half-open link "
+        DEFAULT_DISCONNECT_AFTER_S,
+        "A board silent this long (no line, not even a heartbeat) is `disconnected`: a half-open link "
         "is found that way.", suite=False, identity=False, ge=1, le=600)
     max_samples_kept: int = setting(
         5_000_000, "Latency samples kept per job: beyond this the board sends an evenly spaced subset (the "
@@ -319,16 +333,25 @@ class SuiteSettings(SuiteSettingsBase):  # type: ignore[valid-type, misc]
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+#: The smallest threshold (%) farm accepts for a change to count, wherever one is given: a
+#: suite's `thresholds:`, and `--fail-on-regression`, `--fail-on-memory-regression`, `--min-effect`
+#: on the command line (orchestrator.cli.options.threshold_option). The comparison engine needs
+#: a positive one.
+MIN_THRESHOLD_PCT = 0.01
+
+
 class Thresholds(BaseModel):
     """Smallest changes (%) that count as a regression; see orchestrator.gating."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    latency_pct: float = Field(DEFAULT_MIN_EFFECT_PCT, gt=0, description="Smallest median-latency change (%) that counts.")
-    memory_pct: float = Field(DEFAULT_MIN_EFFECT_PCT, gt=0, description="Smallest peak-memory change (%) that counts.")
+    latency_pct: float = Field(DEFAULT_MIN_EFFECT_PCT, ge=MIN_THRESHOLD_PCT,
+                               description="Smallest median-latency change (%) that counts.")
+    memory_pct: float = Field(DEFAULT_MIN_EFFECT_PCT, ge=MIN_THRESHOLD_PCT,
+                              description="Smallest peak-memory change (%) that counts.")
 
 
 __all__ = [
-    "BenchSettings", "DEFAULT_ALPHA", "DEFAULT_MIN_EFFECT_PCT", "DEFAULT_RUNTIME", "SuiteSettings", "Thresholds",
-    "parse_provider_options",
+    "BenchSettings", "DEFAULT_ALPHA", "DEFAULT_MIN_EFFECT_PCT", "DEFAULT_RUNTIME", "MIN_THRESHOLD_PCT", "SuiteSettings",
+    "Thresholds", "parse_provider_options",
 ]

@@ -14,9 +14,11 @@ from orchestrator.cli.options import (
     VARIANTS_PANEL,
     WHAT_PANEL,
     WHERE_PANEL,
+    setting_of_parameter,
     setting_option,
     settings_from_options,
     sweep_option,
+    threshold_option,
 )
 
 VARIANTS_HELP = ("Comma-separated: fp32, optimized, fp16, int8-dynamic, int8-static, prune-l1:AMOUNT, "
@@ -26,17 +28,12 @@ if TYPE_CHECKING:
     from orchestrator.request import BenchRequest
 
 
-# bench's parameter name -> the BenchRequest / BenchSettings field it sets (what --resume checks)
+# bench's parameter name -> the BenchRequest / BenchSettings field it sets (what --resume checks):
+# the request's own options, then every setting's (from BenchSettings' flags, none left out)
 _FIELD_OF_OPTION = {
     "model": "model_paths", "variants": "variants", "dataset": "datasets", "detection": "detection",
-    "calibration": "calibration", "inventory": "inventory", "limit": "limit", "runs": "min_runs",
-    "min_seconds": "min_seconds", "max_seconds": "max_seconds", "warmup": "warmup", "repeats": "repeats",
-    "threads": "threads", "batch": "batch", "shape": "shapes", "runtime": "runtime", "providers": "providers",
-    "provider_options": "provider_options", "strict": "strict", "cpu_arena": "cpu_arena",
-    "sample_interval": "sample_interval_s", "cooldown": "cooldown_s", "cooldown_below": "cooldown_below_c",
-    "idle_power": "idle_power_s",
-    "lease_wait": "lease_wait_s", "lease_ttl": "lease_ttl_s", "profile": "profile", "profile_runs": "profile_runs",
-    "profile_max_seconds": "profile_max_seconds",
+    "calibration": "calibration", "inventory": "inventory", "limit": "limit",
+    **setting_of_parameter(),
 }
 
 
@@ -109,8 +106,8 @@ def bench(
     baseline: Optional[str] = typer.Option(
         None, "--baseline", metavar="RUN", rich_help_panel=RESULTS_PANEL,
         help="Compare with this run: an id, latest (the newest other run with common cells) or tag:NAME."),
-    fail_on_regression: Optional[float] = typer.Option(
-        None, "--fail-on-regression", min=0.1, metavar="PCT", rich_help_panel=RESULTS_PANEL,
+    fail_on_regression: Optional[float] = threshold_option(
+        "--fail-on-regression", rich_help_panel=RESULTS_PANEL,
         help="Exit 5 when a cell's median latency (or peak memory) regressed by at least PCT percent "
              "against the baseline."),
     paired: Optional[bool] = typer.Option(
@@ -120,8 +117,8 @@ def bench(
     baseline_optional: bool = typer.Option(
         False, "--baseline-optional", rich_help_panel=RESULTS_PANEL,
         help="No baseline to be found (a first run) is fine; without it that is an error (exit 3)."),
-    fail_on_memory_regression: Optional[float] = typer.Option(
-        None, "--fail-on-memory-regression", min=0.1, metavar="PCT", rich_help_panel=RESULTS_PANEL,
+    fail_on_memory_regression: Optional[float] = threshold_option(
+        "--fail-on-memory-regression", rich_help_panel=RESULTS_PANEL,
         help="The peak-memory threshold in percent (default: the suite's, else --fail-on-regression's)."),
     fail_on_inconclusive: bool = typer.Option(
         False, "--fail-on-inconclusive", rich_help_panel=RESULTS_PANEL,
@@ -273,15 +270,11 @@ def request_from_options(ctx: typer.Context, options: Mapping[str, Any]) -> "Ben
 
     o = options
     sweep = _sweep_lists(o["threads"], o["batch"], o["runtime"], o["providers"])
-    settings = settings_from_options(
-        min_runs=o["runs"], min_seconds=o["min_seconds"], max_seconds=o["max_seconds"], warmup=o["warmup"],
-        repeats=o["repeats"], threads=_first(sweep.threads), batch=_first(sweep.batch),
-        sample_interval_s=o["sample_interval"], cooldown_s=o["cooldown"], cooldown_below_c=o["cooldown_below"],
-        idle_power_s=o["idle_power"], shapes=_shape_values(o["shape"]), cpu_arena=o["cpu_arena"],
-        runtime=_first(sweep.runtimes), providers=_first(sweep.providers), provider_options=o["provider_options"],
-        strict=o["strict"], lease_wait_s=o["lease_wait"], lease_ttl_s=o["lease_ttl"], profile=o["profile"],
-        profile_runs=o["profile_runs"], profile_max_seconds=o["profile_max_seconds"],
-    )
+    values = {field: o[option] for option, field in setting_of_parameter().items()}
+    # the sweepable options hold lists: the settings take their first value (the sweep the rest)
+    values.update(threads=_first(sweep.threads), batch=_first(sweep.batch), runtime=_first(sweep.runtimes),
+                  providers=_first(sweep.providers), shapes=_shape_values(o["shape"]))
+    settings = settings_from_options(**values)
     sweep = _checked_sweep(sweep, settings)
     explicit = frozenset(field for option, field in _FIELD_OF_OPTION.items()
                          if getattr(ctx.get_parameter_source(option), "name", None) == "COMMANDLINE")

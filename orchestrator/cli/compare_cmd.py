@@ -9,28 +9,19 @@ from rich import box
 from rich.table import Table
 
 from orchestrator.cli import render, state
+from orchestrator.cli.options import threshold_option
 from orchestrator.errors import ExitStatus
 from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT
-
-_VERDICT_STYLE = {
-    "regressed": "[bold red]regressed[/bold red]",
-    "improved": "[green]improved[/green]",
-    "unchanged": "unchanged",
-    "inconclusive": "[yellow]inconclusive[/yellow]",
-    "failed": "[red]failed[/red]",
-    "only-base": "[dim]only in A[/dim]",
-    "only-new": "[dim]only in B[/dim]",
-}
 
 
 def compare(
     run_a: str = typer.Argument(..., metavar="BASELINE", help="The baseline run: an id, a unique prefix, `latest` or `tag:NAME`."),
     run_b: str = typer.Argument("latest", metavar="RUN", help="The run compared with it (default: the newest run)."),
-    min_effect: Optional[float] = typer.Option(None, "--min-effect", min=0.01, metavar="PCT", help=f"Smallest latency change (%) that counts (default {DEFAULT_MIN_EFFECT_PCT:g}; --fail-on-regression sets it too)."),
-    memory_min_effect: Optional[float] = typer.Option(None, "--memory-min-effect", "--fail-on-memory-regression", min=0.01, metavar="PCT", help="Smallest peak-memory change (%) that counts (default: the latency threshold)."),
+    min_effect: Optional[float] = threshold_option("--min-effect", help=f"Smallest latency change (%) that counts (default {DEFAULT_MIN_EFFECT_PCT:g}; --fail-on-regression sets it too)."),
+    memory_min_effect: Optional[float] = threshold_option("--memory-min-effect", "--fail-on-memory-regression", help="Smallest peak-memory change (%) that counts (default: the latency threshold)."),
     alpha: float = typer.Option(DEFAULT_ALPHA, "--alpha", min=1e-9, max=0.5, metavar="P", help="Significance level of the latency test."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON instead of a table."),
-    fail_on_regression: Optional[float] = typer.Option(None, "--fail-on-regression", min=0.01, metavar="PCT", help="Exit 5 when a cell regressed by at least this percentage (the same meaning as in farm bench); otherwise compare exits 0."),
+    fail_on_regression: Optional[float] = threshold_option("--fail-on-regression", help="Exit 5 when a cell regressed by at least this percentage (the same meaning as in farm bench); otherwise compare exits 0."),
     fail_on_inconclusive: bool = typer.Option(False, "--fail-on-inconclusive", help="With --fail-on-regression: an inconclusive cell fails too."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", help="Results database URL or SQLite path."),
 ) -> int:
@@ -80,7 +71,7 @@ def _table(result) -> Table:
         ci = (f"{lat.change_ci_low_pct:+.0f}..{lat.change_ci_high_pct:+.0f}"
               if lat and lat.change_ci_low_pct is not None else "—")
         mem = f"{cell.memory_change_pct:+.1f}%" if cell.memory_change_pct is not None else "—"
-        verdict = _VERDICT_STYLE[cell.verdict]
+        verdict = render.verdict_markup(cell.verdict)
         if cell.model_changed:
             verdict += " [magenta]†[/magenta]"
             marked = True

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from orchestrator.cli import render, state
 from orchestrator.cli.bench_cmd import bench, request_from_options
+from orchestrator.cli.options import threshold_option
 
 DB_HELP = "The fleet's PostgreSQL database (postgresql+psycopg://user@host/farm); FARM_DB."
 RUN_HELP = "A run id, a unique prefix of one, `latest`, or `tag:NAME`."
@@ -144,10 +145,10 @@ def runs_wait(
                                   "the run goes on."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Compare with this run (overrides the submission's)."),
     baseline_optional: bool = typer.Option(False, "--baseline-optional", help="No baseline to be found is fine."),
-    fail_on_regression: Optional[float] = typer.Option(None, "--fail-on-regression", min=0.1,
-                                                       help="Exit 5 on a regression of at least this percentage."),
-    fail_on_memory_regression: Optional[float] = typer.Option(None, "--fail-on-memory-regression", min=0.1,
-                                                              help="The peak-memory threshold in percent."),
+    fail_on_regression: Optional[float] = threshold_option(
+        "--fail-on-regression", help="Exit 5 on a regression of at least this percentage."),
+    fail_on_memory_regression: Optional[float] = threshold_option(
+        "--fail-on-memory-regression", help="The peak-memory threshold in percent."),
     fail_on_inconclusive: bool = typer.Option(False, "--fail-on-inconclusive", help="An inconclusive cell fails the gate."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Write a JUnit XML file when the run ends."),
     markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary when the run ends."),

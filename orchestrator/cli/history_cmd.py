@@ -75,7 +75,7 @@ def history(
             cell = verdicts.get(entry.result_id)
             p50, rss = entry.latency_ms_p50, entry.peak_rss_bytes
             delta = f"{cell.latency.change_pct:+.1f}%" if cell is not None and cell.latency is not None else ""
-            row += ["—" if p50 is None else f"{p50:,.3f}", delta, "" if cell is None else _VERDICT.get(cell.verdict, cell.verdict),
+            row += ["—" if p50 is None else f"{p50:,.3f}", delta, "" if cell is None else render.verdict_markup(cell.verdict),
                     "—" if rss is None else f"{rss / 1048576:,.1f}"]
         if weights_change:
             row.append((entry.model_sha256 or "")[:7])
@@ -84,7 +84,3 @@ def history(
     if several:
         state.out.print("[dim]a series per variant and what it ran on: each run is judged against the one before "
                         "it on the same runtime, precision, batch and threads[/dim]")
-
-
-_VERDICT = {"regressed": "[bold red]regressed[/bold red]", "improved": "[green]improved[/green]",
-            "inconclusive": "[yellow]inconclusive[/yellow]", "unchanged": "unchanged"}

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
-from orchestrator.settings import BenchSettings, flag_of
+from orchestrator.settings import MIN_THRESHOLD_PCT, BenchSettings, field_meta, flag_of
 
 
 #: Help panels of `farm bench` (typer's rich_help_panel), in the order people look for them.
@@ -55,6 +55,14 @@ def setting_option(field: str, *short: str, **overrides: Any) -> Any:
     return typer.Option(default, flag, *short, help=info.description, **overrides)
 
 
+def setting_of_parameter() -> dict[str, str]:
+    """A command's parameter name -> the BenchSettings field its option sets, for every field with
+    a command-line flag: the parameter is named after the flag (`--sample-interval` ->
+    `sample_interval` sets sample_interval_s), as `farm bench` names them."""
+    return {flag_of(name).removeprefix("--").replace("-", "_"): name
+            for name, info in BenchSettings.model_fields.items() if field_meta(info).get("cli")}
+
+
 #: What a list given to a sweepable option does (orchestrator.sweep).
 SWEEP_HELP = {
     "threads": " A comma-separated list (1,2,4) measures each value as its own cell.",
@@ -74,6 +82,13 @@ def sweep_option(field: str, *short: str, **overrides: Any) -> Any:
     overrides.setdefault("metavar", SWEEP_METAVAR.get(field, metavar_of(field)))
     overrides.setdefault("rich_help_panel", SETTING_PANELS.get(field, MEASURE_PANEL))
     return typer.Option(None, flag_of(field), *short, help=(info.description or "") + SWEEP_HELP[field], **overrides)
+
+
+def threshold_option(*flags: str, help: str, **overrides: Any) -> Any:
+    """A percentage-threshold option (`--fail-on-regression PCT`, `--min-effect PCT`; None when not
+    given), bounded below by MIN_THRESHOLD_PCT as a suite's thresholds are."""
+    overrides.setdefault("metavar", "PCT")
+    return typer.Option(None, *flags, min=MIN_THRESHOLD_PCT, help=help, **overrides)
 
 
 def settings_from_options(**values: Any) -> BenchSettings:

@@ -12,13 +12,30 @@ from orchestrator.record import sweep_of
 from orchestrator.runtimes import mixes_runtimes, runtime_label
 from orchestrator.units import fps_text, human_bytes, ms_text
 
-__all__ = ["BenchProgress", "escape", "human_bytes", "row_notes", "summary_table"]
+__all__ = ["BenchProgress", "escape", "human_bytes", "row_notes", "summary_table", "verdict_markup"]
 
 
 Latencies = Callable[[int], Sequence[float]]
 
 #: Terminal styles of the comparison engine's latency verdicts vs fp32.
 VERDICT_STYLE = {"improved": "green", "regressed": "red", "inconclusive": "yellow", "unchanged": "dim"}
+
+#: A cell's verdict (orchestrator.compare.CELL_VERDICTS) as `farm compare` and `farm history` print
+#: it; only-base / only-new read as the two runs of `farm compare A B`.
+CELL_VERDICT_MARKUP = {
+    "regressed": "[bold red]regressed[/bold red]",
+    "improved": "[green]improved[/green]",
+    "unchanged": "unchanged",
+    "inconclusive": "[yellow]inconclusive[/yellow]",
+    "failed": "[red]failed[/red]",
+    "only-base": "[dim]only in A[/dim]",
+    "only-new": "[dim]only in B[/dim]",
+}
+
+
+def verdict_markup(verdict: str) -> str:
+    """A cell's verdict in rich markup (CELL_VERDICT_MARKUP; an unknown one as plain text)."""
+    return CELL_VERDICT_MARKUP.get(verdict) or escape(verdict)
 
 
 def _export(row: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -110,6 +110,23 @@ def test_unsynthesisable_input_is_a_stored_failure_with_exit_code(db_url, tmp_pa
     assert record["status"] == "failed" and record["error_kind"] == "input-error"
 
 
+def test_a_failed_cell_exports_the_same_fields_as_a_measured_one(db_url, digits_model, tmp_path):
+    """CSV columns and JSON keys never depend on which cells failed: every record carries every
+    exported field, None when not measured."""
+    from tests import model_factory
+
+    plain = tmp_path / "plain.onnx"  # the demo model under another name: no dataset, no accuracy fields
+    plain.write_bytes(digits_model.read_bytes())
+    model = model_factory.string_input(tmp_path / "strings.onnx")
+    assert farm("bench", *FAST, "--model", str(plain), "--model", str(model), "--db", db_url,
+                "--no-report") == ExitStatus.BOARD_FAILURE
+    records = {r["status"]: r for r in exported(db_url)}
+    assert set(records) == {"ok", "failed"}
+    assert list(records["failed"]) == list(records["ok"])
+    assert records["failed"]["latency_ms_cv"] is None and records["failed"]["processes"] is None
+    assert records["ok"]["processes"] == 1
+
+
 def test_unknown_run_id_and_bad_format(db_url, capsys):
     from orchestrator.store import open_store
 

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.errors import BadInputError
 from orchestrator.models import DEMO_DIR
-from orchestrator.settings import BenchSettings
+from orchestrator.settings import MIN_THRESHOLD_PCT, BenchSettings
 from orchestrator.suite import load_suite
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "store" / "fixtures" / "nightly.yaml"
@@ -111,7 +111,7 @@ def test_every_problem_with_its_line_and_a_hint(suite_dir):
     assert f"{path}:8: settings.runs must be a whole number, got the text '20' (remove the quotes)" in text
     assert f"{path}:9: unknown key 'min_second' in settings (did you mean 'min_seconds'?)" in text
     assert f"{path}:10: settings.sample_interval_s must be 0 (sampling off) or at least 0.01 s" in text
-    assert f"{path}:12: thresholds.latency_pct must be greater than 0" in text
+    assert f"{path}:12: thresholds.latency_pct must be at least {MIN_THRESHOLD_PCT:g}" in text
     assert f"{path}:13: unknown key 'baselin' (did you mean 'baseline'?)" in text
 
 
