@@ -71,13 +71,15 @@ import traceback
 try:
     from farm_common import (CHUNK_BYTES, CHUNK_ROWS, CHUNK_VALUES, DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_TTL_S,
                              DEFAULT_WORKDIR_MAX_AGE_DAYS, DEFAULT_WORKDIR_MAX_BYTES, LEASE_FILE, PART_NAME_RE,
-                             PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, accelerator_of, first_line,
-                             openvino_reason, ort_provider_name, provider_preset_options)
+                             PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, accelerator_of, boot_id, first_line,
+                             openvino_reason, ort_provider_name, process_start_ticks, provider_preset_options,
+                             read_text)
 except ImportError:  # imported as agents.farm_agent (tests, bench scripts)
     from agents.farm_common import (CHUNK_BYTES, CHUNK_ROWS, CHUNK_VALUES, DEFAULT_HEARTBEAT_S, DEFAULT_LEASE_TTL_S,
                                     DEFAULT_WORKDIR_MAX_AGE_DAYS, DEFAULT_WORKDIR_MAX_BYTES, LEASE_FILE,
-                                    PART_NAME_RE, PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, accelerator_of,
-                                    first_line, openvino_reason, ort_provider_name, provider_preset_options)
+                                    PART_NAME_RE, PROTOCOL_VERSION, RUNTIME_NAMES, STAGED_NAME_RE, accelerator_of, boot_id,
+                                    first_line, openvino_reason, ort_provider_name, process_start_ticks,
+                                    provider_preset_options, read_text)
 # farm:common-end
 
 AGENT_VERSION = "0.3.0"
@@ -139,14 +141,6 @@ def log(message):
 
 # ---------------------------------------------------------------------------------------------
 # small readers (every path read defensively: absent means None)
-
-
-def read_text(path):
-    try:
-        with open(path, "r") as handle:
-            return handle.read().strip()
-    except (OSError, ValueError):
-        return None
 
 
 def read_int(path):
@@ -2037,23 +2031,8 @@ def outputs_in_child(argv):
 # first kills what that holder left running, so nothing measures beside the new holder.
 
 
-def proc_start_ticks(pid):
-    """A process's start time (clock ticks since boot, /proc/<pid>/stat field 22), or None."""
-    text = read_text("/proc/%d/stat" % pid)
-    if text is None:
-        return None
-    try:
-        return int(text[text.rindex(")") + 2:].split()[19])
-    except (ValueError, IndexError):
-        return None
-
-
-def boot_id():
-    return read_text("/proc/sys/kernel/random/boot_id")
-
-
 def process_identity(pid):
-    return {"pid": pid, "start": proc_start_ticks(pid), "boot": boot_id()}
+    return {"pid": pid, "start": process_start_ticks(pid), "boot": boot_id()}
 
 
 def same_process(identity):
@@ -2062,7 +2041,7 @@ def same_process(identity):
         return False
     if identity.get("boot") != boot_id() or identity.get("start") is None:
         return False
-    return proc_start_ticks(identity["pid"]) == identity["start"]
+    return process_start_ticks(identity["pid"]) == identity["start"]
 
 
 def read_lease_file(workdir):

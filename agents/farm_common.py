@@ -162,3 +162,32 @@ def openvino_reason(exc):
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     meaningful = [line for line in lines if not re.match(r"^(Exception from |Check '.*' failed at )\S+:\d+:?$", line)]
     return first_line(" ".join(meaningful or lines) or type(exc).__name__)
+
+
+# --- process identity, Linux: a pid plus its start time and the boot tell a live process from a
+# reused pid or one from before a reboot (the agent's leases, the controller's run liveness).
+
+
+def read_text(path):
+    """A small file's text, stripped; None when it cannot be read."""
+    try:
+        with open(path, "r") as handle:
+            return handle.read().strip()
+    except (OSError, ValueError):
+        return None
+
+
+def boot_id():
+    """This machine's boot id, or None."""
+    return read_text("/proc/sys/kernel/random/boot_id")
+
+
+def process_start_ticks(pid):
+    """When process `pid` started (clock ticks since boot, /proc/<pid>/stat field 22), or None."""
+    text = read_text("/proc/%d/stat" % pid)
+    if text is None:
+        return None
+    try:
+        return int(text[text.rindex(")") + 2:].split()[19])
+    except (ValueError, IndexError):
+        return None

@@ -18,31 +18,8 @@ import os
 import platform
 from typing import Any, Mapping
 
+from agents.farm_common import boot_id, process_start_ticks
 from orchestrator.store import Store
-
-
-def _read(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip()
-    except OSError:
-        return None
-
-
-def boot_id() -> str | None:
-    """This machine's boot id (Linux), to tell a pid from before a reboot."""
-    return _read("/proc/sys/kernel/random/boot_id")
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """When process `pid` started (clock ticks since boot, Linux), or None."""
-    text = _read(f"/proc/{pid}/stat")
-    if text is None:
-        return None
-    try:
-        return int(text[text.rindex(")") + 2:].split()[19])
-    except (ValueError, IndexError):
-        return None
 
 
 def this_controller() -> dict[str, Any]:
