@@ -43,7 +43,16 @@ from orchestrator.analysis import (
     MIN_PROCESSES_TO_TEST, VERDICTS, Comparison, compare_latency, compare_paired, compare_values,
 )
 from orchestrator.errors import BadInputError
-from orchestrator.record import energy_of, identity_of, identity_text, paired_base_p50s, process_p50s, same_identity
+from orchestrator.record import (
+    energy_of,
+    identity_of,
+    identity_text,
+    paired_base_p50s,
+    process_p50s,
+    same_identity,
+    same_inputs,
+    sweep_of,
+)
 from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT, GATE_REPEATS
 from orchestrator.units import mib_text
 
@@ -79,6 +88,7 @@ class CellComparison:
     base_result_id: int | None = None
     new_result_id: int | None = None
     identity: str = ""  # what the cell ran on (runtime, precision, batch, threads): record.identity_text
+    sweep: str = ""  # the cell's sweep point ("batch=8, threads=2"; record.sweep_of), "" outside a sweep
     base_energy_mj: float | None = None  # energy per inference (mJ), where the board has power sensors
     new_energy_mj: float | None = None
     energy_change_pct: float | None = None
@@ -240,22 +250,22 @@ def compare_records(
 def _pairs(bases: Sequence[Mapping[str, Any]], news: Sequence[Mapping[str, Any]]
            ) -> list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]]:
     """Pair one board × model × variant's results of the two runs. Results that ran on something
-    else (another runtime, precision, provider, batch or thread count: record.identity_of) are
-    other cells. Each new result takes the base result of the same settings hash, else the
+    else (another runtime, precision, provider, batch or thread count: record.identity_of) or
+    were fed other input shapes (a `--shape` sweep's points) are other cells. Each new result takes the base result of the same settings hash, else the
     base's ok and newest one; base results no new one matches stand alone, one per identity."""
     pairs: list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]] = []
     matched: set[int] = set()
     for new in news:
         identity = identity_of(new)
-        compatible = [b for b in bases if same_identity(identity_of(b), identity)]
+        compatible = [b for b in bases if same_identity(identity_of(b), identity) and same_inputs(b, new)]
         base = next((b for b in compatible if b.get("settings_hash") == new.get("settings_hash")), None)
         base = base or preferred_result(compatible)
         matched |= {id(b) for b in compatible}
         pairs.append((base, new))
     leftovers = [b for b in bases if id(b) not in matched]
     while leftovers:
-        identity = identity_of(leftovers[0])
-        group = [b for b in leftovers if same_identity(identity_of(b), identity)]
+        first = leftovers[0]
+        group = [b for b in leftovers if same_identity(identity_of(b), identity_of(first)) and same_inputs(b, first)]
         pairs.append((preferred_result(group), None))
         leftovers = [b for b in leftovers if b not in group]
     return pairs
@@ -283,7 +293,7 @@ def compare_history(
             continue
         key, identity = (entry.board, entry.model, entry.variant), identity_of(record)
         before = next((p for p in reversed(previous) if (p["board"], p["model"], p["variant"]) == key
-                       and same_identity(identity_of(p), identity)), None)
+                       and same_identity(identity_of(p), identity) and same_inputs(p, record)), None)
         if before is not None:
             comparison = compare_records([before], [record], lambda rid: samples.get(rid) or [],
                                          base_run_id=before["run_id"], new_run_id=record["run_id"],
@@ -357,6 +367,7 @@ def _compare_cell(
         base_result_id=None if base is None else base.get("result_id"),
         new_result_id=None if new is None else new.get("result_id"),
         identity=identity_text(identity_of(new if new is not None else base or {})),
+        sweep=sweep_of(new if new is not None else base or {}),
     )
     if base is None:
         return CellComparison(verdict="only-new", reason="not measured in the base run", **common)

@@ -301,6 +301,14 @@ def same_identity(a: Sequence[Any], b: Sequence[Any]) -> bool:
     return all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
+def same_inputs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two results fed the same input shapes (`input_shapes`), or either does not say: the points
+    of a `--shape` sweep are other cells though they share every identity field."""
+    shapes_a = a.get("input_shapes", export_of(a).get("input_shapes"))
+    shapes_b = b.get("input_shapes", export_of(b).get("input_shapes"))
+    return not shapes_a or not shapes_b or shapes_a == shapes_b
+
+
 def identity_text(identity: Sequence[Any]) -> str:
     """`openvino bf16, batch 8, 4 threads`: what differs between cells of one board × model × variant."""
     values = dict(zip(IDENTITY_EXPORT_FIELDS, identity))
@@ -310,7 +318,7 @@ def identity_text(identity: Sequence[Any]) -> str:
     if values.get("batch") not in (None, 1):
         parts.append(f"batch {values['batch']}")
     if values.get("threads"):
-        parts.append(f"{values['threads']} threads")
+        parts.append(f"{values['threads']} thread{'' if values['threads'] == 1 else 's'}")
     return ", ".join(p for p in parts if p)
 
 

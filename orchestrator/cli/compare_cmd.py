@@ -43,24 +43,34 @@ def compare(
     else:
         state.out.print(f"A [bold]{result.base_run_id}[/bold] → B [bold]{result.new_run_id}[/bold]")
         state.out.print(f"counts as a change: latency ≥ {result.min_effect_pct:g}% (α={result.alpha:g}), "
-                        f"peak memory ≥ {result.memory_min_effect_pct:g}%", style="dim")
+                        f"peak memory ≥ {result.memory_min_effect_pct:g}%"
+                        + (f", energy ≥ {result.min_effect_pct:g}%" if any(
+                            cell.energy_verdict for cell in result.cells) else ""), style="dim")
         state.out.print(_table(result))
         counts = {k: v for k, v in result.counts().items() if v}
         state.out.print(", ".join(f"{v} {k}" for k, v in counts.items()) or "no cells")
         for cell in result.cells:
             if cell.verdict in ("regressed", "inconclusive", "failed") or cell.model_changed:
+                point = f" · {cell.sweep}" if cell.sweep else ""
                 state.out.print(f"[dim]{render.escape(cell.board)}/{render.escape(cell.model)}/"
-                                f"{render.escape(cell.variant)}: {render.escape(cell.reason)}[/dim]")
+                                f"{render.escape(cell.variant + point)}: {render.escape(cell.reason)}[/dim]")
     if fail_on_regression is not None and (result.regressed or (fail_on_inconclusive and result.with_verdict("inconclusive"))):
         return int(ExitStatus.REGRESSION)
     return int(ExitStatus.OK)
 
 
 def _table(result) -> Table:
-    """Fits 80 columns: names fold, numbers never do. p50 is run B's median; Δ and CI vs A."""
+    """Fits 80 columns: names fold, numbers never do. p50 is run B's median; Δ and CI vs A. A cell's
+    sweep point (else what it ran on) follows its variant where one board × model × variant has
+    several cells; Δ energy is a column only when some cell measured energy in both runs."""
+    keys = [cell.key for cell in result.cells]
+    swept = {key for key in keys if keys.count(key) > 1}
+    with_energy = any(cell.energy_change_pct is not None for cell in result.cells)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    for name, justify in (("board", "left"), ("model", "left"), ("variant", "left"), ("p50 ms", "right"),
-                          ("Δ p50", "right"), ("95% CI", "right"), ("Δ mem", "right"), ("verdict", "left")):
+    columns = [("board", "left"), ("model", "left"), ("variant", "left"), ("p50 ms", "right"), ("Δ p50", "right"),
+               ("95% CI", "right"), ("Δ mem", "right"), *([("Δ energy", "right")] if with_energy else []),
+               ("verdict", "left")]
+    for name, justify in columns:
         names = justify == "left" and name != "verdict"
         table.add_column(name, justify=justify, overflow="fold", no_wrap=not names)
     marked = False
@@ -71,12 +81,17 @@ def _table(result) -> Table:
         ci = (f"{lat.change_ci_low_pct:+.0f}..{lat.change_ci_high_pct:+.0f}"
               if lat and lat.change_ci_low_pct is not None else "—")
         mem = f"{cell.memory_change_pct:+.1f}%" if cell.memory_change_pct is not None else "—"
+        energy = [f"{cell.energy_change_pct:+.1f}%" if cell.energy_change_pct is not None else "—"] if with_energy else []
         verdict = render.verdict_markup(cell.verdict)
         if cell.model_changed:
             verdict += " [magenta]†[/magenta]"
             marked = True
-        table.add_row(render.escape(cell.board), render.escape(cell.model), render.escape(cell.variant),
-                      p50, change, ci, mem, verdict)
+        variant = render.escape(cell.variant)
+        point = cell.sweep or cell.identity
+        if cell.key in swept and point:
+            variant += f" [dim]· {render.escape(point)}[/dim]"
+        table.add_row(render.escape(cell.board), render.escape(cell.model), variant, p50, change, ci, mem, *energy,
+                      verdict)
     if marked:
         table.caption = "† new weights under the same model name"
     return table

@@ -157,3 +157,22 @@ def test_energy_shows_in_the_report(db_url, tmp_path, yolo_model):
     store = open_store(db_url)
     html = write_report(store, record["run_id"], tmp_path / "r.html").read_text()
     assert "mJ/inf" in html and "energy per inference" in html
+
+
+def test_compare_shows_the_energy_change_and_judges_it(db_url, tmp_path, yolo_model, capsys):
+    from orchestrator.cli import main
+
+    sysfs = tmp_path / "sysfs"
+    rail = hwmon(sysfs, "ina219") / "power1_input"
+    board = Board(name="rail", env={"FARM_SYSFS_ROOT": str(sysfs)})
+    settings = SETTINGS.replace(min_seconds=0.2)
+    rail.write_text("3000000\n")
+    base = run_one(db_url, yolo_model, settings, board=board)
+    rail.write_text("6000000\n")  # the same model drawing twice the power
+    new = run_one(db_url, yolo_model, settings, board=board)
+    assert main(["compare", base["run_id"], new["run_id"], "--db", db_url]) == 0
+    out = capsys.readouterr().out
+    assert "Δ energy" in out and "energy ≥ 5%" in out
+    [row] = [line for line in out.splitlines() if line.startswith("rail ")]  # the table row, not the reason
+    change_pct = 100.0 * (new["energy_mj_per_inference"] / base["energy_mj_per_inference"] - 1.0)
+    assert f"{change_pct:+.1f}%" in row and "regressed" in row

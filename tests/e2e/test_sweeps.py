@@ -71,3 +71,22 @@ def test_two_values_for_one_input_are_two_cells(tmp_path, db_url):
     records = open_store(db_url).export_records("latest")
     assert sorted(r["input_shapes"] for r in records) == ["x=1x3x32x32", "x=1x3x64x48"]
     assert sorted(r["sweep"] for r in records) == ["x=1x3x32x32", "x=1x3x64x48"]
+
+
+def test_compare_names_each_point_of_a_sweep(tmp_path, db_url, capsys):
+    model = model_factory.dynamic_batch_matmul(tmp_path / "mlp.onnx")
+    args = ["bench", *FAST, "--db", db_url, "-m", str(model), "--threads", "1,2"]
+    assert main(args) == ExitStatus.OK and main(args) == ExitStatus.OK
+    store = open_store(db_url)
+    new = store.resolve_run_id("latest")
+    [base] = {r["run_id"] for r in store.query_results()} - {new}
+    capsys.readouterr()
+    assert main(["compare", base, new, "--db", db_url]) == ExitStatus.OK
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("local  mlp")]  # the table's
+    assert len(rows) == 2 and "threads=1" in rows[0] + rows[1] and "threads=2" in rows[0] + rows[1]
+    reasons = [line for line in out.splitlines() if line.startswith("local/mlp/fp32")]  # each names its point
+    assert all(" · threads=" in line for line in reasons)
+    assert main(["compare", base, new, "--db", db_url, "--json"]) == ExitStatus.OK
+    cells = json.loads(capsys.readouterr().out)["cells"]
+    assert sorted(cell["sweep"] for cell in cells) == ["threads=1", "threads=2"]

@@ -155,3 +155,20 @@ def test_a_cell_measured_beside_its_baselines_file_is_judged_on_the_paired_round
     other = run(store, [("b", "fp32", {}, samples(10.0, seed=3))])
     [cell] = compare_runs(store, other, new).cells  # paired with another baseline: not these rounds
     assert "paired" not in cell.reason
+
+
+def test_the_points_of_a_shape_sweep_are_compared_point_with_point(store):
+    """A `--shape` sweep's points share every identity field: each new point still meets the base
+    point fed the same shapes, also when another setting changed (no settings hash in common)."""
+    def point(shape, settings_hash):
+        export = {"input_shapes": f"x={shape}", "sweep": f"x={shape}"}
+        return {"settings_hash": settings_hash, "details": {"export": export}}
+
+    base = run(store, [("b", "fp32", point("1x3x32x32", "s1"), samples(10.0, seed=1)),
+                       ("b", "fp32", point("1x3x64x48", "s2"), samples(40.0, seed=2))])
+    new = run(store, [("b", "fp32", point("1x3x32x32", "t1"), samples(10.0, seed=3)),
+                      ("b", "fp32", point("1x3x64x48", "t2"), samples(40.0, seed=4))])
+    cells = compare_runs(store, base, new).cells
+    assert sorted(cell.sweep for cell in cells) == ["x=1x3x32x32", "x=1x3x64x48"]
+    assert [cell.verdict for cell in cells] == ["unchanged", "unchanged"]
+    assert all(abs(cell.latency.change_pct) < 2.0 for cell in cells)
