@@ -53,6 +53,7 @@ __all__ = [
     "Comparison",
     "LatencySummary",
     "Verdict",
+    "compare_energy",
     "compare_latency",
     "compare_paired",
     "compare_process_medians",
@@ -548,6 +549,38 @@ def paired_decided(base_p50_ms: Sequence[float], new_p50_ms: Sequence[float], *,
     adding rounds to a paired cell then, or at its cap."""
     return compare_paired(base_p50_ms, new_p50_ms, min_effect_pct=min_effect_pct,
                           alpha=alpha).verdict != "inconclusive"
+
+
+def compare_energy(
+    latency: Comparison | None,
+    power_ratio: float | None,
+    *,
+    min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
+) -> tuple[Verdict, str]:
+    """Judge a change of energy per inference (power × time per inference) without crying wolf.
+
+    Mean power is a mean of many sensor samples per result and moves little; the time per
+    inference is what moves between processes and with outliers. So the verdict takes the
+    latency comparison's 95 % interval of the median change (tested on process medians or paired
+    rounds where there are some) and scales it by the ratio of mean power, new / base: regressed
+    when the whole interval is at or above +min_effect_pct, improved when at or below
+    -min_effect_pct, unchanged when inside both, inconclusive otherwise or without an interval.
+    Returns (verdict, reason)."""
+    m = min_effect_pct
+    if latency is None or latency.change_ci_low_pct is None or latency.change_ci_high_pct is None:
+        return "inconclusive", "no latency interval to judge it on"
+    if power_ratio is None or not (math.isfinite(power_ratio) and power_ratio > 0.0):
+        return "inconclusive", "no mean power on both sides"
+    low, high = (100.0 * ((1.0 + pct / 100.0) * power_ratio - 1.0)
+                 for pct in (latency.change_ci_low_pct, latency.change_ci_high_pct))
+    interval = f"power ×{power_ratio:.3f} × the latency median's interval: {low:+.1f}% to {high:+.1f}%"
+    if low >= m:
+        return "regressed", f"{interval}, at least {m:g}% more"
+    if high <= -m:
+        return "improved", f"{interval}, at least {m:g}% less"
+    if -m < low and high < m:
+        return "unchanged", f"{interval}, any change smaller than {m:g}%"
+    return "inconclusive", f"{interval}, straddles {m:g}%"
 
 
 def compare_values(

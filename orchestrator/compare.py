@@ -20,9 +20,11 @@ Per cell, both figures are tested with orchestrator.analysis:
   cell in several fresh processes (`--repeats`), `compare_process_medians` on the processes'
   medians, so the drift between processes is in the test (`analysis.compare_latency` picks);
 * peak memory (`peak_rss_bytes`, a single number per result): `compare_values`;
-* energy per inference (`energy_mj_per_inference`, one number per result like memory), only when
-  both results measured it (boards with power sensors): `compare_values` with the latency
-  threshold (energy is power × latency, so a latency gate covers it the same way).
+* energy per inference (`energy_mj_per_inference`: mean power × mean time per inference), only
+  when both results measured it (boards with power sensors), with the latency threshold:
+  `compare_energy` judges it on the latency comparison's interval scaled by the ratio of mean
+  power, so a few slow outliers or the drift between processes do not fail a gate on energy
+  where latency is unchanged.
 
 The cell's verdict, first match wins:
 1. `only-base` / `only-new`: the cell was measured in one run only;
@@ -40,7 +42,7 @@ import dataclasses
 from typing import Any, Callable, Literal, Mapping, Sequence
 
 from orchestrator.analysis import (
-    MIN_PROCESSES_TO_TEST, VERDICTS, Comparison, compare_latency, compare_paired, compare_values,
+    MIN_PROCESSES_TO_TEST, VERDICTS, Comparison, compare_energy, compare_latency, compare_paired, compare_values,
 )
 from orchestrator.errors import BadInputError
 from orchestrator.record import (
@@ -48,6 +50,7 @@ from orchestrator.record import (
     identity_of,
     identity_text,
     paired_base_p50s,
+    power_of,
     process_p50s,
     same_identity,
     same_inputs,
@@ -345,6 +348,13 @@ def _error(record: Mapping[str, Any] | None) -> str | None:
     return f"{record.get('error_kind') or 'failed'}: {record.get('error_message') or ''}".strip()
 
 
+def _ratio(base: Any, new: Any) -> float | None:
+    """new / base of two positive numbers, else None."""
+    if isinstance(base, (int, float)) and isinstance(new, (int, float)) and base > 0 and new > 0:
+        return float(new) / float(base)
+    return None
+
+
 def _compare_cell(
     key: CellKey,
     base: Mapping[str, Any] | None,
@@ -413,9 +423,11 @@ def _compare_cell(
     energy_change, energy_verdict = None, None
     base_energy, new_energy = energy_of(base), energy_of(new)
     if base_energy is not None and new_energy is not None:  # only boards with power sensors, both times
-        energy_change, energy_verdict = compare_values(base_energy, new_energy, min_effect_pct=min_effect_pct)
+        energy_change, _ = compare_values(base_energy, new_energy, min_effect_pct=min_effect_pct)
+        energy_verdict, why = compare_energy(latency, _ratio(power_of(base), power_of(new)),
+                                             min_effect_pct=min_effect_pct)
         change = "" if energy_change is None else f" ({energy_change:+.1f}%, threshold {min_effect_pct:g}%)"
-        reasons.append(f"energy {base_energy:.4g} -> {new_energy:.4g} mJ/inference{change}: {energy_verdict}")
+        reasons.append(f"energy {base_energy:.4g} -> {new_energy:.4g} mJ/inference{change}: {energy_verdict} ({why})")
     verdicts = {latency_verdict} | ({memory_verdict} if memory_verdict else set()) | (
         {energy_verdict} if energy_verdict else set())
     verdict = next((v for v in ("regressed", "inconclusive", "improved") if v in verdicts), "unchanged")

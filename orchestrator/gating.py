@@ -41,6 +41,7 @@ from orchestrator.analysis import DEFAULT_ALPHA
 from orchestrator.compare import CellComparison, RunComparison, compare_runs
 from orchestrator.errors import BadInputError, ExitStatus
 from orchestrator.profiles import explain_pairs
+from orchestrator.record import sweep_of
 from orchestrator.store import Store
 from orchestrator.units import mib_text
 
@@ -77,10 +78,16 @@ class GateCell:
     # The operator types that moved most, when both runs profiled the cell (farm bench --profile):
     # "DequantizeLinear +15.1 ms (new, 494 nodes), Conv +14.5 ms (NCHWc → default)". In `message`.
     operators: str = ""
+    sweep: str = ""  # the cell's sweep point ("threads=2"), "" outside a sweep (record.sweep_of)
+
+    @property
+    def label(self) -> str:
+        """The variant, and the sweep point when there is one: `fp32 · threads=2`."""
+        return f"{self.variant} · {self.sweep}" if self.sweep else self.variant
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "board": self.board, "model": self.model, "variant": self.variant,
+            "board": self.board, "model": self.model, "variant": self.variant, "sweep": self.sweep,
             "outcome": self.outcome, "message": self.message, "duration_s": self.duration_s,
             "operators": self.operators,
             "comparison": None if self.comparison is None else self.comparison.as_dict(),
@@ -212,15 +219,15 @@ def evaluate_gate(
                                hostname=str((run.get("controller") or {}).get("hostname") or ""))
     if baseline_run_id is None:
         cells = []
-        for record in sorted(store.query_results(run_id), key=lambda r: (r["board"], r["model"], r["variant"])):
-            duration_s = durations.get(_key(record), 0.0)
+        for record in sorted(store.query_results(run_id), key=lambda r: (*_key(r), sweep_of(r))):
+            duration_s = durations.get((*_key(record), sweep_of(record)), 0.0)
             if record["status"] != "ok":
                 cells.append(GateCell(record["board"], record["model"], record["variant"], "failed",
                                       f"job failed: {record.get('error_kind')}: {record.get('error_message') or ''}".strip(),
-                                      duration_s=duration_s))
+                                      duration_s=duration_s, sweep=sweep_of(record)))
             else:
                 cells.append(GateCell(record["board"], record["model"], record["variant"], "skipped",
-                                      "no baseline to compare with", duration_s=duration_s))
+                                      "no baseline to compare with", duration_s=duration_s, sweep=sweep_of(record)))
         return result(baseline_run_id=None, cells=tuple(cells))
 
     comparison = compare_runs(store, baseline_run_id, run_id, fail_on_regression_pct, alpha,
@@ -231,7 +238,7 @@ def evaluate_gate(
             f"run {run_id} and its baseline {comparison.base_run_id} have no cell (board × model × variant) in "
             f"common in {store.safe_url}: nothing was compared; pick another --baseline, or pass --baseline-optional")
     operators = _operator_explanations(store, comparison)
-    cells = [_gate_cell(cell, durations.get((cell.board, cell.model, cell.variant), 0.0),
+    cells = [_gate_cell(cell, durations.get((*cell.key, cell.sweep), 0.0),
                         operators.get((cell.base_result_id, cell.new_result_id), "")) for cell in comparison.cells]
     return result(baseline_run_id=comparison.base_run_id, cells=tuple(cells), comparison=comparison)
 
@@ -251,19 +258,22 @@ def _key(record: dict[str, Any]) -> tuple[str, str, str]:
     return (record["board"], record["model"], record["variant"])
 
 
-def _durations_s(store: Store, run_id: str) -> dict[tuple[str, str, str], float]:
-    """Seconds each cell of the run spent in its measured phase (all its processes)."""
-    found: dict[tuple[str, str, str], float] = {}
+def _durations_s(store: Store, run_id: str) -> dict[tuple[str, str, str, str], float]:
+    """Seconds each cell (board, model, variant, sweep point) of the run spent in its measured
+    phase (all its processes)."""
+    found: dict[tuple[str, str, str, str], float] = {}
     for result in store.results(run_id):
         measure_s = (result.get("details") or {}).get("measure_s")
         if isinstance(measure_s, (int, float)):
-            found[_key(result)] = found.get(_key(result), 0.0) + float(measure_s)
+            key = (*_key(result), sweep_of(result))
+            found[key] = found.get(key, 0.0) + float(measure_s)
     return found
 
 
 def _gate_cell(cell: CellComparison, duration_s: float, operators: str = "") -> GateCell:
     def gate(outcome: str, message: str) -> GateCell:
-        return GateCell(cell.board, cell.model, cell.variant, outcome, message, cell, duration_s, operators)
+        return GateCell(cell.board, cell.model, cell.variant, outcome, message, cell, duration_s, operators,
+                        cell.sweep)
 
     if cell.new_status == "failed":
         return gate("failed", f"job failed: {cell.new_error}")
@@ -318,8 +328,9 @@ def _xml_text(text: str) -> str:
 
 
 def write_junit(path: Path | str, gate_result: GateResult) -> Path:
-    """One <testcase> per board × model × variant (classname `farm.BOARD`, name `MODEL[VARIANT]`,
-    `time` = seconds measured): <failure> for regressions and failed jobs, <skipped> with the
+    """One <testcase> per cell (classname `farm.BOARD`, name `MODEL[VARIANT]`, or
+    `MODEL[VARIANT][POINT]` for a sweep's point; `time` = seconds measured): <failure> for
+    regressions and failed jobs, <skipped> with the
     reason for inconclusive cells (a <failure type="inconclusive"> with fail_on_inconclusive) and
     for cells with nothing to compare with. The suite carries the run's timestamp and the
     controller's hostname."""
@@ -346,7 +357,7 @@ def write_junit(path: Path | str, gate_result: GateResult) -> Path:
     for cell in gate_result.cells:
         case = ET.SubElement(suite, "testcase", {
             "classname": _xml_text(f"farm.{cell.board}"),
-            "name": _xml_text(f"{cell.model}[{cell.variant}]"),
+            "name": _xml_text(f"{cell.model}[{cell.variant}]" + (f"[{cell.sweep}]" if cell.sweep else "")),
             "time": f"{cell.duration_s:.3f}",
         })
         message = _xml_text(cell.message)
@@ -421,7 +432,7 @@ def markdown_summary(gate_result: GateResult) -> str:
               + (" mJ/inf | Δ energy |" if energy else ""),
               "|---|---|---|---|---:|---:|---:|---:|" + ("---:|---:|" if energy else "")]
     order = {outcome: index for index, outcome in enumerate(GATE_OUTCOMES)}
-    for cell in sorted(g.cells, key=lambda c: (order[c.outcome], c.board, c.model, c.variant)):
+    for cell in sorted(g.cells, key=lambda c: (order[c.outcome], c.board, c.model, c.variant, c.sweep)):
         cmp = cell.comparison
         lat = cmp.latency if cmp else None
         p50 = f"{lat.base_p50_ms:.3f} → {lat.new_p50_ms:.3f}" if lat else "—"
@@ -438,7 +449,7 @@ def markdown_summary(gate_result: GateResult) -> str:
             result += f": {cell.message.removeprefix('job failed: ')[:80]}"
         elif cell.outcome == "skipped":
             result += f": {cell.message.removeprefix('no comparison: ')[:60]}"
-        line = (f"| {_md(cell.board)} | {_md(cell.model)} | {_md(cell.variant)} | {_md(result)} | {p50} | {d50} "
+        line = (f"| {_md(cell.board)} | {_md(cell.model)} | {_md(cell.label)} | {_md(result)} | {p50} | {d50} "
                 f"| {mem} | {dmem} |")
         if energy:
             measured = cmp is not None and cmp.energy_verdict is not None

@@ -25,7 +25,7 @@ from orchestrator.boards import Board
 from orchestrator.compare import preferred_result
 from orchestrator.hashing import file_sha256
 from orchestrator.plan import Cell, ModelFiles
-from orchestrator.record import IDENTITY_EXPORT_FIELDS, identity_of, same_identity
+from orchestrator.record import IDENTITY_EXPORT_FIELDS, fed_shapes, identity_of, same_identity
 from orchestrator.runtimes import board_runtime
 from orchestrator.settings import BenchSettings
 
@@ -57,7 +57,8 @@ def paired_baselines(store: Any, baseline_run_id: str, boards: Sequence[Board], 
                      settings: BenchSettings) -> dict[PairKey, PairedBaseline]:
     """Which (board, model, variant) of the plan can be measured beside its baseline's file: the
     baseline result the comparison engine will pair it with (what it ran on — runtime, batch,
-    threads — must agree, as orchestrator.compare requires), with its file(s) still here."""
+    threads, input shapes — must agree, as orchestrator.compare requires), with its file(s) still
+    here."""
     by_cell: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
     for result in store.results(baseline_run_id):
         by_cell.setdefault((result["board"], result["model"], result["variant"]), []).append(result)
@@ -68,7 +69,7 @@ def paired_baselines(store: Any, baseline_run_id: str, boards: Sequence[Board], 
                 continue
             expected = _expected_identity(cell.settings or settings, board, cell)
             candidates = [r for r in by_cell.get((board.name, cell.model.name, cell.variant), [])
-                          if same_identity(identity_of(r), expected)]
+                          if same_identity(identity_of(r), expected) and fed_shapes(r, cell.shapes)]
             base = preferred_result(candidates)
             if base is None or base["status"] != "ok":
                 continue

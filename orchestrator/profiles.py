@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping, Sequence
 
-from orchestrator.record import IDENTITY_EXPORT_FIELDS, export_of, identity_of, same_identity
+from orchestrator.record import IDENTITY_EXPORT_FIELDS, export_of, identity_of, input_shapes_of, same_identity
 
 #: Long-form export fields (`farm runs export --ops`): a stable contract, append only.
 OPS_EXPORT_FIELDS = (
@@ -135,6 +135,7 @@ class CellProfile:
     providers: tuple[ProviderSplit, ...]
     file_op_counts: Mapping[str, int]  # the variant's graph (manifest op_counts)
     source_op_counts: Mapping[str, int]  # the original model's graph
+    input_shapes: str = ""  # what the timed runs fed (record.input_shapes_of): a shape sweep's point
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -249,6 +250,7 @@ def cell_profile(result: Mapping[str, Any]) -> CellProfile | None:
     return CellProfile(
         result_id=result.get("result_id"), run_id=result.get("run_id"), board=str(result["board"]),
         model=str(result["model"]), variant=str(result["variant"]), identity=identity_of(result),
+        input_shapes=input_shapes_of(result),
         runtime=export.get("runtime"), session_provider=export.get("provider") or details.get("provider"),
         providers_requested=tuple(details.get("providers_requested") or ()),
         latency_ms_p50=_float(result.get("latency_ms_p50")), latency_ms_mean=_float(result.get("latency_ms_mean")),
@@ -466,7 +468,7 @@ def pair_with_variant(profiles: Sequence[CellProfile], base_variant: str) -> lis
     under the same settings apart from the runtime (an OpenVINO IR beside onnxruntime's fp32)."""
     def setting_key(profile: CellProfile) -> tuple[Any, ...]:
         values = _identity_dict(profile)
-        return tuple(v for k, v in sorted(values.items()) if k not in _RUNTIME_FIELDS)
+        return (*(v for k, v in sorted(values.items()) if k not in _RUNTIME_FIELDS), profile.input_shapes)
 
     bases: dict[tuple[Any, ...], CellProfile] = {}
     for profile in profiles:
@@ -481,10 +483,12 @@ def pair_with_variant(profiles: Sequence[CellProfile], base_variant: str) -> lis
 
 
 def pair_across_runs(bases: Sequence[CellProfile], news: Sequence[CellProfile]) -> list[tuple[CellProfile, CellProfile]]:
-    """(base, new) for every cell (board × model × variant, same identity) profiled in both runs."""
+    """(base, new) for every cell (board × model × variant, same identity and input shapes)
+    profiled in both runs."""
     pairs = []
     for new in news:
-        base = next((b for b in bases if b.key == new.key and same_identity(b.identity, new.identity)), None)
+        base = next((b for b in bases if b.key == new.key and same_identity(b.identity, new.identity)
+                     and (not b.input_shapes or not new.input_shapes or b.input_shapes == new.input_shapes)), None)
         if base is not None:
             pairs.append((base, new))
     return pairs

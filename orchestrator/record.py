@@ -272,6 +272,12 @@ def energy_of(record: Mapping[str, Any]) -> float | None:
     return None if value is None else float(value)
 
 
+def power_of(record: Mapping[str, Any]) -> float | None:
+    """A result's mean board power over the measured phase (W), or None."""
+    value = record.get("power_w_mean", export_of(record).get("power_w_mean"))
+    return None if value is None else float(value)
+
+
 def inputs_text(inputs: Sequence[Mapping[str, Any]]) -> str:
     """`images=8x3x640x640; mask=8x640x640`: the shapes the agent fed (its `inputs`)."""
     return "; ".join(f"{i.get('name')}={'x'.join(str(d) for d in i.get('shape') or [])}" for i in inputs)
@@ -301,12 +307,23 @@ def same_identity(a: Sequence[Any], b: Sequence[Any]) -> bool:
     return all(x is None or y is None or x == y for x, y in zip(a, b))
 
 
+def input_shapes_of(record: Mapping[str, Any]) -> str:
+    """`images=8x3x640x640; mask=8x640x640`: what a result fed its model ("" when not recorded)."""
+    return str(record.get("input_shapes") or export_of(record).get("input_shapes") or "")
+
+
 def same_inputs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Two results fed the same input shapes (`input_shapes`), or either does not say: the points
-    of a `--shape` sweep are other cells though they share every identity field."""
-    shapes_a = a.get("input_shapes", export_of(a).get("input_shapes"))
-    shapes_b = b.get("input_shapes", export_of(b).get("input_shapes"))
+    """Two results fed the same input shapes, or either does not say: the points of a `--shape`
+    sweep are other cells though they share every identity field."""
+    shapes_a, shapes_b = input_shapes_of(a), input_shapes_of(b)
     return not shapes_a or not shapes_b or shapes_a == shapes_b
+
+
+def fed_shapes(record: Mapping[str, Any], shapes: Sequence[str]) -> bool:
+    """The result fed every `NAME=1x3x64x64` of `shapes` (a planned cell's open inputs), or does
+    not say what it fed."""
+    fed = input_shapes_of(record)
+    return not fed or set(shapes) <= set(fed.split("; "))
 
 
 def identity_text(identity: Sequence[Any]) -> str:

@@ -11,6 +11,7 @@ measured (timeouts, lease waits: `identity=False` in orchestrator.settings) may 
 from __future__ import annotations
 
 import dataclasses
+import platform
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -48,10 +49,15 @@ def resumed_request(request: Any, run: Mapping[str, Any]) -> tuple[Any, list[str
 
     BadInputError when the run has no stored plan (stored by farm < 0.3: give the same options
     again) and the request names no models, or when an option given explicitly differs."""
-    if run.get("status") == "running" and not controller_is_dead(run.get("controller") or {}):
-        raise BadInputError(f"run {run['run_id']} is still being measured (its controller, pid "
-                            f"{(run.get('controller') or {}).get('pid')} on {(run.get('controller') or {}).get('hostname')}, "
-                            "is alive): wait for it, or stop it first")
+    controller = run.get("controller") or {}
+    if run.get("status") == "running" and not controller_is_dead(controller):
+        where = f"pid {controller.get('pid')} on {controller.get('hostname')}"
+        if controller.get("hostname") == platform.node():
+            raise BadInputError(f"run {run['run_id']} is still being measured (its controller, {where}, is alive): "
+                                "wait for it, or stop it first")
+        raise BadInputError(f"run {run['run_id']} is still marked running by its controller, {where}, which "
+                            f"farm cannot see from here: wait for it, or if it is gone, `farm runs abandon "
+                            f"{run['run_id']}` and resume again")
     stored = dict(run.get("settings") or {})
     plan = stored.pop("plan", None)
     for key in ("boards", "models", "variants"):

@@ -11,6 +11,8 @@ A `kill -9` of `farm bench` (or a power cut of the laptop) runs no handler, so i
   run): from any machine, through the shared store (orchestrator.runner).
 
 A run from another machine is left alone by the first check: its process cannot be seen from here.
+Where its controller is known to be gone (a CI container killed, a laptop that will not come
+back), a person says so: `farm runs abandon RUN` (`abandon_run`), and `--resume` can continue it.
 """
 from __future__ import annotations
 
@@ -58,4 +60,23 @@ def reap_abandoned_runs(store: Store) -> list[str]:
     return reaped
 
 
-__all__ = ["controller_is_dead", "reap_abandoned_runs", "this_controller"]
+def abandon_run(store: Store, run_spec: str) -> str:
+    """Mark a `running` run `abandoned` on a person's word that its controller is gone; returns
+    its id. BadInputError when it is not running, when it is a fleet run (`farm queue cancel`
+    stops those), or when its controller ran on this machine and is alive."""
+    from orchestrator.errors import BadInputError
+
+    run = store.get_run(store.resolve_run_id(run_spec))
+    run_id, controller = run["run_id"], run.get("controller") or {}
+    if run.get("status") != "running":
+        raise BadInputError(f"run {run_id} is {run.get('status')}, not running: nothing to abandon")
+    if controller.get("submitted"):
+        raise BadInputError(f"run {run_id} is a fleet run: stop it with `farm queue cancel {run_id}`")
+    if controller.get("hostname") == platform.node() and not controller_is_dead(controller):
+        raise BadInputError(f"run {run_id} is being measured by pid {controller.get('pid')} on this machine, "
+                            "which is alive: stop that controller (Ctrl-C) instead")
+    store.mark_abandoned(run_id)
+    return run_id
+
+
+__all__ = ["abandon_run", "controller_is_dead", "reap_abandoned_runs", "this_controller"]

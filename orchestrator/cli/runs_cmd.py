@@ -1,4 +1,4 @@
-"""`farm runs ...`: list, show, export and tag stored runs."""
+"""`farm runs ...`: list, show, export, tag and abandon stored runs."""
 from __future__ import annotations
 
 import enum
@@ -14,7 +14,7 @@ from orchestrator.cli import render, state
 from orchestrator.cli.layout import Column, fitted_table
 from orchestrator.cli.options import FarmCommand, FarmGroup
 
-runs_app = typer.Typer(cls=FarmGroup, help="List, show, export and tag stored runs.", no_args_is_help=True)
+runs_app = typer.Typer(cls=FarmGroup, help="List, show, export, tag and abandon stored runs.", no_args_is_help=True)
 
 DB_HELP = "Results database URL or SQLite path."
 RUN_HELP = "A run id, a unique prefix of one, `latest`, or `tag:NAME`."
@@ -183,3 +183,19 @@ def runs_tag(
         target = store.resolve_run_id(f"tag:{name}")
     moved = f" (moved from {previous})" if previous else ""
     state.out.print(f"tagged {target} as {render.escape(name)}{moved}")
+
+
+@runs_app.command("abandon", cls=FarmCommand)
+def runs_abandon(
+    run_id: str = typer.Argument(..., metavar="RUN", help=RUN_HELP),
+    db: Optional[str] = DB_OPTION,
+) -> None:
+    """Mark a run `abandoned` whose controller is gone but still shows as running (one on another
+    machine, which farm cannot see: a killed CI job); its results stay and `farm bench --resume RUN`
+    continues it. A controller that died on this machine is found without this."""
+    from orchestrator.run_liveness import abandon_run
+    from orchestrator.store import open_store
+
+    with open_store(db, read_only=True) as store:
+        abandoned = abandon_run(store, run_id)
+    state.out.print(f"run {abandoned} marked abandoned: `farm bench --resume {abandoned}` continues it")

@@ -66,3 +66,33 @@ def test_no_paired_and_an_explicit_repeats_are_honoured(tmp_path, db_url):
                  "--repeats", "3"]) in (ExitStatus.OK, ExitStatus.REGRESSION)
     [new] = open_store(db_url).results("latest")
     assert new["details"]["export"]["processes"] == 3 and new["details"]["export"]["paired_base_result_id"] is None
+
+
+def test_a_shape_sweep_point_is_paired_only_with_the_baseline_result_of_its_own_shapes(tmp_path, db_url, capsys):
+    import onnx
+    from onnx import numpy_helper
+
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    base_model = model_factory.dynamic_image_conv(tmp_path / "v1" / "det.onnx")
+    changed = onnx.load(str(base_model))
+    [weights] = changed.graph.initializer
+    weights.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights) + 1.0, weights.name))
+    new_model = tmp_path / "v2" / "det.onnx"
+    onnx.save(changed, str(new_model))
+    assert main(["bench", *FAST, "--db", db_url, "-m", str(base_model), "--shape", "x=1x3x32x32"]) == ExitStatus.OK
+    store = open_store(db_url)
+    [base] = store.results("latest")
+
+    status = main(["bench", *FAST, "--db", db_url, "-m", str(new_model), "--shape", "x=1x3x32x32,1x3x96x96",
+                   "--baseline", "latest", "--fail-on-regression", "50"])
+    points = {r["details"]["export"]["input_shapes"]: r for r in store.results("latest")}
+    assert sorted(points) == ["x=1x3x32x32", "x=1x3x96x96"]
+    assert points["x=1x3x32x32"]["details"]["export"]["paired_base_result_id"] == base["result_id"]
+    assert points["x=1x3x96x96"]["details"]["export"]["paired_base_result_id"] is None  # no baseline of its shape
+    capsys.readouterr()
+    assert main(["compare", base["run_id"], "latest", "--json", "--db", db_url]) == ExitStatus.OK
+    cells = {cell["sweep"]: cell for cell in json.loads(capsys.readouterr().out)["cells"]}
+    assert cells["x=1x3x96x96"]["verdict"] == "only-new"  # never judged against the 32x32 result
+    assert cells["x=1x3x32x32"]["latency"] is not None and "paired: median of" in cells["x=1x3x32x32"]["reason"]
+    assert status != ExitStatus.REGRESSION or cells["x=1x3x32x32"]["verdict"] == "regressed"

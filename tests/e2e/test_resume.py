@@ -57,3 +57,40 @@ def test_resume_alone_measures_only_the_missing_cells_of_that_runs_own_plan(tmp_
     assert {r["settings_hash"] for r in results} == {results[0]["settings_hash"]}
     assert {r["runs"] for r in results} == {3}  # the plan's --runs 3, not farm's default 100
     assert store.get_run(run["run_id"])["status"] == "finished"
+
+
+def test_a_run_left_running_by_a_controller_on_another_machine_is_abandoned_by_hand(tmp_path, db_url, digits_model,
+                                                                                    capsys):
+    import json
+    import os
+    import sqlite3
+
+    from agents.farm_common import process_start_ticks
+    from orchestrator.run_liveness import this_controller
+
+    args = ["bench", "--db", db_url, "--no-report", "--runs", "3", "--min-seconds", "0", "--warmup", "0",
+            "--sample-interval", "0", "-m", str(digits_model)]
+    assert main(args) == ExitStatus.OK
+    run_id = open_store(db_url).get_run("latest")["run_id"]
+
+    def left_running(controller: dict) -> None:  # as a controller killed mid-run leaves it
+        with sqlite3.connect(str(tmp_path / "farm.db")) as conn:
+            conn.execute("UPDATE runs SET status = 'running', controller_json = ? WHERE run_id = ?",
+                         (json.dumps(controller), run_id))
+
+    # a live controller on this machine: neither resumed nor abandoned
+    left_running({**this_controller(), "hostname": os.uname().nodename})
+    assert this_controller()["pid_start"] == process_start_ticks(os.getpid())
+    assert main(["runs", "abandon", run_id, "--db", db_url]) == ExitStatus.BAD_INPUT
+    assert "alive" in capsys.readouterr().err
+
+    # a controller on another machine: farm cannot tell it died, and says what to do
+    left_running({"hostname": "ci-runner-7f3a", "pid": 4242, "pid_start": 1, "boot_id": "elsewhere"})
+    assert main([*args, "--resume", run_id]) == ExitStatus.BAD_INPUT
+    assert f"farm runs abandon {run_id}" in capsys.readouterr().err
+    assert main(["runs", "abandon", run_id, "--db", db_url]) == ExitStatus.OK
+    assert open_store(db_url).get_run(run_id)["status"] == "abandoned"
+    assert main(["bench", "--db", db_url, "--no-report", "--resume", run_id]) == ExitStatus.OK
+    assert open_store(db_url).get_run(run_id)["status"] == "finished"
+    assert main(["runs", "abandon", run_id, "--db", db_url]) == ExitStatus.BAD_INPUT  # not running now
+    assert "not running" in capsys.readouterr().err

@@ -90,3 +90,30 @@ def test_compare_names_each_point_of_a_sweep(tmp_path, db_url, capsys):
     assert main(["compare", base, new, "--db", db_url, "--json"]) == ExitStatus.OK
     cells = json.loads(capsys.readouterr().out)["cells"]
     assert sorted(cell["sweep"] for cell in cells) == ["threads=1", "threads=2"]
+
+
+def test_history_judges_each_point_of_a_shape_sweep_against_the_same_point(tmp_path, db_url, capsys):
+    model = model_factory.dynamic_image_conv(tmp_path / "textdet.onnx")
+    args = ["bench", *FAST, "--db", db_url, "-m", str(model), "--shape", "x=1x3x32x32,1x3x256x256"]
+    assert main(args) == ExitStatus.OK and main(args) == ExitStatus.OK
+    capsys.readouterr()
+    assert main(["history", "--board", "local", "--model", "textdet", "--json", "--db", db_url]) == ExitStatus.OK
+    judged = [entry["vs_previous"] for entry in json.loads(capsys.readouterr().out) if entry["vs_previous"]]
+    assert len(judged) == 2
+    # 64 times the pixels: a point judged against the other would be some +3000 % or -97 %
+    assert all(abs(vs["change_pct"]) < 100 for vs in judged), judged
+
+
+def test_a_gated_sweep_names_each_point_in_junit_and_markdown(tmp_path, db_url):
+    import xml.etree.ElementTree as ET
+
+    model = model_factory.dynamic_batch_matmul(tmp_path / "mlp.onnx")
+    args = ["bench", *FAST, "--db", db_url, "-m", str(model), "--threads", "1,2", "--repeats", "2"]
+    assert main(args) == ExitStatus.OK
+    junit, markdown = tmp_path / "gate.xml", tmp_path / "gate.md"
+    main([*args, "--baseline", "latest", "--fail-on-regression", "50", "--junit", str(junit),
+          "--markdown", str(markdown)])
+    names = [case.get("name") for case in ET.parse(junit).getroot().iter("testcase")]
+    assert sorted(names) == ["mlp[fp32][threads=1]", "mlp[fp32][threads=2]"]  # CI tools keep both
+    text = markdown.read_text()
+    assert "| fp32 · threads=1 |" in text and "| fp32 · threads=2 |" in text

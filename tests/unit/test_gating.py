@@ -130,6 +130,28 @@ def test_energy_regression_fails_where_both_runs_measured_it(store, tmp_path):
     assert evaluate_gate(store, _energy_run(store, 18.0), base, 5.0).comparison.cells[0].energy_verdict == "improved"
 
 
+def test_a_few_slow_outliers_do_not_fail_the_gate_on_energy(store):
+    """Energy is mean power × mean time per inference: 5 hiccups in 200 runs move the mean (and the
+    energy figure) by 12 %, the median not at all; the board's power is the same. Not a regression."""
+    def run(latencies):
+        run_id = store.create_run({}, {}, "test")
+        mean_ms = sum(latencies) / len(latencies)
+        export = {"energy_mj_per_inference": 2.0 * mean_ms, "power_w_mean": 2.0}
+        store.add_result(run_id, ok_row(board="jetson", model="yolo", variant="fp32", latency_ms_p50=10.0,
+                                        details={"export": export}), latencies)
+        store.finish_run(run_id, "finished")
+        return run_id
+
+    base = run(samples(10.0, 200, seed=1))
+    hiccups = samples(10.0, 200, seed=2)
+    hiccups[::40] = [60.0] * 5
+    gate = evaluate_gate(store, run(hiccups), base, 5.0)
+    [cell] = gate.comparison.cells
+    assert cell.energy_change_pct > 10.0  # the figures moved...
+    assert cell.energy_verdict == "unchanged" and cell.latency.verdict == "unchanged"  # ...the board did not
+    assert gate.exit_status == ExitStatus.OK
+
+
 def test_energy_is_judged_only_when_both_runs_measured_it(store):
     base = _energy_run(store, None)  # a board without a power sensor
     new = _energy_run(store, 23.0)

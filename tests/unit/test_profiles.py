@@ -12,7 +12,14 @@ from agents import farm_agent
 from orchestrator.agent_messages import Profile, parse_agent_line
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError
-from orchestrator.profiles import OPS_EXPORT_FIELDS, cell_profiles, diff_profiles, ops_records, pair_with_variant
+from orchestrator.profiles import (
+    OPS_EXPORT_FIELDS,
+    cell_profiles,
+    diff_profiles,
+    ops_records,
+    pair_across_runs,
+    pair_with_variant,
+)
 from orchestrator.repeats import merge_process_results
 from orchestrator.settings import BenchSettings
 from tests import model_factory
@@ -286,3 +293,18 @@ def test_repeats_keep_the_profile_of_the_round_that_profiled():
     last = {**first, "profile": PROFILE_FP32}
     merged = merge_process_results([first, first, last])
     assert merged["profile"] is PROFILE_FP32 and merged["profile_error"] is None
+
+
+def test_the_points_of_a_shape_sweep_are_paired_point_with_point():
+    def point(variant, shape, result_id, run_id="r1"):
+        record = stored(variant, PROFILE_FP32, mean_ms=47.0 * (1 + result_id), result_id=result_id, run_id=run_id)
+        record["details"]["export"]["input_shapes"] = f"x={shape}"
+        return record
+
+    shapes = ("1x3x32x32", "1x3x96x96")
+    run = [point(v, s, i) for i, (v, s) in enumerate((v, s) for v in ("fp32", "int8-dynamic") for s in shapes)]
+    pairs = pair_with_variant(cell_profiles(run), "fp32")
+    assert sorted((b.input_shapes, n.input_shapes) for b, n in pairs) == [(f"x={s}", f"x={s}") for s in shapes]
+    older = [point("fp32", s, 10 + i, run_id="r0") for i, s in enumerate(shapes)]
+    across = pair_across_runs(cell_profiles(older), cell_profiles(run[:2]))
+    assert sorted((b.input_shapes, n.input_shapes) for b, n in across) == [(f"x={s}", f"x={s}") for s in shapes]
