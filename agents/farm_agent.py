@@ -437,9 +437,11 @@ class PmicPower(PowerSource):
 
 
 def _total_rail(label):
-    """A rail that feeds the whole module: VDD_IN (Jetson Orin/Xavier), POM_5V_IN (Nano/TX2), VIN..."""
+    """A rail that feeds the whole module: VDD_IN (Jetson Orin Nano/NX, Xavier NX), POM_5V_IN
+    (Nano/TX2). Not VIN_SYS_5V0: on a Jetson AGX Orin that is one rail beside VDD_GPU_SOC and
+    VDD_CPU_CV, and the board's power is their sum."""
     text = label.upper()
-    return text.endswith("_IN") or text.startswith("VIN") or text in ("VDD_IN", "IN")
+    return text.endswith("_IN") or text in ("VIN", "IN")
 
 
 def _listdir(path):

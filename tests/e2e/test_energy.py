@@ -176,3 +176,19 @@ def test_compare_shows_the_energy_change_and_judges_it(db_url, tmp_path, yolo_mo
     [row] = [line for line in out.splitlines() if line.startswith("rail ")]  # the table row, not the reason
     change_pct = 100.0 * (new["energy_mj_per_inference"] / base["energy_mj_per_inference"] - 1.0)
     assert f"{change_pct:+.1f}%" in row and "regressed" in row
+
+
+def test_a_jetson_agx_orin_without_a_module_input_rail_sums_its_rails(tmp_path, monkeypatch):
+    """AGX Orin's INA3221 channels are VDD_GPU_SOC, VDD_CPU_CV and VIN_SYS_5V0: none is the
+    module's input, so the board's power is their sum (VIN_SYS_5V0 alone would be a third of it)."""
+    from agents import farm_agent
+
+    folder = hwmon(tmp_path, "ina3221")
+    for n, label in ((1, "VDD_GPU_SOC"), (2, "VDD_CPU_CV"), (3, "VIN_SYS_5V0")):
+        (folder / f"in{n}_label").write_text(label + "\n")
+        (folder / f"in{n}_input").write_text("5000\n")  # mV
+        (folder / f"curr{n}_input").write_text("200\n")  # mA: 1 W each
+    monkeypatch.setattr(farm_agent, "SYSFS_ROOT", str(tmp_path))
+    monkeypatch.setattr(farm_agent, "vcgencmd_path", lambda: None)
+    board_w, by_source = farm_agent.PowerMeter(farm_agent.power_sources()).read()
+    assert len(by_source) == 3 and board_w == pytest.approx(3.0)
