@@ -2046,6 +2046,15 @@ def same_process(identity):
     return process_start_ticks(identity["pid"]) == identity["start"]
 
 
+def holder_gone(lease):
+    """The agent session that holds `lease` ran on this machine since its last boot and has ended
+    (killed before it could free the lease): nobody renews it, so it is as good as expired."""
+    agent = lease.get("agent")
+    if not isinstance(agent, dict) or agent.get("boot") is None or agent.get("boot") != boot_id():
+        return False  # a one-shot holder, or one this board cannot see: its ttl decides
+    return agent.get("pid") != os.getpid() and not same_process(agent)
+
+
 def read_lease_file(workdir):
     try:
         with open(os.path.join(workdir, LEASE_FILE)) as handle:
@@ -2065,7 +2074,7 @@ def lease_expired(lease):
 def read_lease(workdir):
     """The current lease, or None when there is none or it has expired (board clock)."""
     lease = read_lease_file(workdir)
-    if lease is None or lease_expired(lease):
+    if lease is None or lease_expired(lease) or holder_gone(lease):
         return None
     lease["expires_in_s"] = round(float(lease["expires_at"]) - time.time(), 1)
     return lease
@@ -2134,7 +2143,7 @@ def lease_main(args, session=None):
 def lease_change(workdir, action, holder, ttl, session=None):
     with LeaseLock(workdir):
         raw = read_lease_file(workdir)
-        current = raw if raw is not None and not lease_expired(raw) else None
+        current = raw if raw is not None and not lease_expired(raw) and not holder_gone(raw) else None
         mine = current is not None and (current.get("holder") or {}).get("id") == holder.get("id")
         same_session = session is None or (current or {}).get("agent", {}) is None or \
             ((current or {}).get("agent") or {}).get("session") == session.id

@@ -214,11 +214,12 @@ class BenchRunner:
             transport.close()
 
     def _took_over(self, board: Board, takeover) -> None:  # noqa: ANN001 - lease.Takeover
-        """We took a board over from a holder whose lease expired: its run is abandoned."""
+        """We took a board over from a holder whose lease expired (or whose agent is gone): its
+        run is abandoned, unless it is the run this controller continues (`--resume`)."""
         holder = (takeover.previous or {}).get("holder") or {}
         run_id = holder.get("run_id")
         abandoned = False
-        if run_id:
+        if run_id and run_id != self.resume_run_id:
             try:
                 abandoned = self.store.mark_abandoned(run_id)
             except FarmError:

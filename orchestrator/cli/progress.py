@@ -7,8 +7,8 @@ timestamped lines, one as each cell starts and ends, for lease waits (every
 WAIT_LINE_EVERY_S at most), retries and failures, each written and flushed at once, so a log
 shows what farm is doing while it does it, not at the end.
 
-Both read the same events (`run_started`, `board_connecting`, `board_waiting`, `board_ready`,
-`board_retry`, `cell_started`, `cell_staged`, `cell_phase`, `cell_finished`, `cell_failed`,
+Both read the same events (`run_started`, `board_connecting`, `board_waiting`, `board_takeover`,
+`board_ready`, `board_retry`, `cell_started`, `cell_staged`, `cell_phase`, `cell_finished`, `cell_failed`,
 `run_finished`) and keep no state the runner needs: a display that fails never stops a run.
 """
 from __future__ import annotations
@@ -36,6 +36,16 @@ from orchestrator.units import ms_text
 
 #: A board waiting for another controller's lease gets a line at most this often (seconds).
 WAIT_LINE_EVERY_S = 10.0
+
+
+def takeover_text(info: dict[str, Any]) -> str:
+    """`rpi4-01: took the board over (held by bob@ci-9 …); killed 4242; its run r… is abandoned`."""
+    text = f"{info.get('board', '')}: took the board over ({info.get('previous')})"
+    if info.get("killed"):
+        text += f"; killed what it left running: {', '.join(str(pid) for pid in info['killed'])}"
+    if info.get("abandoned_run"):
+        text += f"; its run {info['abandoned_run']} is now abandoned"
+    return text
 
 
 def _cell(info: dict[str, Any]) -> str:
@@ -112,6 +122,8 @@ class PlainProgress:
                 return None
             self._last_wait[board] = now
             return f"{board}: waiting for the board ({info['waited_s']:.0f} s so far): {info['lease']}"
+        if kind == "board_takeover":
+            return takeover_text(info)
         if kind == "board_ready":
             return f"{board}: ready"
         if kind == "board_retry":
@@ -208,6 +220,8 @@ class _RichProgress:
             elif kind == "board_waiting":
                 self._progress.update(self._board(board), description=(
                     f"{escape(board)}: waiting {info['waited_s']:.0f} s for {escape(str(info['lease']))}"), extra="")
+            elif kind == "board_takeover":
+                self._progress.console.print(escape(takeover_text(info)), highlight=False)
             elif kind == "board_retry":
                 self._progress.update(self._board(board), description=(
                     f"{escape(board)}: {escape(str(info['kind']))}, retry {info['attempt']}"), extra="")

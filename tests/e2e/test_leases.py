@@ -108,3 +108,37 @@ def test_a_lease_taken_over_mid_run_stops_further_jobs_on_that_board(db_url, dig
     first, second = runner.run().outcomes
     assert first.ok  # the job that was running when the lease was lost is kept: it finished
     assert second.row["error_kind"] == "busy" and "taken over" in second.row["error_message"]
+
+
+def test_a_lease_whose_agent_was_killed_is_taken_over_at_once(db_url, digits_model):
+    """An agent killed before it could free its lease (kill -9, or its controller's Ctrl-C
+    racing it) renews nothing: the board is not busy for the rest of the ttl."""
+    import os
+    import subprocess
+    import time
+
+    from agents.farm_common import LEASE_FILE, boot_id, process_start_ticks
+
+    workdir = open_transport(BOARD).workdir
+    os.makedirs(workdir, exist_ok=True)
+
+    def leased_to(proc: subprocess.Popen) -> None:
+        holder = LeaseHolder("gone-controller", "bob", "ci-9", 4343, "r-gone")
+        agent = {"pid": proc.pid, "start": process_start_ticks(proc.pid), "boot": boot_id(), "session": "s-gone"}
+        lease = {"holder": json.loads(holder.to_json()), "since": time.time(), "expires_at": time.time() + 600,
+                 "agent": agent, "worker": None}
+        with open(os.path.join(workdir, LEASE_FILE), "w") as handle:
+            json.dump(lease, handle)
+
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        leased_to(alive)  # its agent is alive: the board is busy
+        assert bench(db_url, digits_model, lease_wait_s=0.5)["row"]["error_kind"] == "busy"
+    finally:
+        alive.kill()
+        alive.wait(timeout=10)
+    leased_to(alive)  # the same lease, its agent now dead: taken over without waiting
+    result = bench(db_url, digits_model, lease_wait_s=0.5)
+    assert result["row"]["status"] == "ok"
+    [takeover] = [info for kind, info in result["events"] if kind == "board_takeover"]
+    assert "bob@ci-9" in takeover["previous"]

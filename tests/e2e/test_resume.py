@@ -24,6 +24,23 @@ def two_local_boards(tmp_path: Path) -> Path:
     return inventory
 
 
+def orphaned_lease(workdir: Path, run_id: str) -> None:
+    """A lease on the board naming `run_id`, held by an agent process that has ended."""
+    import json
+    import subprocess
+    import time
+
+    from agents.farm_common import LEASE_FILE, boot_id, process_start_ticks
+
+    gone = subprocess.Popen(["true"])
+    agent = {"pid": gone.pid, "start": process_start_ticks(gone.pid), "boot": boot_id(), "session": "s-gone"}
+    gone.wait(timeout=10)
+    holder = {"id": "interrupted-controller", "user": "ci", "host": "vm", "pid": 4242, "run_id": run_id}
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / LEASE_FILE).write_text(json.dumps({"holder": holder, "since": time.time(),
+                                                  "expires_at": time.time() + 600, "agent": agent, "worker": None}))
+
+
 def test_resume_alone_measures_only_the_missing_cells_of_that_runs_own_plan(tmp_path, db_url, digits_model, capsys):
     slow = model_factory.slow_matmul_chain(tmp_path / "slow.onnx")
     inventory = two_local_boards(tmp_path)
@@ -46,8 +63,14 @@ def test_resume_alone_measures_only_the_missing_cells_of_that_runs_own_plan(tmp_
     assert main(["bench", "--db", db_url, "--resume", run["run_id"], "--variants", "fp16"]) == ExitStatus.BAD_INPUT
     assert store.count_results(run["run_id"]) == len(stored_before)
 
+    # as when Ctrl-C's abort kills an agent before it frees its lease: the board is not busy for
+    # the lease's ttl, and taking it over does not mark the run being resumed abandoned
+    orphaned_lease(tmp_path / "bench-b", run["run_id"])
+
     # --resume alone: the run's models, boards and settings, only what is missing
-    assert main(["bench", "--db", db_url, "--no-report", "--resume", run["run_id"]]) == ExitStatus.OK
+    assert main(["bench", "--db", db_url, "--no-report", "--resume", run["run_id"], "--lease-wait", "1"]) == ExitStatus.OK
+    took_over = [line for line in capsys.readouterr().err.splitlines() if "took the board over" in line]
+    assert len(took_over) == 1 and "bench-b" in took_over[0] and "abandoned" not in took_over[0]
     results = store.results(run["run_id"])
     cells = [(r["board"], r["model"]) for r in results]
     assert sorted(cells) == sorted({(b, m) for b in ("bench-a", "bench-b") for m in ("digits_mlp", "slow")})
