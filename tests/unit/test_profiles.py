@@ -116,14 +116,16 @@ def test_openvino_pass_reads_layer_counters(tmp_path):
     pytest.importorskip("openvino")
     rt, feeds = loaded("openvino", model_factory.conv_bn_relu(tmp_path / "cbr.onnx"),
                        provider_options={"CPU": {"INFERENCE_PRECISION_HINT": "f32"}})
-    profile = profiled(rt, feeds, runs=4)
-    assert profile["source"] == "openvino-perf-counters" and profile["runs"] == 4
+    profile = profiled(rt, feeds, runs=8)
+    assert profile["source"] == "openvino-perf-counters" and profile["runs"] == 8
     convolution = next(op for op in profile["ops"] if op["op_type"] == "Convolution")
     assert convolution["nodes"] == 4 and convolution["provider"] == "CPU"
     assert convolution["kernels"] and all("f32" in k for k in convolution["kernels"])  # exec types, as run
     assert profile["nodes_not_run"] is not None  # inputs, constants, fused layers: counted, not timed
-    # counters describe one inference at a time: the sum per inference is about one inference
-    assert profile["op_ms_per_run"] <= profile["run_ms_p50"] * 1.3
+    # counters describe one inference at a time: the sum per inference is about one inference (the
+    # mean of 8 against their median: a slow run on a busy machine moves it; counters that
+    # accumulated over the runs would give about 8 times)
+    assert profile["op_ms_per_run"] <= profile["run_ms_p50"] * 3
 
 
 def test_bench_verb_profiles_after_the_timed_runs(tmp_path):
