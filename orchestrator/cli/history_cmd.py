@@ -23,19 +23,26 @@ def history(
     """Median latency and peak memory of one board × model over runs, oldest → newest, each
     judged against the run before it by the comparison engine (the verdict farm compare gives)."""
     from orchestrator.compare import compare_history
-    from orchestrator.record import identity_text
+    from orchestrator.record import identity_text, input_shapes_of
     from orchestrator.store import open_store
 
     with open_store(db, read_only=True) as store:
         entries = store.cell_history(board, model, variant, since=since, last_results=last)
         verdicts = compare_history(store, entries)
+        shapes = {r["result_id"]: input_shapes_of(r)
+                  for r in store.query_results(result_ids=[e.result_id for e in entries], with_result_id=True)}
+    # the input shapes name a series only where they differ (a --shape sweep's points)
+    several_shapes = len(set(shapes.values()) - {""}) > 1
+    series_of = {entry.result_id: ", ".join(part for part in (
+        identity_text(entry.identity), shapes.get(entry.result_id, "") if several_shapes else "") if part)
+        for entry in entries}
     if as_json:
         run_of = {entry.result_id: entry.run_id for entry in entries}
         rows = []
         for entry in entries:
             row = entry.history_row()
             cell = verdicts.get(entry.result_id)
-            row["series"] = identity_text(entry.identity)
+            row["series"] = series_of[entry.result_id]
             row["vs_previous"] = None if cell is None else {
                 "verdict": cell.verdict, "base_run_id": run_of.get(cell.base_result_id), "reason": cell.reason,
                 "change_pct": None if cell.latency is None else cell.latency.change_pct}
@@ -47,7 +54,6 @@ def history(
         state.err.print(f"no results for {render.escape(what)} in {render.escape(store.safe_url)} "
                         f"(see `farm runs ls --board {render.escape(board)}`)")
         return
-    series_of = {entry.result_id: identity_text(entry.identity) for entry in entries}
     several = len({(e.variant, series_of[e.result_id]) for e in entries}) > len({e.variant for e in entries})
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
                   title=f"{render.escape(board)} / {render.escape(model)}" + (f" / {render.escape(variant)}" if variant else ""))
@@ -83,4 +89,4 @@ def history(
     state.out.print(table)
     if several:
         state.out.print("[dim]a series per variant and what it ran on: each run is judged against the one before "
-                        "it on the same runtime, precision, batch and threads[/dim]")
+                        "it on the same runtime, precision, batch, threads and input shapes[/dim]")

@@ -98,10 +98,15 @@ def test_history_judges_each_point_of_a_shape_sweep_against_the_same_point(tmp_p
     assert main(args) == ExitStatus.OK and main(args) == ExitStatus.OK
     capsys.readouterr()
     assert main(["history", "--board", "local", "--model", "textdet", "--json", "--db", db_url]) == ExitStatus.OK
-    judged = [entry["vs_previous"] for entry in json.loads(capsys.readouterr().out) if entry["vs_previous"]]
+    entries = json.loads(capsys.readouterr().out)
+    judged = [entry["vs_previous"] for entry in entries if entry["vs_previous"]]
     assert len(judged) == 2
     # 64 times the pixels: a point judged against the other would be some +3000 % or -97 %
     assert all(abs(vs["change_pct"]) < 100 for vs in judged), judged
+    series = sorted(entry["series"] for entry in entries)  # two series, each named by its shapes
+    assert len(set(series)) == 2 and sum(s.endswith(", x=1x3x256x256") for s in series) == 2
+    assert main(["history", "--board", "local", "--model", "textdet", "--db", db_url]) == ExitStatus.OK
+    assert "ran on" in capsys.readouterr().out  # the table shows the series too
 
 
 def test_a_gated_sweep_names_each_point_in_junit_and_markdown(tmp_path, db_url):
