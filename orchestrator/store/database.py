@@ -64,7 +64,7 @@ class Database:
 
     def _connect(self):
         """A connection for reads."""
-        return wrap_errors(self.engine.connect(), self.safe_url)
+        return wrap_errors(self.engine.connect, self.safe_url)  # connected inside: its errors are StoreErrors
 
     def close(self) -> None:
         self.engine.dispose()

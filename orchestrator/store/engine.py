@@ -107,7 +107,9 @@ def safe_url(engine: Engine) -> str:
 
 
 class wrap_errors:
-    """Context manager turning SQLAlchemy errors into StoreError with the database named."""
+    """Context manager turning SQLAlchemy errors into StoreError with the database named.
+    `inner`: a context manager, or what makes one (`engine.connect`, which connects when
+    called: its errors are turned too)."""
 
     def __init__(self, inner, url: str) -> None:
         self.inner = inner
@@ -115,6 +117,8 @@ class wrap_errors:
 
     def __enter__(self):
         try:
+            if callable(self.inner) and not hasattr(self.inner, "__enter__"):
+                self.inner = self.inner()
             return self.inner.__enter__()
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"database {self.url}: {first_line(exc)}") from exc

@@ -190,3 +190,20 @@ def test_commands_are_plain_functions():
     app.command()(compare)
     app.command()(history)
     assert {c.callback.__name__ for c in app.registered_commands} == {"compare", "history"}
+
+
+@pytest.mark.parametrize("command", [
+    ["runs", "ls"], ["runs", "show"], ["runs", "export"], ["history", "-b", "b", "-m", "m"], ["report"],
+    ["compare", "a", "b"], ["ops"],
+])
+@pytest.mark.parametrize("database", ["garbage", "refused"])
+def test_read_only_commands_say_a_database_they_cannot_use_in_one_line(command, database, tmp_path, capsys):
+    if database == "garbage":
+        path = tmp_path / "farm.db"
+        path.write_bytes(bytes(range(256)) * 16)  # not SQLite
+        url = f"sqlite:///{path}"
+    else:
+        url = "postgresql+psycopg://farm:secret@127.0.0.1:1/farm"  # nothing listens on port 1
+    assert main([*command, "--db", url]) == ExitStatus.STORE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("farm: error: database ") and len(err.splitlines()) == 1 and "secret" not in err
