@@ -114,8 +114,8 @@ def baseline_before_run(store: Any, options: GateOptions, boards: Sequence[str],
                         variants: Sequence[str], *, exclude: str | None = None) -> str | None:
     """The baseline run id, found before measuring; None when nothing is compared or none exists
     and that is allowed. BadInputError when the output files cannot be written, the named run or
-    tag does not exist, it shares no board × model × variant with the plan, or `latest` finds no
-    finished run that does (unless optional). `exclude`: the run being resumed."""
+    tag does not exist (unless optional: a tag not set yet), it shares no board × model × variant
+    with the plan, or `latest` finds no finished run that does (unless optional). `exclude`: the run being resumed."""
     from orchestrator import gating
 
     if options.junit is not None:
@@ -125,7 +125,12 @@ def baseline_before_run(store: Any, options: GateOptions, boards: Sequence[str],
     if not options.comparing:
         return None
     if options.baseline not in (None, "latest"):
-        baseline = store.resolve_run_id(options.baseline)
+        try:
+            baseline = store.resolve_run_id(options.baseline)
+        except BadInputError:
+            if options.optional and options.baseline.startswith("tag:"):
+                return None  # a tag nobody has set yet (the first night before a release is tagged)
+            raise
         if baseline == exclude:
             raise BadInputError(f"the baseline {options.baseline!r} is the run being resumed ({exclude}): "
                                 "pick an earlier run")

@@ -66,6 +66,12 @@ def test_a_bad_baseline_fails_before_measuring(db_url, digits_model, capsys):
                    "--fail-on-regression", "5"])
     assert status == ExitStatus.BAD_INPUT
     assert open_store(db_url).count_results() == 0
+    # a tag not set yet (the first night before a release is tagged) is fine when asked: skipped cells
+    status = main(["bench", *FAST, "--db", db_url, "-m", str(digits_model), "--baseline", "tag:nope",
+                   "--fail-on-regression", "5", "--baseline-optional", "--repeats", "1"])
+    assert status == ExitStatus.OK and "1 skipped" in capsys.readouterr().out
+    assert main(["bench", *FAST, "--db", db_url, "-m", str(digits_model), "--baseline", "r-no-such-run",
+                 "--baseline-optional"]) == ExitStatus.BAD_INPUT  # a mistyped run id is still an error
 
 
 def test_a_suite_file_runs_its_matrix_with_its_settings(tmp_path, db_url, digits_model, yolo_model):
