@@ -219,8 +219,16 @@ def points_for_task(model_name: str, path: Path, given: Sequence[str], dataset_n
     the first point that cannot be (before any board is touched)."""
     dataset_dims = _dataset_dims(dataset_npz)
     inputs = model_inputs(path)
-    return [ShapePoint(point, batch, resolve_shapes(model_name, inputs, point, dataset_dims, several_models, batch))
-            for point in shape_points(given) for batch in (list(batches) or [None])]
+    points = [ShapePoint(point, batch, resolve_shapes(model_name, inputs, point, dataset_dims, several_models, batch))
+              for point in shape_points(given) for batch in (list(batches) or [None])]
+    seen: dict[ResolvedShapes, ShapePoint] = {}
+    for point in points:  # --batch sets the leading dim: values that differ only there are one point
+        first = seen.setdefault(point.resolved, point)
+        if first is not point:
+            raise BadInputError(
+                f"model {model_name!r}: --shape {', '.join(first.given)} and {', '.join(point.given)} both measure "
+                f"{', '.join(point.resolved.shapes)} (--batch {point.batch} sets the leading dim): give each shape once")
+    return points
 
 
 def shapes_for_task(model_name: str, path: Path, given: Sequence[str], dataset_npz: Path | None,

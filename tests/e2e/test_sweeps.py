@@ -122,3 +122,12 @@ def test_a_gated_sweep_names_each_point_in_junit_and_markdown(tmp_path, db_url):
     assert sorted(names) == ["mlp[fp32][threads=1]", "mlp[fp32][threads=2]"]  # CI tools keep both
     text = markdown.read_text()
     assert "| fp32 · threads=1 |" in text and "| fp32 · threads=2 |" in text
+
+
+def test_shapes_that_batch_makes_the_same_are_refused_before_measuring(tmp_path, db_url, capsys):
+    model = model_factory.dynamic_batch_matmul(tmp_path / "mlp.onnx")
+    args = ["bench", *FAST, "--db", db_url, "-m", str(model), "--shape", "x=2x16,3x16", "--batch", "2"]
+    assert main(args) == ExitStatus.BAD_INPUT
+    err = capsys.readouterr().err
+    assert "--shape x=2x16 and x=3x16 both measure x=2x16 (--batch 2" in err
+    assert open_store(db_url).count_results() == 0
