@@ -24,13 +24,14 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from orchestrator.record import EXPORT_FIELDS
+from orchestrator.record import EXPORT_FIELDS, sweep_of
 from orchestrator.store import Store, open_store
 
 __all__ = ["load", "load_ops", "load_samples", "SAMPLE_COLUMNS"]
 
 #: Columns of `load_samples`: one row per measured inference.
-SAMPLE_COLUMNS = ("run_id", "board", "model", "variant", "sample", "latency_ms")
+#: `result_id` and `sweep` tell apart the cells of one board × model × variant (a sweep's points).
+SAMPLE_COLUMNS = ("run_id", "board", "model", "variant", "sample", "latency_ms", "result_id", "sweep")
 
 Names = str | Sequence[str] | None
 
@@ -83,7 +84,8 @@ def load_samples(
     """The raw per-inference latencies of a run in long format, one row per measured inference.
 
     Columns: run_id, board, model, variant, sample (0-based order of the inference within its
-    measurement: drift and warm-up effects show against it), latency_ms. Failed results have no
+    measurement: drift and warm-up effects show against it), latency_ms, result_id and sweep (the
+    result the sample belongs to, and its sweep point: "" outside a sweep). Failed results have no
     samples and so no rows.
     """
     with _opened(db) as store:
@@ -97,8 +99,9 @@ def load_samples(
             continue
         pieces.append((record, values))
     if not pieces:
-        return pd.DataFrame({name: pd.Series(dtype="float64" if name == "latency_ms" else "int64" if name == "sample"
-                                             else "object") for name in SAMPLE_COLUMNS})
+        return pd.DataFrame({name: pd.Series(dtype="float64" if name == "latency_ms" else "int64"
+                                             if name in ("sample", "result_id") else "object")
+                             for name in SAMPLE_COLUMNS})
     lengths = np.array([values.size for _, values in pieces])
     frame = pd.DataFrame({
         "run_id": np.repeat([r["run_id"] for r, _ in pieces], lengths),
@@ -107,6 +110,8 @@ def load_samples(
         "variant": np.repeat([r["variant"] for r, _ in pieces], lengths),
         "sample": np.concatenate([np.arange(n) for n in lengths]),
         "latency_ms": np.concatenate([values for _, values in pieces]),
+        "result_id": np.repeat([int(r["result_id"]) for r, _ in pieces], lengths),
+        "sweep": np.repeat([sweep_of(r) for r, _ in pieces], lengths),
     })
     return frame
 

@@ -114,7 +114,7 @@ def _short(value: Any) -> str:
 def runs_export(
     run_id: str = typer.Argument("latest", metavar="RUN", help=RUN_HELP),
     fmt: ExportFormat = typer.Option(ExportFormat.json, "--format", help="json: a list of records; csv: one row per record; parquet: a typed table (needs pyarrow)."),
-    samples: bool = typer.Option(False, "--samples", help="Export the raw per-inference latencies instead, one row each: run_id, board, model, variant, sample, latency_ms."),
+    samples: bool = typer.Option(False, "--samples", help="Export the raw per-inference latencies instead, one row each: run_id, board, model, variant, sample, latency_ms, result_id, sweep."),
     ops: bool = typer.Option(False, "--ops", help="Export the operator profiles instead (farm bench --profile), one row per result × operator type × provider: op_type, provider, nodes, op_ms (per inference), op_share."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="Write to this file instead of stdout."),
     db: Optional[str] = DB_OPTION,

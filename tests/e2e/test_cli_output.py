@@ -125,9 +125,9 @@ def test_export_samples_in_long_format_in_every_format(cli_env, two_runs, tmp_pa
     ok_results = len(BOARDS) * len(VARIANTS) - 1
     records = json.loads(farm("runs", "export", "--samples", env=cli_env).stdout)
     assert len(records) == ok_results * 60
-    assert set(records[0]) == {"run_id", "board", "model", "variant", "sample", "latency_ms"}
+    assert set(records[0]) == {"run_id", "board", "model", "variant", "sample", "latency_ms", "result_id", "sweep"}
     csv_text = farm("runs", "export", new, "--samples", "--format", "csv", env=cli_env).stdout
-    assert csv_text.splitlines()[0] == "run_id,board,model,variant,sample,latency_ms"
+    assert csv_text.splitlines()[0] == "run_id,board,model,variant,sample,latency_ms,result_id,sweep"
     assert len(csv_text.splitlines()) == ok_results * 60 + 1
     out = tmp_path / "samples.parquet"
     assert farm("runs", "export", "--samples", "--format", "parquet", "-o", str(out), env=cli_env).returncode == 0

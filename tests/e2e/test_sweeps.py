@@ -131,3 +131,16 @@ def test_shapes_that_batch_makes_the_same_are_refused_before_measuring(tmp_path,
     err = capsys.readouterr().err
     assert "--shape x=2x16 and x=3x16 both measure x=2x16 (--batch 2" in err
     assert open_store(db_url).count_results() == 0
+
+
+def test_the_samples_export_tells_a_sweeps_points_apart(tmp_path, db_url):
+    from orchestrator import results
+
+    model = model_factory.dynamic_batch_matmul(tmp_path / "mlp.onnx")
+    assert main(["bench", *FAST, "--db", db_url, "-m", str(model), "--threads", "1,2"]) == ExitStatus.OK
+    frame = results.load_samples(db_url, "latest")
+    stored = {r["sweep"]: r for r in open_store(db_url).query_results("latest", with_result_id=True)}
+    assert set(frame["sweep"]) == {"threads=1", "threads=2"}
+    for sweep, rows in frame.groupby("sweep"):
+        assert set(rows["result_id"]) == {stored[sweep]["result_id"]}
+        assert list(rows["sample"]) == list(range(len(rows)))  # one sequence per point, not two mixed
