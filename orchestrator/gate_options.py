@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from orchestrator.errors import BadInputError
+from orchestrator.errors import BadInputError, UsageError
 from orchestrator.settings import DEFAULT_MIN_EFFECT_PCT, GATE_REPEATS, BenchSettings
 
 
@@ -45,6 +45,16 @@ class GateOptions:
     @classmethod
     def from_request(cls, request: Any, suite_latency_pct: float | None = None,
                      suite_memory_pct: float | None = None) -> "GateOptions":
+        """The request's gate; UsageError for `--paired` where nothing is compared (it would
+        silently do nothing)."""
+        options = cls._of_request(request, suite_latency_pct, suite_memory_pct)
+        if getattr(request, "paired", None) is True and not options.comparing:
+            raise UsageError("--paired measures a baseline's model files beside the new ones: give --baseline RUN "
+                             "(or --fail-on-regression PCT, which compares with the latest run)")
+        return options
+
+    @classmethod
+    def _of_request(cls, request: Any, suite_latency_pct: float | None, suite_memory_pct: float | None) -> "GateOptions":
         return cls(
             baseline=request.baseline, fail_on_regression=request.fail_on_regression,
             fail_on_memory_regression=request.fail_on_memory_regression,

@@ -96,3 +96,8 @@ def test_a_shape_sweep_point_is_paired_only_with_the_baseline_result_of_its_own_
     assert cells["x=1x3x96x96"]["verdict"] == "only-new"  # never judged against the 32x32 result
     assert cells["x=1x3x32x32"]["latency"] is not None and "paired: median of" in cells["x=1x3x32x32"]["reason"]
     assert status != ExitStatus.REGRESSION or cells["x=1x3x32x32"]["verdict"] == "regressed"
+
+
+def test_paired_without_anything_to_compare_is_a_usage_error(db_url, digits_model, capsys):
+    assert main(["bench", *FAST, "--db", db_url, "-m", str(digits_model), "--paired"]) == ExitStatus.USAGE
+    assert "--paired" in capsys.readouterr().err and open_store(db_url).count_results() == 0
