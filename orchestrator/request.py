@@ -143,12 +143,13 @@ def apply_suite(request: BenchRequest) -> tuple[BenchRequest, SuitePlan]:
 def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store | None = None) -> BenchOutcome:
     """Validate everything the user gave (before any board is touched), run, store, gate, report."""
     plan = SuitePlan([], {}, None, None)
-    resumed_run = None
+    resumed_run, pinned_baseline = None, None  # pinned: the baseline run the resumed run's first run found
     if request.resume is not None:
         with open_store(request.db_url) if store is None else contextlib.nullcontext(store) as opened:
             resumed_run = opened.get_run(request.resume)
-        request, names = resumed_request(request, resumed_run)
-        plan = dataclasses.replace(plan, model_names=names)
+        request, resumed = resumed_request(request, resumed_run)
+        plan = SuitePlan(resumed.model_names, resumed.shapes, resumed.suite_latency_pct, resumed.suite_memory_pct)
+        pinned_baseline = resumed.baseline_run
     elif request.suite is not None:
         request, plan = apply_suite(request)
     check_model_paths(request.model_paths)  # a missing file is said at once, before the heavy imports
@@ -171,7 +172,8 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
     own_store = store is None
     store = store or open_store(request.db_url)
     try:
-        baseline_id = baseline_before_run(store, gate_options, [b.name for b in boards], [m.name for m in models],
+        lookup = gate_options if pinned_baseline is None else dataclasses.replace(gate_options, baseline=pinned_baseline)
+        baseline_id = baseline_before_run(store, lookup, [b.name for b in boards], [m.name for m in models],
                                           variants, exclude=None if resumed_run is None else resumed_run["run_id"])
         resume_run_id, done = None, set()
         if resumed_run is not None:
@@ -186,7 +188,9 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
             pairs = paired_baselines(store, baseline_id, boards, cells, request.settings)
         runner = BenchRunner(store, boards, cells, request.settings, forks=request.forks, on_event=on_event,
                              resume_run_id=resume_run_id, done_cells=done, inventory=request.inventory,
-                             plan=plan_record(request, [m.name for m in models]), pairs=pairs,
+                             plan=plan_record(request, [m.name for m in models], shapes=plan.shapes,
+                                              suite=request.suite, gate=gate_options, baseline_run=baseline_id),
+                             pairs=pairs,
                              thresholds=gate_options.thresholds())
         run = runner.run()
         gate = evaluate_gate_options(store, run.run_id, gate_options, baseline_id)

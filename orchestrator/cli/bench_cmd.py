@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 # the request's own options, then every setting's (from BenchSettings' flags, none left out)
 _FIELD_OF_OPTION = {
     "model": "model_paths", "variants": "variants", "dataset": "datasets", "detection": "detection",
-    "calibration": "calibration", "inventory": "inventory", "limit": "limit",
+    "calibration": "calibration", "inventory": "inventory", "limit": "limit", "suite": "suite",
+    "baseline": "baseline", "fail_on_regression": "fail_on_regression",
+    "fail_on_memory_regression": "fail_on_memory_regression", "fail_on_inconclusive": "fail_on_inconclusive",
+    "baseline_optional": "baseline_optional",
     **setting_of_parameter(),
 }
 

@@ -61,6 +61,7 @@ def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = l
     gate_options = GateOptions.from_request(request, plan.latency_pct, plan.memory_pct)
     repeats_chosen = "repeats" in request.explicit or request.settings.repeats != 1 or plan.sets_repeats
     request = dataclasses.replace(request, settings=gate_options.with_gate_defaults(request.settings, repeats_chosen))
+    asked = gate_options
     with open_store(url) as store:
         gate_options = resolve_at_submit(store, gate_options, [b.name for b in boards], [m.name for m in models],
                                          [spec.text for spec in parse_variant_list(",".join(request.variants))])
@@ -72,7 +73,8 @@ def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = l
             "boards": [board.name for board in boards],
             "models": list(dict.fromkeys(cell.model.name for cell in cells)),
             "variants": sorted({cell.variant for cell in cells}),
-            "plan": plan_record(request, [m.name for m in models]),
+            "plan": plan_record(request, [m.name for m in models], shapes=plan.shapes, suite=request.suite,
+                                gate=asked, baseline_run=None if gate_options is asked else gate_options.baseline),
         }
         run_id = store.create_run(settings_record, {**controller_record(), "submitted": True},
                                   orchestrator.__version__, status="queued")
