@@ -44,6 +44,15 @@ GATE_REPEATS = 5
 SHAPE_RE = re.compile(r"^[^=\s]+=[1-9]\d*(x[1-9]\d*)*$")  # NAME=1x3x224x224 (no dim of 0)
 DIMS_RE = re.compile(r"^[1-9]\d*(x[1-9]\d*)*$")
 MIN_SAMPLE_INTERVAL_S = 0.01
+#: Upper bounds of the settings: generous, but finite, so a typo (or `inf`) is a usage error
+#: naming the flag instead of an overflow in the middle of a run.
+MAX_DURATION_S = 7 * 86_400.0  # any duration: a week
+MAX_RUNS = 100_000_000
+MAX_REPEATS = 1_000
+MAX_THREADS = 1_024
+MAX_BATCH = 1_000_000
+#: Boards measured, checked or provisioned in parallel (--forks, a suite's `boards: {forks: N}`).
+MAX_FORKS = 1_024
 
 
 def setting(default: Any, description: str, *, cli: str | None = None, suite: bool = True, identity: bool = True,
@@ -101,6 +110,8 @@ def parse_provider_options(text: str) -> dict[str, dict[str, Any]]:
         options = json.loads(text)
     except ValueError as exc:
         raise ValueError(f"is not JSON ({exc}); {example}") from None
+    except RecursionError:
+        raise ValueError(f"is nested too deeply; {example}") from None
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise ValueError(f"must be a JSON object of objects, {{provider: {{option: value}}}}; {example}")
     return options
@@ -119,7 +130,7 @@ def _provider_options(value: Any) -> Any:
     return value
 
 
-SampleInterval = Annotated[float, Field(ge=0), AfterValidator(_sample_interval)]
+SampleInterval = Annotated[float, Field(ge=0, le=3600), AfterValidator(_sample_interval)]
 Shapes = Annotated[tuple[Annotated[str, AfterValidator(_shape)], ...], BeforeValidator(
     lambda v: tuple(v) if isinstance(v, list) else v)]
 RuntimeName = Annotated[Optional[str], AfterValidator(_runtime)]
@@ -136,30 +147,35 @@ def check_joint_rules(min_seconds: float, max_seconds: float) -> None:
 class BenchSettings(BaseModel):
     """How each job measures. Units in the names; `threads=0` means the runtime's default."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
-    min_runs: int = setting(100, "Measure at least this many runs...", cli="--runs", alias="runs", ge=1)
-    min_seconds: float = setting(1.0, "...and at least this many seconds.", cli="--min-seconds", ge=0)
+    min_runs: int = setting(100, "Measure at least this many runs...", cli="--runs", alias="runs", ge=1, le=MAX_RUNS)
+    min_seconds: float = setting(1.0, "...and at least this many seconds.", cli="--min-seconds", ge=0, le=MAX_DURATION_S)
     max_seconds: float = setting(
         300.0, "Stop measuring after this long even if --runs is not reached (marked truncated).",
-        cli="--max-seconds", identity=False, gt=0)
-    warmup: int = setting(10, "Unmeasured runs after the first inference.", cli="--warmup", ge=0)
+        cli="--max-seconds", identity=False, gt=0, le=MAX_DURATION_S)
+    warmup: int = setting(10, "Unmeasured runs after the first inference.", cli="--warmup", ge=0, le=MAX_RUNS)
     repeats: int = setting(
         1, "Measure each cell in this many fresh worker processes, in rounds across a board's cells; "
         "comparisons then test the process medians. A run compared with a baseline (--baseline, "
         f"--fail-on-regression, --junit, --markdown, a suite's thresholds) takes {GATE_REPEATS} unless given.",
-        cli="--repeats", ge=1)
-    threads: int = setting(0, "Intra-op threads on the board (0: the runtime's default).", cli="--threads", ge=0)
+        cli="--repeats", ge=1, le=MAX_REPEATS)
+    threads: int = setting(0, "Intra-op threads on the board (0: the runtime's default).", cli="--threads", ge=0,
+                         le=MAX_THREADS)
     batch: Optional[int] = setting(
         None, "Images per call: the leading (batch) dim of every input whose leading dim is symbolic (default 1, "
-        "or what --shape says); a model that fixes its batch refuses it before measuring.", cli="--batch", ge=1)
+        "or what --shape says); a model that fixes its batch refuses it before measuring.", cli="--batch", ge=1,
+        le=MAX_BATCH)
     sample_interval_s: SampleInterval = setting(
         1.0, "Memory/CPU/thermal sampling interval in seconds (0.01–; 0 turns sampling off).",
         cli="--sample-interval")
-    cooldown_s: float = setting(0.0, "Seconds to rest the board before each job.", cli="--cooldown", ge=0)
+    cooldown_s: float = setting(0.0, "Seconds to rest the board before each job.", cli="--cooldown", ge=0,
+                              le=MAX_DURATION_S)
     cooldown_below_c: Optional[float] = setting(
-        None, "Also wait (capped) until the hottest thermal zone is below this °C.", cli="--cooldown-below")
-    cooldown_max_s: float = setting(60.0, "Longest wait for --cooldown-below, seconds.", identity=False, ge=0)
+        None, "Also wait (capped) until the hottest thermal zone is below this °C.", cli="--cooldown-below",
+        ge=-273.15, le=1000)
+    cooldown_max_s: float = setting(60.0, "Longest wait for --cooldown-below, seconds.", identity=False, ge=0,
+                                   le=MAX_DURATION_S)
     idle_power_s: float = setting(
         1.0, "On a board with power sensors, seconds of idle power sampled before each job (the baseline "
         "subtracted in energy_mj_per_inference_above_idle; 0: none).", cli="--idle-power", identity=False, ge=0,
@@ -187,24 +203,25 @@ class BenchSettings(BaseModel):
         ge=1, le=100_000)
     profile_max_seconds: float = setting(
         30.0, "Stop the profiling pass's inferences after this long (at least one is profiled).",
-        cli="--profile-max-seconds", identity=False, gt=0)
+        cli="--profile-max-seconds", identity=False, gt=0, le=MAX_DURATION_S)
     lease_ttl_s: float = setting(
         DEFAULT_LEASE_TTL_S,
         "Our lease on a board expires this long after our last renewal (renewed every third of it).",
-        cli="--lease-ttl", suite=False, identity=False, ge=5)
+        cli="--lease-ttl", suite=False, identity=False, ge=5, le=86_400)
     lease_wait_s: float = setting(
         60.0, "Seconds to wait for a board another controller holds (0: skip it at once).", cli="--lease-wait",
-        suite=False, identity=False, ge=0)
+        suite=False, identity=False, ge=0, le=MAX_DURATION_S)
     workdir_max_bytes: int = setting(DEFAULT_WORKDIR_MAX_BYTES, "Staged files kept on a board (LRU beyond this).",
-                                     suite=False, identity=False, ge=0)
+                                     suite=False, identity=False, ge=0, le=1 << 50)
     workdir_max_age_days: float = setting(
         DEFAULT_WORKDIR_MAX_AGE_DAYS, "Staged files not used by this run and older than this go.", suite=False,
-        identity=False, ge=0)
+        identity=False, ge=0, le=36_500)
     retries: int = setting(2, "Retries of connection-level failures (never of a failed measurement).",
-                           suite=False, identity=False, ge=0)
+                           suite=False, identity=False, ge=0, le=20)
     retry_backoff_s: float = setting(1.0, "Pause before the first retry, doubled after each.", suite=False,
-                                     identity=False, ge=0)
-    load_timeout_s: float = setting(300.0, "Longest model load and first inference, seconds.", identity=False, gt=0)
+                                     identity=False, ge=0, le=600)
+    load_timeout_s: float = setting(300.0, "Longest model load and first inference, seconds.", identity=False,
+                                    gt=0, le=MAX_DURATION_S)
     heartbeat_s: float = setting(
         DEFAULT_HEARTBEAT_S, "The board's agent and the controller send a heartbeat line this often, seconds.",
         suite=False, identity=False, ge=0.1, le=60)
@@ -310,7 +327,8 @@ def _suite_settings_model() -> type[BaseModel]:
             continue
         inner = Annotated.__class_getitem__((info.annotation, *info.metadata)) if info.metadata else info.annotation
         fields[info.alias or name] = (Optional[inner], Field(None, description=info.description))
-    return create_model("SuiteSettings", __config__=ConfigDict(extra="forbid", strict=True, frozen=True), **fields)
+    return create_model("SuiteSettings", __config__=ConfigDict(extra="forbid", strict=True, frozen=True,
+                                                                allow_inf_nan=False), **fields)
 
 
 SuiteSettingsBase = _suite_settings_model()
@@ -338,20 +356,23 @@ class SuiteSettings(SuiteSettingsBase):  # type: ignore[valid-type, misc]
 #: on the command line (orchestrator.cli.options.threshold_option). The comparison engine needs
 #: a positive one.
 MIN_THRESHOLD_PCT = 0.01
+#: The largest: a change of 10,000 % is a hundredfold, well past any threshold that means something.
+MAX_THRESHOLD_PCT = 10_000.0
 
 
 class Thresholds(BaseModel):
     """Smallest changes (%) that count as a regression; see orchestrator.gating."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
-    latency_pct: float = Field(DEFAULT_MIN_EFFECT_PCT, ge=MIN_THRESHOLD_PCT,
+    latency_pct: float = Field(DEFAULT_MIN_EFFECT_PCT, ge=MIN_THRESHOLD_PCT, le=MAX_THRESHOLD_PCT,
                                description="Smallest median-latency change (%) that counts.")
-    memory_pct: float = Field(DEFAULT_MIN_EFFECT_PCT, ge=MIN_THRESHOLD_PCT,
+    memory_pct: float = Field(DEFAULT_MIN_EFFECT_PCT, ge=MIN_THRESHOLD_PCT, le=MAX_THRESHOLD_PCT,
                               description="Smallest peak-memory change (%) that counts.")
 
 
 __all__ = [
-    "BenchSettings", "DEFAULT_ALPHA", "DEFAULT_MIN_EFFECT_PCT", "DEFAULT_RUNTIME", "MIN_THRESHOLD_PCT", "SuiteSettings",
+    "BenchSettings", "DEFAULT_ALPHA", "DEFAULT_MIN_EFFECT_PCT", "DEFAULT_RUNTIME", "MAX_FORKS", "MAX_THRESHOLD_PCT",
+    "MIN_THRESHOLD_PCT", "SuiteSettings",
     "Thresholds", "parse_provider_options",
 ]

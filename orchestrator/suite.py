@@ -39,7 +39,7 @@ from typing import Any, NoReturn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from orchestrator.errors import BadInputError
-from orchestrator.settings import DIMS_RE, SHAPE_RE, BenchSettings, SuiteSettings, Thresholds
+from orchestrator.settings import DIMS_RE, MAX_FORKS, SHAPE_RE, BenchSettings, SuiteSettings, Thresholds
 from orchestrator.yaml_lines import LineMap, describe_value, did_you_mean, error_line, read_yaml_with_lines
 
 __all__ = ["Suite", "SuiteBoards", "SuiteModel", "SuiteSettings", "Thresholds", "load_suite"]
@@ -58,7 +58,7 @@ def _resolve(value: Any, info: ValidationInfo) -> Any:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class SuiteModel(_Strict):
@@ -114,7 +114,7 @@ class SuiteModel(_Strict):
 class SuiteBoards(_Strict):
     inventory: Path | None = None
     limit: str | None = None
-    forks: int | None = Field(default=None, ge=1)
+    forks: int | None = Field(default=None, ge=1, le=MAX_FORKS)
 
     @field_validator("inventory", mode="before")
     @classmethod
@@ -265,8 +265,13 @@ def _message(error: Any) -> str:
         bound = ctx.get("gt", ctx.get("ge", 0))
         word = "greater than" if kind == "greater_than" else "at least"
         return f"{field} must be {word} {bound}, got {describe_value(value)}"
+    if kind in ("less_than", "less_than_equal"):
+        bound = ctx.get("lt", ctx.get("le", 0))
+        word = "less than" if kind == "less_than" else "at most"
+        return f"{field} must be {word} {bound}, got {describe_value(value)}"
     words = {
-        "int_type": "must be a whole number", "float_type": "must be a number", "string_type": "must be text",
+        "finite_number": "must be a finite number", "int_type": "must be a whole number",
+        "float_type": "must be a number", "string_type": "must be text",
         "bool_type": "must be true or false", "model_type": "must be a mapping", "model_attributes_type":
         "must be a mapping", "dict_type": "must be a mapping", "tuple_type": "must be a list",
         "list_type": "must be a list", "path_type": "must be a file path",

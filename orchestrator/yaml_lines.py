@@ -5,7 +5,8 @@ to the line to fix. PyYAML's plain dicts and lists forget where they came from, 
 loader here builds `LineMap` / `LineSeq` instead: ordinary dicts and lists that also carry
 their own line and each key's or item's line (1-based, as editors count). It is a
 SafeLoader subclass (no Python objects from YAML tags) that also rejects duplicate keys,
-since in plain YAML the second one silently wins.
+since in plain YAML the second one silently wins, and mappings and lists nested deeper than
+MAX_YAML_DEPTH (PyYAML builds them recursively: deeper ones would exhaust Python's stack).
 
 `error_line` maps a pydantic error location back to a line of the file; `describe_value`
 and `did_you_mean` are the shared wording of messages about a value the file holds.
@@ -21,7 +22,12 @@ import yaml
 
 from orchestrator.errors import BadInputError
 
-__all__ = ["LineMap", "LineSeq", "describe_value", "did_you_mean", "error_line", "read_yaml_with_lines"]
+__all__ = [
+    "MAX_YAML_DEPTH", "LineMap", "LineSeq", "describe_value", "did_you_mean", "error_line", "read_yaml_with_lines",
+]
+
+#: The deepest nesting of mappings and lists an input file may have; real ones have fewer than 10.
+MAX_YAML_DEPTH = 100
 
 
 class LineMap(dict):
@@ -39,7 +45,20 @@ class LineSeq(list):
 
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader whose mappings and sequences remember where they are, and which rejects duplicate keys."""
+    """SafeLoader whose mappings and sequences remember where they are, and which rejects duplicate
+    keys and nesting deeper than MAX_YAML_DEPTH."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _construct_map(loader: _LineLoader, node: yaml.MappingNode) -> LineMap:
@@ -95,6 +114,8 @@ def read_yaml_with_lines(path: Path, what: str) -> Any:
         raise BadInputError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
     try:
         return yaml.load(text, Loader=_LineLoader)  # safe: a SafeLoader subclass
+    except RecursionError:  # the depth limit keeps this away, unless the stack was deep already
+        raise BadInputError(f"{path}: invalid YAML: nested too deeply to read") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -181,6 +181,8 @@ def load_coco_detection(
         raw = json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInputError(f"cannot read COCO annotations {json_path}: {exc}") from exc
+    except RecursionError:
+        raise BadInputError(f"cannot read COCO annotations {json_path}: nested too deeply") from None
     coco = _validate_coco(raw, json_path)
 
     images = sorted(coco["images"], key=lambda image: image["id"])

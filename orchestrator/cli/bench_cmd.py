@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, List, Mapping, Optional
 import typer
 
 from orchestrator.cli import render, state
-from orchestrator.settings import flag_of
+from orchestrator.settings import MAX_FORKS, flag_of
 from orchestrator.cli.options import (
     RESULTS_PANEL,
     VARIANTS_PANEL,
@@ -89,7 +89,7 @@ def bench(
     limit: Optional[str] = typer.Option(
         None, "--limit", "-l", metavar="PATTERN", rich_help_panel=WHERE_PANEL,
         help="Boards: names, groups, globs, tag:key=value; comma-separated; !pattern excludes."),
-    forks: int = typer.Option(8, "--forks", "-f", min=1, metavar="N", rich_help_panel=WHERE_PANEL,
+    forks: int = typer.Option(8, "--forks", "-f", min=1, max=MAX_FORKS, metavar="N", rich_help_panel=WHERE_PANEL,
                               help="Boards benchmarked in parallel."),
     lease_wait: float = setting_option("lease_wait_s"),
     lease_ttl: float = setting_option("lease_ttl_s"),

@@ -78,11 +78,11 @@ def worker(
                                               "Default: the queues of every board in the inventory."),
     concurrency: int = typer.Option(4, "--concurrency", "-c", min=1, max=256, help="Boards measured at once."),
     name: Optional[str] = typer.Option(None, "--name", help="This worker's name in farm queue ls (default host:pid)."),
-    heartbeat: float = typer.Option(10.0, "--heartbeat", min=0.2, help="Seconds between heartbeats and checks "
+    heartbeat: float = typer.Option(10.0, "--heartbeat", min=0.2, max=3600.0, help="Seconds between heartbeats and checks "
                                     "for dead workers' jobs."),
-    stalled_after: float = typer.Option(60.0, "--stalled-after", min=1.0, help="A worker silent this many seconds "
+    stalled_after: float = typer.Option(60.0, "--stalled-after", min=1.0, max=86_400.0, help="A worker silent this many seconds "
                                         "is dead: its jobs go to another worker."),
-    outage_wait: float = typer.Option(300.0, "--outage-wait", min=0.0, help="Seconds to keep reconnecting to a "
+    outage_wait: float = typer.Option(300.0, "--outage-wait", min=0.0, max=86_400.0, help="Seconds to keep reconnecting to a "
                                       "database that went away before exiting (6)."),
 ) -> int:
     """Measure the fleet's queued board jobs on the boards of this inventory, until Ctrl-C/SIGTERM."""
@@ -141,7 +141,7 @@ def _worker_log(kind: str, info: dict[str, Any]) -> None:
 def runs_wait(
     run_id: str = typer.Argument(..., help=RUN_HELP),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help=DB_HELP),
-    timeout: float = typer.Option(86400.0, "--timeout", min=1.0, help="Give up after this many seconds (exit 4); "
+    timeout: float = typer.Option(86400.0, "--timeout", min=1.0, max=30 * 86_400.0, help="Give up after this many seconds (exit 4); "
                                   "the run goes on."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="Compare with this run (overrides the submission's)."),
     baseline_optional: bool = typer.Option(False, "--baseline-optional", help="No baseline to be found is fine."),
@@ -256,7 +256,7 @@ def queue_ls(
 def queue_cancel(
     run_id: str = typer.Argument(..., help=RUN_HELP),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", help=DB_HELP),
-    timeout: float = typer.Option(120.0, "--timeout", min=0.0, help="Seconds to wait for running jobs to stop."),
+    timeout: float = typer.Option(120.0, "--timeout", min=0.0, max=86_400.0, help="Seconds to wait for running jobs to stop."),
 ) -> int:
     """Cancel a submitted run: waiting jobs never start, running ones stop; stored cells are kept."""
     from orchestrator.fleet.control import cancel_run

@@ -9,6 +9,7 @@ from rich import box
 from rich.table import Table
 
 from orchestrator.cli import render, state
+from orchestrator.cli.options import MAX_COUNT
 
 
 def history(
@@ -16,7 +17,7 @@ def history(
     model: str = typer.Option(..., "--model", "-m", metavar="NAME", help="Model name (the suite's name or the file stem)."),
     variant: Optional[str] = typer.Option(None, "--variant", "-V", metavar="NAME", help="Only this variant (default: all)."),
     since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Only results since: YYYY-MM-DD, an ISO time, or an age (30d)."),
-    last: int = typer.Option(30, "--last", min=1, metavar="N", help="Show the newest N results (oldest first)."),
+    last: int = typer.Option(30, "--last", min=1, max=MAX_COUNT, metavar="N", help="Show the newest N results (oldest first)."),
     as_json: bool = typer.Option(False, "--json", help="Print the entries as JSON."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", help="Results database URL or SQLite path."),
 ) -> None:

@@ -16,6 +16,7 @@ from orchestrator.cli.options import FarmCommand, FarmGroup
 from orchestrator.cli.render import escape
 from orchestrator.errors import ExitStatus
 from orchestrator.runtimes import DEFAULT_RUNTIME, resolve_runtime, runtime_names_text
+from orchestrator.settings import MAX_FORKS
 
 inventory_app = typer.Typer(cls=FarmGroup, help="Show the boards of an inventory, check them, provision them.", no_args_is_help=True)
 
@@ -55,7 +56,7 @@ def inventory_ls(
 def inventory_check(
     inventory: Optional[str] = INVENTORY_OPTION,
     limit: Optional[str] = LIMIT_OPTION,
-    forks: int = typer.Option(8, "--forks", "-f", min=1, help="Boards checked in parallel."),
+    forks: int = typer.Option(8, "--forks", "-f", min=1, max=MAX_FORKS, help="Boards checked in parallel."),
     accept_new_host_keys: bool = typer.Option(False, "--accept-new-host-keys", help="Accept (and record) unknown host keys. Changed keys are always refused."),
     as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
 ) -> int:
@@ -133,7 +134,7 @@ def inventory_provision(
     inventory: Optional[str] = INVENTORY_OPTION,
     limit: Optional[str] = LIMIT_OPTION,
     runtime: str = typer.Option(DEFAULT_RUNTIME, "--runtime", help=f"Runtime to install next to numpy: {runtime_names_text()}."),
-    forks: int = typer.Option(8, "--forks", "-f", min=1, help="Boards provisioned in parallel."),
+    forks: int = typer.Option(8, "--forks", "-f", min=1, max=MAX_FORKS, help="Boards provisioned in parallel."),
     accept_new_host_keys: bool = typer.Option(False, "--accept-new-host-keys", help="Accept (and record) unknown host keys. Changed keys are always refused."),
     refresh_wheels: bool = typer.Option(False, "--refresh-wheels", help="Ask the package index again instead of reusing the wheels cached for this board kind."),
     wheel: Optional[List[Path]] = typer.Option(

@@ -15,6 +15,7 @@ import typer
 
 from orchestrator.cli import render, state
 from orchestrator.cli.layout import Column, fitted_table
+from orchestrator.cli.options import MAX_COUNT
 from orchestrator.profiles import provider_name, signed_ms_text
 from orchestrator.units import ms_text
 
@@ -30,7 +31,7 @@ def ops(
     board: Optional[str] = typer.Option(None, "--board", "-b", metavar="NAME", help="Only this board."),
     model: Optional[str] = typer.Option(None, "--model", "-m", metavar="NAME", help="Only this model (name)."),
     variant: Optional[str] = typer.Option(None, "--variant", metavar="NAME", help="Only this variant."),
-    top: int = typer.Option(8, "--top", min=1, metavar="N", help="Operator types shown per result (the rest as one line)."),
+    top: int = typer.Option(8, "--top", min=1, max=MAX_COUNT, metavar="N", help="Operator types shown per result (the rest as one line)."),
     as_json: bool = typer.Option(False, "--json", help="Print every profile (or every diff, with --vs) as JSON."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", help=DB_HELP),
 ) -> int:

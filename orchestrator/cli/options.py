@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
-from orchestrator.settings import MIN_THRESHOLD_PCT, BenchSettings, field_meta, flag_of
+from orchestrator.settings import MAX_THRESHOLD_PCT, MIN_THRESHOLD_PCT, BenchSettings, field_meta, flag_of
 
 
 #: Help panels of `farm bench` (typer's rich_help_panel), in the order people look for them.
@@ -20,6 +20,10 @@ WHERE_PANEL = "Where"
 MEASURE_PANEL = "How to measure"
 VARIANTS_PANEL = "Variants and accuracy"
 RESULTS_PANEL = "Results and gating"
+
+#: The most a count option asks for (--last, --history, --top): far more than a screen or a chart
+#: shows, and a number SQLite's LIMIT takes (a larger one is a usage error, not an overflow).
+MAX_COUNT = 1_000_000
 
 #: Where each BenchSettings field's option is listed (default: how to measure).
 SETTING_PANELS = {"shapes": WHAT_PANEL, "lease_wait_s": WHERE_PANEL, "lease_ttl_s": WHERE_PANEL}
@@ -86,9 +90,9 @@ def sweep_option(field: str, *short: str, **overrides: Any) -> Any:
 
 def threshold_option(*flags: str, help: str, **overrides: Any) -> Any:
     """A percentage-threshold option (`--fail-on-regression PCT`, `--min-effect PCT`; None when not
-    given), bounded below by MIN_THRESHOLD_PCT as a suite's thresholds are."""
+    given), bounded by MIN_THRESHOLD_PCT and MAX_THRESHOLD_PCT as a suite's thresholds are."""
     overrides.setdefault("metavar", "PCT")
-    return typer.Option(None, *flags, min=MIN_THRESHOLD_PCT, help=help, **overrides)
+    return typer.Option(None, *flags, min=MIN_THRESHOLD_PCT, max=MAX_THRESHOLD_PCT, help=help, **overrides)
 
 
 def settings_from_options(**values: Any) -> BenchSettings:

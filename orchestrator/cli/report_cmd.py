@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 from orchestrator.cli import state
+from orchestrator.cli.options import MAX_COUNT
 
 
 def report(
@@ -18,7 +19,7 @@ def report(
     output: Optional[Path] = typer.Option(
         None, "--output", "-o", metavar="PATH",
         help="HTML file to write (default: reports/<run id>.html, or <run id>-vs-<base>.html)."),
-    history: int = typer.Option(30, "--history", min=0, metavar="N", help="Runs the history charts go back (0: no history)."),
+    history: int = typer.Option(30, "--history", min=0, max=MAX_COUNT, metavar="N", help="Runs the history charts go back (0: no history)."),
     db: Optional[str] = typer.Option(None, "--db", envvar="FARM_DB", metavar="URL", help="Results database URL or SQLite path."),
 ) -> None:
     """Write the HTML report of a stored run, optionally compared with a baseline run."""

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from orchestrator.cli import render, state
 from orchestrator.cli.layout import Column, fitted_table
-from orchestrator.cli.options import FarmCommand, FarmGroup
+from orchestrator.cli.options import MAX_COUNT, FarmCommand, FarmGroup
 
 runs_app = typer.Typer(cls=FarmGroup, help="List, show, export, tag and abandon stored runs.", no_args_is_help=True)
 
@@ -44,7 +44,7 @@ def runs_ls(
     board: Optional[str] = typer.Option(None, "--board", "-b", metavar="NAME", help="Only runs that measured this board."),
     model: Optional[str] = typer.Option(None, "--model", "-m", metavar="NAME", help="Only runs that measured this model (name)."),
     since: Optional[str] = typer.Option(None, "--since", metavar="WHEN", help="Only runs created since: YYYY-MM-DD, an ISO time, or an age (7d, 36h)."),
-    limit: int = typer.Option(20, "--last", min=1, metavar="N", help="How many runs to show, newest first."),
+    limit: int = typer.Option(20, "--last", min=1, max=MAX_COUNT, metavar="N", help="How many runs to show, newest first."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON."),
     db: Optional[str] = DB_OPTION,
 ) -> None:

@@ -27,11 +27,14 @@ __all__ = [
     "GROUP_KEYS",
     "SETTING_KEYS",
     "HostSettings",
+    "MAX_CONNECT_TIMEOUT_S",
     "name_problem",
     "settings_error_message",
 ]
 
 ALL_GROUP = "all"
+#: The longest `connect_timeout_s`: an hour, far beyond any link that answers at all.
+MAX_CONNECT_TIMEOUT_S = 3600.0
 # Keys of a group mapping, as in Ansible's YAML inventory.
 GROUP_KEYS = ("hosts", "vars", "children")
 # Inventory settings that are paths on the controller: `~` expanded, relative to the inventory's folder.
@@ -87,7 +90,7 @@ class HostSettings(BaseModel):
     (env values are text by nature; `ram: 8` as a tag reads naturally).
     """
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
@@ -102,7 +105,7 @@ class HostSettings(BaseModel):
     accept_new_host_keys: bool | None = None
     known_hosts_file: str | None = None
     ssh_config_file: str | None = None
-    connect_timeout_s: float | None = Field(default=None, gt=0)
+    connect_timeout_s: float | None = Field(default=None, gt=0, le=MAX_CONNECT_TIMEOUT_S)
     env: dict[str, str] | None = None
     # Not a Board field yet: stored in tags as `runtime`.
     runtime: str | None = None
@@ -191,6 +194,7 @@ _TYPE_WORDS = {
     "string_type": "must be text",
     "int_type": "must be a whole number",
     "float_type": "must be a number",
+    "finite_number": "must be a finite number",
     "bool_type": "must be true or false",
     "dict_type": "must be a mapping of names to values",
     "list_type": "must be a list",
@@ -227,6 +231,8 @@ def settings_error_message(error: Any) -> str:
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         if loc[0] == "port":
             return f"{field} must be a whole number from 1 to 65535, got {describe_value(value)}"
+        if "le" in ctx or "lt" in ctx:
+            return f"{field} must be at most {ctx.get('le', ctx.get('lt')):g}, got {describe_value(value)}"
         bound = ctx.get("gt", ctx.get("ge", 0))
         return f"{field} must be greater than {bound:g}, got {describe_value(value)}"
     words = _TYPE_WORDS.get(kind)

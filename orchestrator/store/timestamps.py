@@ -21,31 +21,42 @@ def since_iso(since: str | dt.date | dt.datetime | None) -> str | None:
     """A lower time bound as the ISO text stored in `created_at` columns (UTC), or None.
 
     Accepts a date (`2026-11-25`, midnight UTC), an ISO time (`2026-11-25T12:00`, naive =
-    UTC), a `datetime`/`date`, or a relative age: `36h`, `7d`, `2w` before now.
+    UTC), a `datetime`/`date`, or a relative age: `36h`, `7d`, `2w` before now. An age or time
+    that falls outside years 1-9999 is a BadInputError.
     """
     if since is None:
         return None
-    if isinstance(since, dt.datetime):
-        moment = since if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
-    elif isinstance(since, dt.date):
-        moment = dt.datetime(since.year, since.month, since.day, tzinfo=dt.timezone.utc)
-    else:
+    try:
+        return _utc_moment(since).astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+    except OverflowError:
         text = str(since).strip()
-        relative = _RELATIVE_SINCE_RE.match(text.lower())
-        if relative:
-            amount, unit = int(relative.group(1)), relative.group(2)
-            delta = {"h": dt.timedelta(hours=amount), "d": dt.timedelta(days=amount),
-                     "w": dt.timedelta(weeks=amount)}[unit]
-            moment = dt.datetime.now(dt.timezone.utc) - delta
-        else:
-            try:
-                moment = dt.datetime.fromisoformat(text)
-            except ValueError:
-                raise BadInputError(
-                    f"cannot read the date {text!r}: use YYYY-MM-DD, an ISO time such as "
-                    "2026-11-25T12:00, or an age such as 7d, 36h, 2w"
-                ) from None
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+        shown = text if len(text) <= 40 else text[:30] + "…" + text[-5:]
+        raise BadInputError(
+            f"the date or age {shown!r} is out of range: it must fall within years 1 to 9999"
+        ) from None
 
+
+def _utc_moment(since: str | dt.date | dt.datetime) -> dt.datetime:
+    """`since` as an aware datetime (naive = UTC); OverflowError for one outside years 1-9999."""
+    if isinstance(since, dt.datetime):
+        return since if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
+    if isinstance(since, dt.date):
+        return dt.datetime(since.year, since.month, since.day, tzinfo=dt.timezone.utc)
+    text = str(since).strip()
+    relative = _RELATIVE_SINCE_RE.match(text.lower())
+    if relative:
+        digits, unit = relative.group(1), relative.group(2)
+        if len(digits.lstrip("0")) > 18:  # far past year 1 in any unit, and int() refuses over 4300 digits
+            raise OverflowError(f"{digits} is too large")
+        amount = int(digits)
+        delta = {"h": dt.timedelta(hours=amount), "d": dt.timedelta(days=amount),
+                 "w": dt.timedelta(weeks=amount)}[unit]
+        return dt.datetime.now(dt.timezone.utc) - delta
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInputError(
+            f"cannot read the date {text!r}: use YYYY-MM-DD, an ISO time such as "
+            "2026-11-25T12:00, or an age such as 7d, 36h, 2w"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)

@@ -99,6 +99,22 @@ def test_bad_input_gives_one_line_an_exit_code_and_no_rows(db_url, tmp_path, cap
         assert open_store(db_url).count_results() == 0
 
 
+@pytest.mark.parametrize("args", [
+    ["--threads", "99999999999999999999"], ["--threads", "1,99999999999999999999"], ["--batch", "99999999999999999999"],
+    ["--runs", "99999999999999999999"], ["--warmup", "99999999999999999999"], ["--repeats", "99999999999999999999"],
+    ["--min-seconds", "inf"], ["--max-seconds", "nan"], ["--cooldown", "1e308"], ["--cooldown-below", "inf"],
+    ["--lease-wait", "inf"], ["--lease-ttl", "1e308"], ["--profile-max-seconds", "inf"], ["--sample-interval", "inf"],
+    ["--forks", "99999999999999999999"], ["--fail-on-regression", "inf"],
+])
+def test_a_huge_or_infinite_number_is_a_usage_error_before_any_run(db_url, capsys, args):
+    assert farm("bench", *FAST, "--db", db_url, *args) == ExitStatus.USAGE
+    err = capsys.readouterr().err
+    assert args[0] in err
+    assert "internal error" not in err and "Traceback" not in err
+    if db_url.startswith("postgresql") or os.path.exists(db_url.removeprefix("sqlite:///")):
+        assert open_store(db_url).list_runs() == []  # no run left behind, `failed` or otherwise
+
+
 def test_unsynthesisable_input_is_a_stored_failure_with_exit_code(db_url, tmp_path, capsys):
     from tests import model_factory
 

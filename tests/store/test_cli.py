@@ -207,3 +207,18 @@ def test_read_only_commands_say_a_database_they_cannot_use_in_one_line(command, 
     assert main([*command, "--db", url]) == ExitStatus.STORE
     err = capsys.readouterr().err.strip()
     assert err.startswith("farm: error: database ") and len(err.splitlines()) == 1 and "secret" not in err
+
+
+@pytest.mark.parametrize("args, status, flag", [
+    (["runs", "ls", "--since", "99999999d"], ExitStatus.BAD_INPUT, "out of range"),
+    (["history", "-b", "rpi4", "-m", "yolo", "--since", "1000000000000d"], ExitStatus.BAD_INPUT, "out of range"),
+    (["runs", "ls", "--last", "100000000000000000000"], ExitStatus.USAGE, "--last"),
+    (["history", "-b", "rpi4", "-m", "yolo", "--last", "100000000000000000000"], ExitStatus.USAGE, "--last"),
+    (["report", "latest", "--history", "100000000000000000000"], ExitStatus.USAGE, "--history"),
+    (["ops", "--top", "100000000000000000000"], ExitStatus.USAGE, "--top"),
+])
+def test_huge_numbers_are_refused_with_one_line_not_an_overflow(two_runs, db_url, tmp_path, capsys, args, status, flag):
+    assert farm(*args, "--db", db_url) == status
+    err = capsys.readouterr().err
+    assert flag in err
+    assert "internal error" not in err and "Overflow" not in err

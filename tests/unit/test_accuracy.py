@@ -250,6 +250,13 @@ def test_load_classification_npz_missing_or_corrupt_file(tmp_path: Path) -> None
 # --------------------------------------------------------------------------- detection dataset + preprocessing
 
 
+def test_load_coco_detection_refuses_json_nested_too_deeply(tmp_path: Path) -> None:
+    path = tmp_path / "annotations.json"
+    path.write_text("[" * 100_000)
+    with pytest.raises(BadInputError, match="nested too deeply"):
+        load_coco_detection(path, input_size=(64, 64))
+
+
 def test_coco_dataset_letterbox(coco_dataset) -> None:
     ds = coco_dataset
     assert ds.inputs.shape == (3, 3, 64, 64) and ds.inputs.dtype == np.float32

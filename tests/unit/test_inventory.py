@@ -359,6 +359,9 @@ def test_unknown_host_key_names_file_line_host_and_suggests(tmp_path):
         ("user: -oProxyCommand=x", "user:", "'user' must not start with '-' or contain spaces"),
         ("connect_timeout_s: 0", "connect_timeout_s", "'connect_timeout_s' must be greater than 0, got the number 0"),
         ("connect_timeout_s: soon", "connect_timeout_s", "'connect_timeout_s' must be a number, got the text 'soon'"),
+        ("connect_timeout_s: .inf", "connect_timeout_s", "'connect_timeout_s' must be a finite number, got the number inf"),
+        ("connect_timeout_s: .nan", "connect_timeout_s", "'connect_timeout_s' must be a finite number, got the number nan"),
+        ("connect_timeout_s: 1.0e+300", "connect_timeout_s", "'connect_timeout_s' must be at most 3600, got the number 1e+300"),
         ("transport: telnet", "transport", "'transport' must be one of 'ssh' or 'local', got the text 'telnet'"),
         ("accept_new_host_keys: 'yes'", "accept_new", "'accept_new_host_keys' must be true or false, got the text 'yes'"),
         ("providers: CPUExecutionProvider", "providers", "'providers' must be a list, got the text 'CPUExecutionProvider'"),
@@ -489,6 +492,28 @@ def test_invalid_yaml_gives_its_line(tmp_path):
         """,
     )
     assert message.startswith(f"{path}:{line_of(path, 'b2:')}: invalid YAML: expected ',' or '}}'")
+
+
+@pytest.mark.parametrize("text", [
+    "a: " + "[" * 300 + "\n",
+    "a: " + "[" * 300 + "]" * 300 + "\n",
+    "a: " + "{b: " * 2000 + "\n",
+])
+def test_deeply_nested_yaml_is_bad_input_naming_the_file_not_a_recursion_error(tmp_path, text):
+    message, path = load_error(tmp_path, text)
+    assert message.startswith(f"{path}:1: invalid YAML: ")
+    assert "nested more than" in message and "\n" not in message
+
+
+def test_inventory_check_refuses_an_infinite_timeout_or_deep_nesting_with_exit_3(tmp_path, capsys):
+    from orchestrator.cli import main
+
+    for text in ("all:\n  hosts:\n    b1:\n      host: 192.0.2.1\n      connect_timeout_s: .inf\n",
+                 "a: " + "[" * 300 + "]" * 300 + "\n"):
+        path = write(tmp_path / "lab.yaml", text)
+        assert main(["inventory", "check", "-i", str(path)]) == ExitStatus.BAD_INPUT
+        err = capsys.readouterr().err
+        assert f"{path}:" in err and "internal error" not in err
 
 
 def test_tab_indentation_gives_its_line(tmp_path):

@@ -99,3 +99,43 @@ def test_every_cell_verdict_has_one_terminal_markup():
 def test_the_runtime_help_names_every_registered_runtime():
     help_text = BenchSettings.model_fields["runtime"].description or ""
     assert all(name in help_text for name in RUNTIMES)
+
+
+def _number_options():
+    """(command path, option flags, python type, min, max) of every int/float option of every command."""
+    from typer.main import get_command
+
+    from orchestrator.cli import app
+
+    found = []
+
+    def walk(command, path):
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, [*path, name])
+        for param in getattr(command, "params", []):
+            annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+            if annotation in (int, float):
+                found.append((" ".join(path), tuple(param.opts), annotation, param.min, param.max))
+
+    walk(get_command(app), ["farm"])
+    return found
+
+
+def test_every_number_option_of_every_command_is_bounded_above():
+    """A value past what SQLite, timedelta or a thread pool take is a usage error naming the flag,
+    never an OverflowError (internal error) in the middle of a run: an option either has typer's
+    max= or sets a BenchSettings field that refuses huge and non-finite values."""
+    from pydantic import ValidationError
+
+    field_of_flag = {flag_of(name): name for name, info in BenchSettings.model_fields.items() if field_meta(info).get("cli")}
+    options = _number_options()
+    assert any(opts[0] == "--last" for _, opts, *_ in options)  # the walk finds the commands' options
+    for command, opts, annotation, _low, high in options:
+        if high is not None:
+            continue
+        field = next((field_of_flag[o] for o in opts if o in field_of_flag), None)
+        assert field is not None, f"{command} {opts[0]}: no max= and no BenchSettings field bounds it"
+        huge = [10**30] if annotation is int else [1e308, float("inf"), float("nan")]
+        for value in huge:
+            with pytest.raises(ValidationError):
+                BenchSettings(**{field: value})

@@ -72,7 +72,7 @@ def test_provider_options_must_be_an_object_of_objects():
     assert parse_provider_options('{"CPU": {"INFERENCE_PRECISION_HINT": "f32"}}') == {
         "CPU": {"INFERENCE_PRECISION_HINT": "f32"}}
     for text, fragment in [("{CUDA: 1}", "is not JSON"), ('["CUDA"]', "object of objects"),
-                           ('{"CUDA": "device_id=0"}', "object of objects")]:
+                           ('{"CUDA": "device_id=0"}', "object of objects"), ("[" * 100_000, "nested too deeply")]:
         with pytest.raises(ValueError, match=fragment):
             parse_provider_options(text)
 

@@ -113,6 +113,15 @@ def test_since_accepts_dates_times_and_ages():
         since_iso("last tuesday")
 
 
+@pytest.mark.parametrize("since", ["99999999d", "1000000000000d", "999999999999999999999999w",
+                                   "9" * 5000 + "h", "0001-01-01T00:00+05:00", "9999-12-31T23:59-05:00"])
+def test_since_out_of_range_is_bad_input_not_an_overflow(since):
+    from orchestrator.store import since_iso
+
+    with pytest.raises(BadInputError, match="out of range: it must fall within years 1 to 9999"):
+        since_iso(since)
+
+
 def test_store_is_a_context_manager(db_url):
     with open_store(db_url) as store:
         store.create_run({}, {}, "0.1.0")
