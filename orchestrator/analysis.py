@@ -563,9 +563,11 @@ def compare_energy(
     inference is what moves between processes and with outliers. So the verdict takes the
     latency comparison's 95 % interval of the median change (tested on process medians or paired
     rounds where there are some) and scales it by the ratio of mean power, new / base: regressed
-    when the whole interval is at or above +min_effect_pct, improved when at or below
-    -min_effect_pct, unchanged when inside both, inconclusive otherwise or without an interval.
-    Returns (verdict, reason)."""
+    when the whole interval is at or above +min_effect_pct and the evidence holds — the latency
+    change is significant in that direction (as a latency verdict needs), or the power alone
+    moved by the threshold (one number per result, judged as memory is) — improved likewise
+    below -min_effect_pct, unchanged when inside both, inconclusive otherwise or without an
+    interval. Returns (verdict, reason)."""
     m = min_effect_pct
     if latency is None or latency.change_ci_low_pct is None or latency.change_ci_high_pct is None:
         return "inconclusive", "no latency interval to judge it on"
@@ -574,12 +576,15 @@ def compare_energy(
     low, high = (100.0 * ((1.0 + pct / 100.0) * power_ratio - 1.0)
                  for pct in (latency.change_ci_low_pct, latency.change_ci_high_pct))
     interval = f"power ×{power_ratio:.3f} × the latency median's interval: {low:+.1f}% to {high:+.1f}%"
-    if low >= m:
+    significant = latency.p_value < latency.alpha
+    if low >= m and ((significant and latency.change_pct > 0) or power_ratio >= 1.0 + m / 100.0):
         return "regressed", f"{interval}, at least {m:g}% more"
-    if high <= -m:
+    if high <= -m and ((significant and latency.change_pct < 0) or power_ratio <= 1.0 - m / 100.0):
         return "improved", f"{interval}, at least {m:g}% less"
     if -m < low and high < m:
         return "unchanged", f"{interval}, any change smaller than {m:g}%"
+    if low >= m or high <= -m:
+        return "inconclusive", f"{interval}, but the latency change is not significant at {latency.alpha:g}"
     return "inconclusive", f"{interval}, straddles {m:g}%"
 
 

@@ -172,7 +172,8 @@ def run_bench(request: BenchRequest, on_event: Event = _no_event, store: Store |
     own_store = store is None
     store = store or open_store(request.db_url)
     try:
-        lookup = gate_options if pinned_baseline is None else dataclasses.replace(gate_options, baseline=pinned_baseline)
+        lookup = gate_options if pinned_baseline is None or not gate_options.comparing else \
+            dataclasses.replace(gate_options, baseline=pinned_baseline)
         baseline_id = baseline_before_run(store, lookup, [b.name for b in boards], [m.name for m in models],
                                           variants, exclude=None if resumed_run is None else resumed_run["run_id"])
         resume_run_id, done = None, set()

@@ -110,7 +110,7 @@ def resumed_request(request: Any, run: Mapping[str, Any]) -> tuple[Any, ResumedP
     differences += _setting_differences(request, settings)
     planned_sweep = Sweep.from_record(plan.get("sweep"))
     differences += _sweep_differences(request, planned_sweep)
-    if request.suite is not None:  # the plan already holds its suite: only that same file may be named
+    if request.suite is not None and "suite" in plan:  # the plan holds its suite: only that same file may be named
         differences.append(_difference("suite", request.suite, plan.get("suite"), "--suite"))
     gate = plan.get("gate")
     if gate is not None:

@@ -24,6 +24,10 @@ def resolve_at_submit(store: Any, options: GateOptions, boards: Sequence[str], m
 def evaluate(store: Any, run_id: str, options: GateOptions):
     """The gating.GateResult of a finished submitted run (None when nothing was asked to compare)."""
     baseline = options.baseline if options.baseline not in (None, "latest") else None
+    if baseline is not None and baseline.startswith("tag:") and options.optional:
+        # submit replaces a tag it finds by the run's id: this one was not set yet when the run was
+        # submitted (--baseline-optional), so there is nothing to compare with, as in farm bench
+        return evaluate_with(store, run_id, options, None)
     if baseline is None and options.comparing:  # stored by an older submit: resolve it now
         from orchestrator import gating
 

@@ -236,5 +236,8 @@ def test_resume_refuses_a_model_file_whose_contents_changed(tmp_path, db_url, ca
             entry.pop("sha256", None)
             entry.pop("shapes", None)
         conn.execute("UPDATE runs SET settings_json = ? WHERE run_id = ?", (json.dumps(settings), run_id))
+    suite = tmp_path / "nightly.yaml"  # such a plan names no suite: one given with --resume is not "another"
+    suite.write_text(yaml.safe_dump({"models": [{"path": str(model)}], "variants": ["fp32"]}))
+    assert main(["bench", "--db", db_url, "--no-report", "--resume", run_id, "--suite", str(suite)]) == ExitStatus.OK
     assert main(["bench", "--db", db_url, "--no-report", "--resume", run_id]) == ExitStatus.OK
     assert open_store(db_url).count_results(run_id) == 1

@@ -95,3 +95,22 @@ def test_a_postprocess_hook_cannot_be_submitted(tmp_path):
     with pytest.raises(BadInputError, match="postprocess=mine:decode.*carries no code"):
         check_submittable([ModelTask(model, dataset)])
     check_submittable([ModelTask(model, dataclasses.replace(dataset, postprocess=None))])
+
+
+def test_a_fleet_gate_with_an_optional_tag_not_set_at_submit_compares_with_nothing(tmp_path):
+    """As in farm bench: `--baseline tag:X --baseline-optional` before anyone set the tag skips the
+    cells when the run ends, instead of failing after all the measuring."""
+    from orchestrator.errors import ExitStatus
+    from orchestrator.fleet.gate import evaluate, resolve_at_submit
+    from orchestrator.store import open_store
+    from tests.store._support import ok_row, samples
+
+    store = open_store(str(tmp_path / "farm.db"))
+    options = GateOptions(baseline="tag:release", baseline_optional=True, fail_on_regression=5.0)
+    stored = resolve_at_submit(store, options, ["local"], ["digits_mlp"], ["fp32"])
+    run_id = store.create_run({}, {}, "test")
+    store.add_result(run_id, ok_row(model="digits_mlp"), samples(1.0))
+    store.finish_run(run_id, "finished")
+    store.tag_run(run_id, "release")  # set after the submission: not the baseline it was judged against
+    gate = evaluate(store, run_id, stored)
+    assert gate.exit_status == ExitStatus.OK and [c.outcome for c in gate.cells] == ["skipped"]

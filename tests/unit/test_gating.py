@@ -294,3 +294,17 @@ def test_core_modules_do_not_import_the_cli_framework():
             "print(sorted(m for m in ('typer', 'rich', 'click') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_energy_follows_latency_where_latency_is_not_significant():
+    """The interval of a latency change can sit past the threshold while its test is not
+    significant at alpha (latency: inconclusive); with the same power, energy cannot be more sure."""
+    import math
+
+    from orchestrator.analysis import compare_energy, compare_process_medians
+
+    base = [10.0 * math.exp(z * 0.1) for z in (-1.2, -0.6, 0.0, 0.6, 1.2)]
+    latency = compare_process_medians(base, [b * 1.21 for b in base], min_effect_pct=5.0)
+    assert latency.verdict == "inconclusive" and latency.change_ci_low_pct >= 5.0  # the case itself
+    assert compare_energy(latency, 1.0, min_effect_pct=5.0)[0] == "inconclusive"
+    assert compare_energy(latency, 1.10, min_effect_pct=5.0)[0] == "regressed"  # the board draws 10 % more
