@@ -46,6 +46,7 @@ from orchestrator.analysis import (
 )
 from orchestrator.errors import BadInputError
 from orchestrator.record import (
+    cell_label,
     energy_of,
     identity_of,
     identity_text,
@@ -100,6 +101,11 @@ class CellComparison:
     @property
     def key(self) -> CellKey:
         return (self.board, self.model, self.variant)
+
+    @property
+    def label(self) -> str:
+        """The variant, and its sweep point when there is one: `fp32 · threads=2`."""
+        return cell_label(self.variant, self.sweep)
 
     @property
     def compared(self) -> bool:
@@ -279,14 +285,17 @@ def compare_history(
     entries: Sequence[Any],
     min_effect_pct: float = DEFAULT_MIN_EFFECT_PCT,
     alpha: float = DEFAULT_ALPHA,
+    *,
+    records: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> dict[int, CellComparison]:
     """Each ok history entry (Store.cell_history, oldest first) compared by this engine with the
     previous ok entry of its series: the same board × model × variant that ran on the same
-    runtime, precision, provider, batch and threads. {result_id: comparison}; the first entry
-    of a series has none."""
+    runtime, precision, provider, batch, threads and input shapes. {result_id: comparison}; the
+    first entry of a series has none. `records`: the entries' flat records by result id, when
+    the caller has read them already (`history_records`)."""
     ok = [e for e in entries if e.status == "ok"]
-    records = {r["result_id"]: r for r in store.query_results(result_ids=[e.result_id for e in ok],
-                                                              with_result_id=True)}
+    if records is None:
+        records = history_records(store, ok)
     samples = store.latency_samples(list(records))
     found: dict[int, CellComparison] = {}
     previous: list[Mapping[str, Any]] = []  # the newest ok record of each series seen so far
@@ -305,6 +314,12 @@ def compare_history(
             previous.remove(before)
         previous.append(record)
     return found
+
+
+def history_records(store: Any, entries: Sequence[Any]) -> dict[int, dict[str, Any]]:
+    """The flat records (with `result_id`) of history entries, by result id: one query."""
+    return {r["result_id"]: r for r in store.query_results(result_ids=[e.result_id for e in entries],
+                                                           with_result_id=True)}
 
 
 def compare_to_reference(

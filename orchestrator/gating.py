@@ -41,7 +41,7 @@ from orchestrator.analysis import DEFAULT_ALPHA
 from orchestrator.compare import CellComparison, RunComparison, compare_runs
 from orchestrator.errors import BadInputError, ExitStatus
 from orchestrator.profiles import explain_pairs
-from orchestrator.record import sweep_of
+from orchestrator.record import cell_label, sweep_of
 from orchestrator.store import Store
 from orchestrator.units import mib_text
 
@@ -83,7 +83,7 @@ class GateCell:
     @property
     def label(self) -> str:
         """The variant, and the sweep point when there is one: `fp32 · threads=2`."""
-        return f"{self.variant} · {self.sweep}" if self.sweep else self.variant
+        return cell_label(self.variant, self.sweep)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping, Sequence
 
-from orchestrator.record import IDENTITY_EXPORT_FIELDS, export_of, identity_of, input_shapes_of, same_identity
+from orchestrator.record import IDENTITY_EXPORT_FIELDS, export_of, identity_of, input_shapes_of, same_identity, same_shapes
 
 #: Long-form export fields (`farm runs export --ops`): a stable contract, append only.
 OPS_EXPORT_FIELDS = (
@@ -488,7 +488,7 @@ def pair_across_runs(bases: Sequence[CellProfile], news: Sequence[CellProfile]) 
     pairs = []
     for new in news:
         base = next((b for b in bases if b.key == new.key and same_identity(b.identity, new.identity)
-                     and (not b.input_shapes or not new.input_shapes or b.input_shapes == new.input_shapes)), None)
+                     and same_shapes(b.input_shapes, new.input_shapes)), None)
         if base is not None:
             pairs.append((base, new))
     return pairs

@@ -283,6 +283,11 @@ def inputs_text(inputs: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(f"{i.get('name')}={'x'.join(str(d) for d in i.get('shape') or [])}" for i in inputs)
 
 
+def cell_label(variant: str, sweep: str) -> str:
+    """`fp32 · threads=2`: a variant, and its sweep point when the run swept settings."""
+    return f"{variant} · {sweep}" if sweep else variant
+
+
 def sweep_of(record: Mapping[str, Any]) -> str:
     """A result's sweep point label ("" when its run swept nothing, or it was stored before sweeps)."""
     return str(record.get("sweep") or export_of(record).get("sweep") or "")
@@ -315,8 +320,12 @@ def input_shapes_of(record: Mapping[str, Any]) -> str:
 def same_inputs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Two results fed the same input shapes, or either does not say: the points of a `--shape`
     sweep are other cells though they share every identity field."""
-    shapes_a, shapes_b = input_shapes_of(a), input_shapes_of(b)
-    return not shapes_a or not shapes_b or shapes_a == shapes_b
+    return same_shapes(input_shapes_of(a), input_shapes_of(b))
+
+
+def same_shapes(a: str, b: str) -> bool:
+    """Two `input_shapes` texts name the same point, or either is unknown ("")."""
+    return not a or not b or a == b
 
 
 def fed_shapes(record: Mapping[str, Any], shapes: Sequence[str]) -> bool:

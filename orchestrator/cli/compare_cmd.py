@@ -51,9 +51,8 @@ def compare(
         state.out.print(", ".join(f"{v} {k}" for k, v in counts.items()) or "no cells")
         for cell in result.cells:
             if cell.verdict in ("regressed", "inconclusive", "failed") or cell.model_changed:
-                point = f" · {cell.sweep}" if cell.sweep else ""
                 state.out.print(f"[dim]{render.escape(cell.board)}/{render.escape(cell.model)}/"
-                                f"{render.escape(cell.variant + point)}: {render.escape(cell.reason)}[/dim]")
+                                f"{render.escape(cell.label)}: {render.escape(cell.reason)}[/dim]")
     if fail_on_regression is not None and (result.regressed or (fail_on_inconclusive and result.with_verdict("inconclusive"))):
         return int(ExitStatus.REGRESSION)
     return int(ExitStatus.OK)

@@ -23,15 +23,15 @@ def history(
 ) -> None:
     """Median latency and peak memory of one board × model over runs, oldest → newest, each
     judged against the run before it by the comparison engine (the verdict farm compare gives)."""
-    from orchestrator.compare import compare_history
+    from orchestrator.compare import compare_history, history_records
     from orchestrator.record import identity_text, input_shapes_of
     from orchestrator.store import open_store
 
     with open_store(db, read_only=True) as store:
         entries = store.cell_history(board, model, variant, since=since, last_results=last)
-        verdicts = compare_history(store, entries)
-        shapes = {r["result_id"]: input_shapes_of(r)
-                  for r in store.query_results(result_ids=[e.result_id for e in entries], with_result_id=True)}
+        records = history_records(store, entries)
+        verdicts = compare_history(store, entries, records=records)
+    shapes = {result_id: input_shapes_of(record) for result_id, record in records.items()}
     # the input shapes name a series only where they differ (a --shape sweep's points)
     several_shapes = len(set(shapes.values()) - {""}) > 1
     series_of = {entry.result_id: ", ".join(part for part in (

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+from orchestrator.record import cell_label
 from orchestrator.report.overview import Change, Flag, OverviewRow, row_sort_key, variant_sort_key
 
 #: The badges a matrix cell shows (the Pareto and runtime badges live in the detail table).
@@ -74,7 +75,7 @@ class MatrixRow:
 
     @property
     def label(self) -> str:
-        return f"{self.variant} · {self.sweep}" if self.sweep else self.variant
+        return cell_label(self.variant, self.sweep)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from orchestrator.analysis import DEFAULT_MIN_EFFECT_PCT, NOISY_CV, compare_values
 from orchestrator.compare import CellComparison, compare_to_reference
-from orchestrator.record import energy_of
+from orchestrator.record import cell_label, energy_of
 from orchestrator.report.pareto import pareto_front
 from orchestrator.runtimes import mixes_runtimes, runtime_label
 
@@ -151,7 +151,7 @@ class OverviewRow:
     @property
     def label(self) -> str:
         """The variant, and its sweep point when the run swept settings: `fp32 · threads=2`."""
-        return f"{self.variant} · {self.sweep}" if self.sweep else self.variant
+        return cell_label(self.variant, self.sweep)
 
     @property
     def cell(self) -> tuple[str, str, str]:
