@@ -425,6 +425,24 @@ def test_proxy_jump_goes_through_the_jump_host(connect, lab, tcp_proxy, tmp_path
     assert connection.endswith(f"{target.address} {target.port}")
 
 
+def test_a_dead_jump_link_closes_cleanly_and_the_next_command_connects_again(connect, lab, tcp_proxy, tmp_path):
+    # The board's socket is a channel of the jump host's connection: closing it talks to the jump
+    # host. When that link has died, close must still finish (it raised EOFError in CI's teardown).
+    jump = next(b for b in lab.boards if b.name == "jetson-nano-1")
+    proxy = tcp_proxy((jump.address, jump.port))
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(
+        lab.known_hosts_path.read_text() + _known_hosts_line(lab, jump.name, f"[127.0.0.1]:{proxy.port}")
+    )
+    transport = connect("rpi4-1", proxy_jump=f"{BOARD_USER}@127.0.0.1:{proxy.port}",
+                        known_hosts_file=str(known_hosts))
+    assert transport.run(["echo", "before"], 20).stdout == "before\n"
+    proxy.cut_all()
+    transport.close()
+    assert transport.run(["echo", "after"], 20).stdout == "after\n"
+    assert proxy.connections == 2
+
+
 def test_proxy_jump_with_two_hops(connect, lab):
     snapdragon = next(b for b in lab.boards if b.name == "snapdragon-1")
     jetson = next(b for b in lab.boards if b.name == "jetson-nano-1")

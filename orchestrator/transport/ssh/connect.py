@@ -41,6 +41,13 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 KEEPALIVE_INTERVAL_S = 15
 
 
+def close_clients(clients: list[paramiko.SSHClient]) -> None:
+    """Close a board's client and then its jump hosts' (a hop's socket is a channel of the hop
+    before it), each one even when closing another failed on a dead link."""
+    for client in reversed(clients):
+        close_quietly(client)
+
+
 class BoardConnection:
     """The SSH connection to one board through its jump hosts: opened on first use, again after a drop.
 
@@ -99,8 +106,7 @@ class BoardConnection:
         """Close the connection and the jump hosts'; the next use connects again. Call under `lock`."""
         for hook in self._drop_hooks:
             hook()
-        for client in reversed(self.clients):
-            client.close()
+        close_clients(self.clients)
         self.clients = []
 
     # ------------------------------------------------------------------ connecting
@@ -126,8 +132,7 @@ class BoardConnection:
                     identity_files = list(resolved.identity_files)
                 clients.append(self._login(hop, sock, identity_files, what))
         except BaseException:
-            for client in reversed(clients):
-                client.close()
+            close_clients(clients)
             raise
         board_transport = clients[-1].get_transport()
         if board_transport is not None:
@@ -197,16 +202,16 @@ class BoardConnection:
         try:
             load_known_hosts(client, self.name, self._known_hosts)
         except BadInputError:
-            client.close()
-            _close_sock(sock)
+            close_clients([client])
+            close_quietly(sock)
             raise
         client.set_missing_host_key_policy(
             KnownHostsPolicy(self.name, self._known_hosts, self._board.accept_new_host_keys, what)
         )
         usable_keys = [path for path in identity_files if os.path.isfile(os.path.expanduser(path))]
         if identity_files and not usable_keys and self._board.identity_file:
-            client.close()
-            _close_sock(sock)
+            close_clients([client])
+            close_quietly(sock)
             raise TransportError(
                 f"{self.name}: identity file {self._board.identity_file} not found", kind="auth"
             )
@@ -233,8 +238,8 @@ class BoardConnection:
                 transport_factory=transport_factory,
             )
         except BaseException as exc:
-            client.close()
-            _close_sock(sock)
+            close_clients([client])
+            close_quietly(sock)
             if isinstance(exc, (TransportError, KeyboardInterrupt, SystemExit)):
                 raise
             timed_out = time.monotonic() - login_started >= 0.95 * timeout_s
@@ -281,6 +286,11 @@ class BoardConnection:
         return TransportError(f"{self.name}: {what} {where}: {describe(exc)}", kind="unreachable")
 
 
-def _close_sock(sock) -> None:  # noqa: ANN001 - a socket, channel or ProxyCommand
+def close_quietly(closable) -> None:  # noqa: ANN001 - a socket, channel, client or ProxyCommand
+    """Close it; a link that died already makes closing fail, and that must not hide what the caller reports.
+
+    Closing an SSH channel (or a board's client, whose socket is a channel of its jump host's
+    connection) sends a message: over a dead link that raises EOFError or OSError.
+    """
     with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-        sock.close()
+        closable.close()

@@ -33,7 +33,7 @@ import paramiko
 from orchestrator.boards import Board
 from orchestrator.errors import BadInputError, TransportError
 from orchestrator.transport.base import BoundedBuffer, CommandResult, LineCallback, LineSplitter
-from orchestrator.transport.ssh.connect import BoardConnection
+from orchestrator.transport.ssh.connect import BoardConnection, close_quietly
 from orchestrator.transport.ssh.failures import describe
 
 # Seconds to wait for the second channel that stops a timed-out command.
@@ -150,7 +150,7 @@ class CommandRunner:
         try:
             chan.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            chan.close()
+            close_quietly(chan)
             raise TransportError(
                 f"{self.name}: the connection broke while starting {argv[0]!r}: {describe(exc)}", kind="disconnected"
             ) from exc
@@ -188,7 +188,7 @@ class CommandRunner:
             finished = _pump(chan, streams, deadline)
         except BaseException as exc:
             self._stop_remote(_await_pid(chan, streams))
-            chan.close()
+            close_quietly(chan)
             if isinstance(exc, (paramiko.SSHException, EOFError, OSError)) and not streams.in_callback:
                 raise TransportError(
                     f"{self.name}: the connection broke while running {argv[0]!r}: {describe(exc)}",
@@ -197,7 +197,7 @@ class CommandRunner:
             raise
         if finished == "timeout":
             self._stop_remote(_await_pid(chan, streams))
-            chan.close()
+            close_quietly(chan)
             shown = " ".join(shlex.quote(a) for a in argv[:3])
             raise TransportError(
                 f"{self.name}: command timed out after {timeout_s:g} s and was stopped: {shown}",
@@ -207,7 +207,7 @@ class CommandRunner:
             # The command exited but something it started still holds its output open.
             self._stop_remote(streams.pid)
         exit_code = chan.exit_status if chan.exit_status_ready() and chan.exit_status != -1 else None
-        chan.close()
+        close_quietly(chan)
         if exit_code == 127 and streams.stderr_text().startswith(NOT_FOUND_MARKER + "\n"):
             # As LocalTransport does when it cannot start the program: the board lacks it.
             raise TransportError(
@@ -238,7 +238,7 @@ class CommandRunner:
                 chan.shutdown_write()
                 chan.status_event.wait(KILL_TIMEOUT_S)
             finally:
-                chan.close()
+                close_quietly(chan)
         except (paramiko.SSHException, EOFError, OSError):
             pass  # best effort: the caller is already reporting a failure
 
@@ -322,7 +322,7 @@ class SSHStream:
         with contextlib.suppress(paramiko.SSHException, EOFError, OSError):
             while self._chan.recv_stderr_ready():
                 self._stderr.feed(self._chan.recv_stderr(READ_CHUNK_BYTES))
-        self._chan.close()
+        close_quietly(self._chan)
         return None if code == -1 else code
 
     def stop(self) -> None:
@@ -330,7 +330,7 @@ class SSHStream:
         if self.pid:
             self._runner._stop_remote(self.pid)
         self._forget()
-        self._chan.close()
+        close_quietly(self._chan)
 
     def _forget(self) -> None:
         if self.pid:

@@ -12,7 +12,6 @@ board full ("disk-full"), anything else ("agent-error").
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import posixpath
@@ -26,7 +25,7 @@ import paramiko
 
 from orchestrator.errors import BadInputError, TransportError
 from orchestrator.transport.base import Transport
-from orchestrator.transport.ssh.connect import BoardConnection
+from orchestrator.transport.ssh.connect import BoardConnection, close_quietly
 from orchestrator.transport.ssh.failures import describe, is_timeout
 
 # Longest wait for one SFTP reply before a stalled upload counts as a timeout.
@@ -157,7 +156,7 @@ class BoardFiles:
             chan.shutdown_write()
             status, stderr = self._exec_status(chan)
         finally:
-            chan.close()
+            close_quietly(chan)
         if status != 0:
             raise OSError(stderr.strip() or f"cat exited with status {status}")
 
@@ -226,7 +225,7 @@ class BoardFiles:
                 handle.write(data)
             status, stderr = self._exec_status(chan)
         finally:
-            chan.close()
+            close_quietly(chan)
         if status != 0:
             if "No such file" in stderr:
                 raise FileNotFoundError(remote_path)
@@ -271,8 +270,7 @@ class BoardFiles:
     def _close_sftp(self) -> None:
         """Run by the connection's drop, before it closes."""
         if self._sftp is not None:
-            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                self._sftp.close()
+            close_quietly(self._sftp)
             self._sftp = None
 
     # ------------------------------------------------------------------ checks on the board
