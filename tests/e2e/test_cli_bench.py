@@ -200,3 +200,20 @@ def test_console_script_version_help_and_debug(tmp_path):
         capture_output=True, text=True,
     )
     assert proc.returncode == ExitStatus.BAD_INPUT and "Traceback" in proc.stderr
+
+
+# What `farm bench --no-report` must not load: the HTML report's code (jinja2, the charts), the fleet's.
+# Every module a bench imports is startup time paid on each run (issue 17's local row).
+NOT_FOR_A_BENCH = ("jinja2", "orchestrator.report.context", "orchestrator.report.render", "orchestrator.fleet")
+
+
+def test_a_bench_without_a_report_does_not_load_the_report_code(db_url, digits_model):
+    script = (
+        "import sys\n"
+        "from orchestrator.cli import main\n"
+        f"code = main(['bench', *{FAST!r}, '--model', {str(digits_model)!r}, '--db', {db_url!r}, '--no-report'])\n"
+        f"print(code, [m for m in {NOT_FOR_A_BENCH!r} if m in sys.modules])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "0 []"
