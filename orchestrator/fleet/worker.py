@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import faulthandler
 import os
 import platform
 import secrets
@@ -50,6 +51,7 @@ from orchestrator.settings import BenchSettings
 from orchestrator.store import open_store
 
 Event = Callable[[str, dict[str, Any]], None]
+STOP_DIAGNOSIS_AFTER_S = 30  # SIGTERM to exit; past it the worker prints where it waits
 MAX_ATTEMPTS = 20  # database errors and worker shutdowns retry a job; stalls are recovered apart
 ABORT_POLL_S = 0.2  # how often a running job looks at procrastinate's in-memory abort flag
 CELLS_CACHE_RUNS = 8  # runs whose rebuilt cells a worker keeps (several boards of a run share them)
@@ -291,6 +293,7 @@ def run_worker(config: WorkerConfig, on_event: Event = lambda kind, info: None) 
             except StoreError:
                 pass
     finally:
+        faulthandler.cancel_dump_traceback_later()
         store.close()
 
 
@@ -311,8 +314,16 @@ async def _serve(app, store, executor: JobExecutor, config: WorkerConfig, queues
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=config.concurrency + 4,
                                                                     thread_name_prefix="farm-job"))
     stopping = asyncio.Event()
+
+    def stop_requested() -> None:
+        if not stopping.is_set():
+            # A stop should take seconds; one that hangs prints every thread's stack to stderr
+            # (the worker's log) so the wait can be found. Disarmed when run_worker returns.
+            faulthandler.dump_traceback_later(STOP_DIAGNOSIS_AFTER_S)
+        stopping.set()
+
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
+        loop.add_signal_handler(signum, stop_requested)
     lost_since: float | None = None
     delay_s = 1.0
     while not stopping.is_set():  # one pass per procrastinate worker; bounded by outage_wait_s when it fails

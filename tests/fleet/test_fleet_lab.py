@@ -132,7 +132,7 @@ def test_a_postgresql_restart_mid_run_keeps_every_result_a_worker_measured(fleet
     # the worker reconnected and serves again: a new run goes through
     again = fleet.submit(fleet_inventory, *FAST, "-m", str(digits_model), "-l", boards[0])
     assert fleet.run("runs", "wait", again, "--db", fleet.db_url, "--timeout", "120").returncode == ExitStatus.OK
-    assert fleet.stop(worker) == 0
+    assert fleet.stop(worker) == 0, fleet.log_of(worker)[-5000:]
 
 
 def test_queue_cancel_stops_a_waiting_and_a_running_run_cleanly(fleet, fleet_inventory, fleet_lab, digits_model):
@@ -174,4 +174,4 @@ def test_queue_cancel_stops_a_waiting_and_a_running_run_cleanly(fleet, fleet_inv
     after = fleet.submit(fleet_inventory, *FAST, "-m", str(digits_model), "-l", board.name)
     assert fleet.run("runs", "wait", after, "--db", fleet.db_url, "--timeout", "120").returncode == ExitStatus.OK
     assert stored_cells(fleet.db_url, running) == stored  # nothing measured for the cancelled run since
-    assert fleet.stop(worker) == 0
+    assert fleet.stop(worker) == 0, fleet.log_of(worker)[-5000:]

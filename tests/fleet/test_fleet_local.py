@@ -52,7 +52,7 @@ def test_runs_wait_exits_with_the_code_farm_bench_exits_with(fleet, tmp_path, di
     assert "gate" in regressed[2] and "regressed" in regressed[2]
     failures = list(ET.parse(junit).getroot().iter("failure"))  # written by runs wait, last
     assert len(failures) == 1 and "regress" in (failures[0].get("message") or "").lower()
-    assert fleet.stop(worker) == 0
+    assert fleet.stop(worker) == 0, fleet.log_of(worker)[-5000:]
 
 
 @pytest.mark.parametrize("args, status, text", [
@@ -156,4 +156,4 @@ def test_a_board_the_workers_inventory_lacks_fails_with_a_message_naming_both(fl
     assert rows["ghost"]["status"] == "failed" and rows["ghost"]["error_kind"] == "unreachable"
     assert "worker partial has no board named 'ghost'" in rows["ghost"]["error_message"]
     assert "queue 'lab-x'" in rows["ghost"]["error_message"]
-    assert fleet.stop(worker) == 0
+    assert fleet.stop(worker) == 0, fleet.log_of(worker)[-5000:]
