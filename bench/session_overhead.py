@@ -19,6 +19,9 @@ alike):
    started with the interpreter itself and not counted), for 1 and for 3 cells, before and after.
 7. Worker start: exec (a fresh `python`, what farm does) vs fork from a parent with numpy and
    onnxruntime imported: time to a loaded model and 5 inferences, and the worker's VmHWM.
+8. The floor (in the local row's rounds): a bare `python -c pass`, and importing the libraries a farm
+   controller is built on (CONTROLLER_LIBRARIES); from them, the lowest ratio any controller built on
+   them could reach in rows 1 and 2.
 
 "Before" is commit 6d7d638 (the session's base) run from a worktree of it (`--base`, default
 /work/wt/session-base: `git worktree add --detach /work/wt/session-base 6d7d638`); "after" is
@@ -57,6 +60,12 @@ BASE_COMMIT = "6d7d638"
 BOARDS = 16
 QUOTA_CORES = 0.2
 MODEL_NAME = "yolo_timing.onnx"
+# The fixed cost no farm controller can shed: a Python start, and importing the libraries the
+# product card and DESIGN.md fix for it (typer + rich for the CLI, pydantic for validation,
+# SQLAlchemy for the store; numpy for the statistics of every verdict).
+CONTROLLER_LIBRARIES = ("typer", "rich.console", "rich.table", "pydantic", "sqlalchemy.orm", "numpy")
+FLOOR_START = "floor: python start"
+FLOOR_LIBRARIES = "floor: controller libraries"
 
 
 # ------------------------------------------------------------------------------------ child modes
@@ -291,6 +300,9 @@ def run(state, groups, tmp: Path, base: Path, rounds: int, quick: bool) -> dict[
         local.add(f"farm {version}", farm(version, "-m", str(model), "--runs", "100", "--min-seconds", "0",
                                           "--warmup", "10", "--threads", "1"))
     local.add("bare loop", lambda: timed([sys.executable, "-c", BARE_LOOP, str(model), "100", "10"], env=env_common))
+    local.add(FLOOR_START, lambda: timed([sys.executable, "-c", "pass"], env=env_common))
+    local.add(FLOOR_LIBRARIES, lambda: timed([sys.executable, "-c", f"import {', '.join(CONTROLLER_LIBRARIES)}"],
+                                             env=env_common))
     local.add("benchmark_app", lambda: timed([benchmark_app, "-m", str(model), "-niter", "100", "-nthreads", "1",
                                               "-api", "sync", "-d", "CPU", "-hint", "none"], env=env_common, cwd=tmp))
     one = Arms()
@@ -399,6 +411,17 @@ def summarize(local: Arms, one: Arms, many: Arms, quota: Arms, counts: dict, wor
     if not quick:
         row(f"{BOARDS} SSH boards, push + 20 runs", many, ["fabric"], "≤ 1.0×")
     row(f"1 SSH board at {QUOTA_CORES:g} core, push + 20 runs", quota, ["fabric"], "—")
+    start_s, libraries_s = median(local.wall[FLOOR_START]), median(local.wall[FLOOR_LIBRARIES])
+    bare_s = median(local.wall["bare loop"])
+    fabric_s = median(one.wall["fabric"])
+    floor = {
+        "python_start_s": round(start_s, 3), "controller_libraries_s": round(libraries_s, 3),
+        # the worker does the bare loop's work; before it, a controller that imports its libraries
+        # and an agent that starts (validation comes before any board is touched)
+        "local_ratio_bound": round((bare_s + libraries_s + start_s) / bare_s, 2),
+        # fabric imports paramiko too: farm adds its other libraries at least
+        "ssh_ratio_bound": round((fabric_s + libraries_s - start_s) / fabric_s, 2),
+    }
     exec_s = median([t for t, _ in workers["exec"]])
     fork_s = median([t for t, _ in workers["fork"]])
     exec_rss = median([r for _, r in workers["exec"]])
@@ -406,7 +429,7 @@ def summarize(local: Arms, one: Arms, many: Arms, quota: Arms, counts: dict, wor
     summary = {
         "date": time.strftime("%Y-%m-%d"), "rounds": rounds, "load_1min_at_start": round(load, 1),
         "machine": f"{os.cpu_count()} cores, {platform.platform()}, Python {platform.python_version()}",
-        "rows": rows, "channels_and_starts": counts,
+        "rows": rows, "channels_and_starts": counts, "floor": floor,
         "worker_start": {"exec_s": round(exec_s, 3), "fork_s": round(fork_s, 3),
                          "exec_peak_rss_bytes": int(exec_rss), "fork_peak_rss_bytes": int(fork_rss)},
     }
@@ -419,7 +442,7 @@ def render(summary: dict[str, Any]) -> str:
              "|---|---:|---:|---|---:|---:|---|"]
     for entry in summary["rows"]:
         peers = [name for name in entry if name not in ("work", "goal", "farm before", "farm after")
-                 and not name.startswith("ratio_")]
+                 and not name.startswith(("ratio_", "floor: "))]
         peer_text = "; ".join(f"{p} {entry[p]['wall_s']:.2f} s" for p in peers)
         ratios = {v: " / ".join(f"{entry[f'ratio_{v}'][p]:.2f}×" for p in peers) for v in ("before", "after")}
         lines.append(f"| {entry['work']} | {entry['farm before']['wall_s']:.2f} s | {entry['farm after']['wall_s']:.2f} s | "
@@ -437,6 +460,15 @@ def render(summary: dict[str, Any]) -> str:
                        ("connections", "SSH connections")):
         lines.append(f"| {label} | " + " | ".join(str(counts[f"{v}/{c}"][key]) for v in ("before", "after")
                                                   for c in (1, 3)) + " |")
+    floor = summary["floor"]
+    lines += ["", "| the fixed cost under every farm run | wall |", "|---|---:|",
+              f"| Python start (`python -c pass`) | {floor['python_start_s']:.3f} s |",
+              f"| controller libraries (`import {', '.join(CONTROLLER_LIBRARIES)}`) | "
+              f"{floor['controller_libraries_s']:.3f} s |",
+              f"| lowest possible local ratio: (bare loop + libraries + agent start) / bare loop | "
+              f"{floor['local_ratio_bound']:.2f}× (goal ≤ 1.5×) |",
+              f"| lowest possible 1-board ratio: (fabric + libraries − start) / fabric | "
+              f"{floor['ssh_ratio_bound']:.2f}× (goal ≤ 1.3×) |"]
     w = summary["worker_start"]
     lines += ["", "| worker start (yolo_timing: load + 5 runs) | time | peak RSS (VmHWM) |", "|---|---:|---:|",
               f"| exec (fresh python; what farm does) | {w['exec_s']:.3f} s | {w['exec_peak_rss_bytes'] / 2**20:.1f} MiB |",
