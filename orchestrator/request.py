@@ -115,10 +115,10 @@ class SuitePlan:
 
 
 def apply_suite(request: BenchRequest) -> tuple[BenchRequest, SuitePlan]:
-    """A request with the suite's models, datasets, variants, boards and settings filled in.
+    """A request with the suite's models, datasets, variants, boards, settings and sweep filled in.
 
-    The suite's settings lie over the command line's; its baseline and latency threshold apply
-    unless --baseline / --fail-on-regression are given.
+    The suite's settings and swept lists lie over the command line's; its baseline and latency
+    threshold apply unless --baseline / --fail-on-regression are given.
     """
     from orchestrator.suite import load_suite
 
@@ -132,9 +132,10 @@ def apply_suite(request: BenchRequest) -> tuple[BenchRequest, SuitePlan]:
         inventory=str(suite.boards.inventory) if suite.boards.inventory else request.inventory,
         limit=request.limit or suite.boards.limit,
         forks=suite.boards.forks or request.forks,
-        settings=suite.bench_settings(base=request.settings),
         baseline=request.baseline or suite.baseline,
     )
+    settings, sweep = suite.with_sweep(suite.bench_settings(base=request.settings), request.sweep)
+    request = dataclasses.replace(request, settings=settings, sweep=sweep)
     shapes = {name: tuple(m.shapes) for name, m in zip(names, suite.models) if m.shapes}
     return request, SuitePlan(names, shapes, suite.thresholds.latency_pct, suite.thresholds.memory_pct,
                               sets_repeats="repeats" in suite.settings.given())

@@ -21,6 +21,9 @@
       cooldown_s: 10
       runtime: openvino                    # and providers: [GPU, CPU], provider_options:
                                            # {CPU: {INFERENCE_PRECISION_HINT: f32}}, strict: true
+    sweep:                                 # optional: lists measured as one cell per combination
+      threads: [1, 2, 4]                   # (orchestrator.sweep; a field swept here is not in settings:)
+      batch: [1, 8]                        # and runtime: [onnxruntime, openvino], providers: [[GPU, CPU], [CPU]]
     baseline: latest                       # latest | tag:NAME | a run id
     thresholds:
       latency_pct: 5                       # fail the gate on a significant >= 5 % slower median
@@ -40,9 +43,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from orchestrator.errors import BadInputError
 from orchestrator.settings import DIMS_RE, MAX_FORKS, SHAPE_RE, BenchSettings, SuiteSettings, Thresholds
+from orchestrator.sweep import SWEPT_FIELDS, Sweep, SweepValueError
 from orchestrator.yaml_lines import LineMap, describe_value, did_you_mean, error_line, read_yaml_with_lines
 
-__all__ = ["Suite", "SuiteBoards", "SuiteModel", "SuiteSettings", "Thresholds", "load_suite"]
+__all__ = ["Suite", "SuiteBoards", "SuiteModel", "SuiteSettings", "SuiteSweep", "Thresholds", "load_suite"]
 
 _VARIANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(?::(?P<amount>[^\s:]+))?$")
 _MAX_PROBLEMS = 20
@@ -129,12 +133,31 @@ class SuiteBoards(_Strict):
         return value
 
 
+class SuiteSweep(_Strict):
+    """A suite's `sweep:`: the lists `--threads 1,2`, `--batch 1,8`, `--runtime a,b` and repeated
+    `--providers` give on the command line, by their BenchSettings field names (orchestrator.sweep)."""
+
+    threads: list[int] = []
+    batch: list[int] = []
+    runtime: list[str] = []
+    providers: list[list[str]] = []
+
+    def as_sweep(self) -> Sweep:
+        return Sweep(tuple(self.threads), tuple(self.batch), tuple(self.runtime),
+                     tuple(tuple(p) for p in self.providers))
+
+    def given(self) -> list[str]:
+        """The settings swept, by name."""
+        return [name for name in SuiteSweep.model_fields if getattr(self, name)]
+
+
 class Suite(_Strict):
     path: Path
     models: list[SuiteModel] = Field(min_length=1)
     variants: list[str] = ["fp32"]
     boards: SuiteBoards = SuiteBoards()
     settings: SuiteSettings = SuiteSettings()
+    sweep: SuiteSweep = SuiteSweep()
     baseline: str | None = None
     thresholds: Thresholds = Thresholds()
 
@@ -190,8 +213,23 @@ class Suite(_Strict):
                                 "(with the command line's settings)") from None
 
 
+    def with_sweep(self, settings: BenchSettings, given: Sweep) -> tuple[BenchSettings, Sweep]:
+        """`settings` and the command line's sweep `given` with the suite's `sweep:` over them:
+        each list the suite sweeps replaces the command line's, and the settings take its first
+        value (as the command line's do; the sweep holds the rest)."""
+        mine = self.sweep.as_sweep()
+        sweep = Sweep(**{name: getattr(mine, name) or getattr(given, name) for name in SWEPT_FIELDS})
+        firsts = {field: getattr(mine, name)[0] for name, field in SWEPT_FIELDS.items() if getattr(mine, name)}
+        settings = settings.replace(**firsts) if firsts else settings
+        try:
+            return settings, sweep.checked(settings)
+        except SweepValueError as exc:  # load_suite checked the suite's values alone: a clash with the command line's
+            raise BadInputError(f"{self.path}: sweep.{exc.field} {exc} (with the command line's settings)") from None
+
+
 _MODELS_BY_FIELD: dict[str, type[BaseModel]] = {
     "models": SuiteModel, "boards": SuiteBoards, "settings": SuiteSettings, "thresholds": Thresholds,
+    "sweep": SuiteSweep,
 }
 
 
@@ -217,9 +255,25 @@ def load_suite(path: Path | str) -> Suite:
             problems.append((line, f"models[{index}]: two models are named {model.model_name!r} "
                                    f"({seen[model.model_name]} and {model.path}): give one a different 'name'"))
         seen.setdefault(model.model_name, model.path)
+    problems += _sweep_problems(suite, data)
     if problems:
         _fail(path, problems)
     return suite
+
+
+def _sweep_problems(suite: Suite, data: LineMap) -> list[tuple[int, str]]:
+    """A swept setting also set in `settings:`, or a swept value BenchSettings refuses."""
+    problems = []
+    set_too = [name for name in suite.sweep.given() if name in suite.settings.given()]
+    for name in set_too:
+        problems.append((error_line(data, ("sweep", name), data.line),
+                         f"sweep.{name} is set in settings: too: give it in one place (one value: settings, "
+                         "several: sweep)"))
+    try:
+        suite.sweep.as_sweep().checked(BenchSettings())
+    except SweepValueError as exc:
+        problems.append((error_line(data, ("sweep", exc.field), data.line), f"sweep.{exc.field} {exc}"))
+    return problems
 
 
 def _fail(path: Path, problems: list[tuple[int, str]]) -> NoReturn:

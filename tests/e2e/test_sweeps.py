@@ -144,3 +144,21 @@ def test_the_samples_export_tells_a_sweeps_points_apart(tmp_path, db_url):
     for sweep, rows in frame.groupby("sweep"):
         assert set(rows["result_id"]) == {stored[sweep]["result_id"]}
         assert list(rows["sample"]) == list(range(len(rows)))  # one sequence per point, not two mixed
+
+
+def test_a_suite_declares_a_sweep_and_its_run_resumes_without_the_suite(tmp_path, db_url, digits_model):
+    suite = tmp_path / "nightly.yaml"
+    suite.write_text(f"models: [{{path: {digits_model}}}]\n"
+                     "settings: {runs: 20, min_seconds: 0, warmup: 1, sample_interval_s: 0}\n"
+                     "sweep: {threads: [1, 2]}\n")
+    assert main(["bench", "--db", db_url, "--no-report", "--suite", str(suite), "--threads", "4"]) == ExitStatus.OK
+    records = open_store(db_url).export_records("latest")
+    assert sorted((r["threads"], r["sweep"]) for r in records) == [(1, "threads=1"), (2, "threads=2")]
+    # the plan keeps the suite's sweep: a resume measures the same points, with no suite named
+    run_id = records[0]["run_id"]
+    with sqlite3.connect(str(tmp_path / "farm.db")) as conn:
+        conn.execute("UPDATE results SET status = 'failed', error_kind = 'interrupted' WHERE run_id = ? AND "
+                     "settings_hash = ?", (run_id, records[1]["settings_hash"]))
+    assert main(["bench", "--db", db_url, "--no-report", "--resume", run_id]) == ExitStatus.OK
+    after = open_store(db_url).export_records(run_id)
+    assert sorted((r["threads"], r["status"]) for r in after) == [(1, "ok"), (2, "ok")]

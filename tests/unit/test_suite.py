@@ -161,3 +161,37 @@ def test_absolute_and_home_paths(suite_dir, monkeypatch):
                                        "  - path: ~/models/yolo_timing.onnx\n")
     suite = load_suite(path)
     assert suite.models[1].path == suite_dir / "models" / "yolo_timing.onnx"
+
+
+def test_a_suites_sweep_lies_over_the_command_lines_lists(suite_dir):
+    from orchestrator.sweep import Sweep
+
+    path = write(suite_dir, """\
+        models: [{path: models/digits_mlp.onnx}]
+        settings: {runs: 50}
+        sweep:
+          threads: [2, 1]
+          providers: [[CPU], [CPU, CPU]]
+        """)
+    suite = load_suite(path)
+    assert suite.sweep.given() == ["threads", "providers"]
+    given = Sweep(threads=(4, 8), batch=(1, 8))  # the command line's lists
+    settings, sweep = suite.with_sweep(suite.bench_settings(), given)
+    assert (sweep.threads, sweep.batch) == ((2, 1), (1, 8))  # the suite's threads, the command line's batch
+    assert sweep.providers == (("CPU",), ("CPU", "CPU"))
+    assert (settings.threads, settings.providers, settings.min_runs) == (2, ("CPU",), 50)  # the first point
+
+
+@pytest.mark.parametrize("sweep, message", [
+    ("{threads: [1, 2]}\nsettings: {threads: 4}", "sweep.threads is set in settings: too"),
+    ("{threads: [-1, 2]}", "sweep.threads -1:"),
+    ("{threads: [2, 2]}", "sweep.threads lists a value twice"),
+    ("{runtime: [onnxruntime, no-such-runtime]}", "sweep.runtime no-such-runtime"),
+    ("{thread: [1, 2]}", "unknown key 'thread' in sweep (did you mean 'threads'?)"),
+    ("{batch: 8}", "sweep.batch must be a list"),
+])
+def test_a_bad_sweep_is_named_with_its_line(suite_dir, sweep, message):
+    path = write(suite_dir, "models: [{path: models/digits_mlp.onnx}]\nvariants: [fp32]\nsweep: " + sweep + "\n")
+    text = problems(path)
+    assert message in text, text
+    assert f"{path}:3: " in text, text
