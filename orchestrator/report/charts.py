@@ -282,12 +282,18 @@ def _tradeoff_xy(points: Sequence[OverviewRow], with_accuracy: bool) -> tuple[li
 def history_figures(
     history: Mapping[tuple[str, str, str], list[HistoryPoint]], current_run_id: str
 ) -> list[Figure]:
-    """Per model: the median latency of each board × variant over the runs that measured it."""
+    """Per model: the median latency of each board × variant (× sweep point: the key's label)
+    over the runs that measured it."""
     if not history:
         return []
-    keys = sorted(history, key=lambda k: (k[1], k[0], variant_sort_key(k[2])))
+
+    def order(key: tuple[str, str, str]) -> tuple:
+        return (variant_sort_key(history[key][0].variant), key[2])
+
+    keys = sorted(history, key=lambda k: (k[1], k[0], order(k)))
     models = list(dict.fromkeys(k[1] for k in keys))
-    variant_colour = colours(sorted({k[2] for k in keys}, key=variant_sort_key))
+    labels = {k[2]: order(k) for k in keys}
+    variant_colour = colours(sorted(labels, key=labels.__getitem__))
     figures = []
     for index, model in enumerate(models):
         model_keys = [k for k in keys if k[1] == model]

@@ -162,3 +162,32 @@ def test_a_suite_declares_a_sweep_and_its_run_resumes_without_the_suite(tmp_path
     assert main(["bench", "--db", db_url, "--no-report", "--resume", run_id]) == ExitStatus.OK
     after = open_store(db_url).export_records(run_id)
     assert sorted((r["threads"], r["status"]) for r in after) == [(1, "ok"), (2, "ok")]
+
+
+def test_the_reports_history_has_a_line_per_point_of_a_sweep(tmp_path, db_url, digits_model):
+    from orchestrator.report import build_context
+
+    args = ["bench", *FAST, "--db", db_url, "-m", str(digits_model), "--threads", "1,2"]
+    assert main(args) == ExitStatus.OK
+    assert main(args) == ExitStatus.OK
+    store = open_store(db_url)
+    by_point = {}
+    for run in store.list_runs():
+        for record in store.export_records(run["run_id"]):
+            by_point.setdefault(record["sweep"], []).append(round(record["latency_ms_p50"], 6))
+    [figure] = build_context(store, "latest")["figures"]["history"]
+    lines = {trace["name"]: trace["y"] for trace in figure.data}
+    assert set(lines) == {"fp32 · threads=1", "fp32 · threads=2"}  # before: one line, the first point
+    for point, line in lines.items():
+        assert sorted(line) == sorted(by_point[point.split(" · ")[1]])  # each line holds its own point's medians
+
+
+def test_the_reports_history_draws_no_line_that_would_mix_the_points_of_a_shape_sweep(tmp_path, db_url):
+    from orchestrator.report import build_context
+
+    model = model_factory.dynamic_image_conv(tmp_path / "textdet.onnx")
+    args = ["bench", *FAST, "--db", db_url, "-m", str(model), "--shape", "x=1x3x32x32,1x3x64x48"]
+    assert main(args) == ExitStatus.OK
+    assert main(args) == ExitStatus.OK
+    # the stored history cannot tell two shapes apart (same identity): no line rather than a mixed one
+    assert build_context(open_store(db_url), "latest")["figures"]["history"] == []
