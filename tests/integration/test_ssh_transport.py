@@ -405,9 +405,8 @@ def test_a_wrong_key_fails_as_auth(connect, tmp_path):
 # ---------------------------------------------------------------------- ProxyJump and ssh config
 
 
-def test_proxy_jump_goes_through_the_jump_host(connect, lab, tcp_proxy, tmp_path):
-    # The jump host (jetson-nano-1) is reached through a counting proxy; the target (rpi4-1)
-    # directly by address. If the target's bytes cross the proxy, the tunnel was used.
+def _through_a_counting_jump_host(connect, lab, tcp_proxy, tmp_path):  # noqa: ANN001, ANN202 - fixtures
+    """rpi4-1 reached through jetson-nano-1, which is reached through a counting proxy."""
     jump = next(b for b in lab.boards if b.name == "jetson-nano-1")
     proxy = tcp_proxy((jump.address, jump.port))
     known_hosts = tmp_path / "known_hosts"
@@ -416,6 +415,13 @@ def test_proxy_jump_goes_through_the_jump_host(connect, lab, tcp_proxy, tmp_path
     )
     transport = connect("rpi4-1", proxy_jump=f"{BOARD_USER}@127.0.0.1:{proxy.port}",
                         known_hosts_file=str(known_hosts))
+    return transport, proxy
+
+
+def test_proxy_jump_goes_through_the_jump_host(connect, lab, tcp_proxy, tmp_path):
+    # The jump host (jetson-nano-1) is reached through a counting proxy; the target (rpi4-1)
+    # directly by address. If the target's bytes cross the proxy, the tunnel was used.
+    transport, proxy = _through_a_counting_jump_host(connect, lab, tcp_proxy, tmp_path)
     result = transport.run([transport._board.python, "-c", "print('x' * 300000)"], 20)
     assert result.stdout == "x" * 300000 + "\n"
     assert proxy.bytes_to_client > 300000
@@ -428,14 +434,7 @@ def test_proxy_jump_goes_through_the_jump_host(connect, lab, tcp_proxy, tmp_path
 def test_a_dead_jump_link_closes_cleanly_and_the_next_command_connects_again(connect, lab, tcp_proxy, tmp_path):
     # The board's socket is a channel of the jump host's connection: closing it talks to the jump
     # host. When that link has died, close must still finish (it raised EOFError in CI's teardown).
-    jump = next(b for b in lab.boards if b.name == "jetson-nano-1")
-    proxy = tcp_proxy((jump.address, jump.port))
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(
-        lab.known_hosts_path.read_text() + _known_hosts_line(lab, jump.name, f"[127.0.0.1]:{proxy.port}")
-    )
-    transport = connect("rpi4-1", proxy_jump=f"{BOARD_USER}@127.0.0.1:{proxy.port}",
-                        known_hosts_file=str(known_hosts))
+    transport, proxy = _through_a_counting_jump_host(connect, lab, tcp_proxy, tmp_path)
     assert transport.run(["echo", "before"], 20).stdout == "before\n"
     proxy.cut_all()
     transport.close()
