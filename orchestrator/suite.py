@@ -212,7 +212,6 @@ class Suite(_Strict):
             raise BadInputError(f"{self.path}: settings {problem['msg'].removeprefix('Value error, ')} "
                                 "(with the command line's settings)") from None
 
-
     def with_sweep(self, settings: BenchSettings, given: Sweep) -> tuple[BenchSettings, Sweep]:
         """`settings` and the command line's sweep `given` with the suite's `sweep:` over them:
         each list the suite sweeps replaces the command line's, and the settings take its first
@@ -223,7 +222,7 @@ class Suite(_Strict):
         settings = settings.replace(**firsts) if firsts else settings
         try:
             return settings, sweep.checked(settings)
-        except SweepValueError as exc:  # load_suite checked the suite's values alone: a clash with the command line's
+        except SweepValueError as exc:  # load_suite checked the suite's values alone
             raise BadInputError(f"{self.path}: sweep.{exc.field} {exc} (with the command line's settings)") from None
 
 

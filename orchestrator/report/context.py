@@ -154,8 +154,8 @@ def build_context(
 
     ok_rows = [r for r in rows if r.ok]
     results_by_id = {r["result_id"]: r for r in results}
-    past = latency_history(store, run, {(r.board, r.model, r.label): (r.variant, identity_of(results_by_id[r.result_id]))
-                                        for r in ok_rows}, history) if history else {}
+    lines = {(r.board, r.model, r.label): (r.variant, identity_of(results_by_id[r.result_id])) for r in ok_rows}
+    past = latency_history(store, run, lines, history) if history else {}
     thermal = timeseries.has_thermal_data(series)
     profiles = profile_sections(results, base_results)  # farm bench --profile: where the time went
     figures: dict[str, list[Figure]] = {

@@ -202,7 +202,7 @@ class BoardConnection:
         try:
             load_known_hosts(client, self.name, self._known_hosts)
         except BadInputError:
-            close_clients([client])
+            close_quietly(client)
             close_quietly(sock)
             raise
         client.set_missing_host_key_policy(
@@ -210,7 +210,7 @@ class BoardConnection:
         )
         usable_keys = [path for path in identity_files if os.path.isfile(os.path.expanduser(path))]
         if identity_files and not usable_keys and self._board.identity_file:
-            close_clients([client])
+            close_quietly(client)
             close_quietly(sock)
             raise TransportError(
                 f"{self.name}: identity file {self._board.identity_file} not found", kind="auth"
@@ -238,7 +238,7 @@ class BoardConnection:
                 transport_factory=transport_factory,
             )
         except BaseException as exc:
-            close_clients([client])
+            close_quietly(client)
             close_quietly(sock)
             if isinstance(exc, (TransportError, KeyboardInterrupt, SystemExit)):
                 raise
