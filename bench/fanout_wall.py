@@ -64,7 +64,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -279,27 +279,37 @@ def main() -> None:
     fanouts = (1, 4) if args.quick else (1, 4, BOARDS)
     stage_reps = 2 if args.quick else 5
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _on_signal)
-    problems = lab_mod.missing_prerequisites()
-    if problems:
-        raise SystemExit("the fan-out benchmark needs a lab: " + " ".join(problems))
-    pid = os.getpid()
-    lab_dir = Path(f"/var/lib/farm-lab-bench-{pid}")
-    groups: BoardCpuGroups | None = None
-    try:
-        state = lab_mod.lab_up(lab_dir, ["unlimited"], max(fanouts), first_address=f"127.78.{pid % 250 + 1}.11",
-                               venv_dir=BOARD_VENV)
-        if not state.limits_enforced:
-            raise SystemExit(f"the fan-out benchmark needs cgroup v1 CPU quotas: {state.limits_note}")
-        groups = BoardCpuGroups(state, args.cgroups)
-        groups.setup(BOARD_CPU_QUOTA_CORES)
+    with quota_lab("bench", max(fanouts), 78, BOARD_CPU_QUOTA_CORES, args.cgroups) as (state, groups):
         with tempfile.TemporaryDirectory(prefix="farm-fanout-") as tmp:
             store = open_store(f"sqlite:///{tmp}/bench.db")
             try:
                 run(state, store, groups, rounds, fanouts, stage_reps)
             finally:
                 store.close()
+
+
+@contextlib.contextmanager
+def quota_lab(name: str, boards: int, address_block: int, quota_cores: float,
+              cgroups: str = "own") -> Iterator[tuple[lab_mod.LabState, BoardCpuGroups]]:
+    """`boards` unlimited lab boards in /var/lib/farm-lab-<name>-<pid> on 127.<address_block>.<n>.11…,
+    each in a cpu cgroup with a `quota_cores` quota (BoardCpuGroups, `cgroups` mode); taken down at
+    the end, also on SIGTERM/SIGHUP (they raise Interrupted)."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
+    problems = lab_mod.missing_prerequisites()
+    if problems:
+        raise SystemExit("this benchmark needs a lab: " + " ".join(problems))
+    pid = os.getpid()
+    lab_dir = Path(f"/var/lib/farm-lab-{name}-{pid}")
+    groups: BoardCpuGroups | None = None
+    try:
+        state = lab_mod.lab_up(lab_dir, ["unlimited"], boards, first_address=f"127.{address_block}.{pid % 250 + 1}.11",
+                               venv_dir=BOARD_VENV)
+        if not state.limits_enforced:
+            raise SystemExit(f"this benchmark needs cgroup v1 CPU quotas: {state.limits_note}")
+        groups = BoardCpuGroups(state, cgroups)
+        groups.setup(quota_cores)
+        yield state, groups
     finally:
         try:
             lab_mod.lab_down(lab_dir, remove_files=True)

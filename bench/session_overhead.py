@@ -42,7 +42,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -206,38 +205,16 @@ def main() -> None:
         raise SystemExit(f"{args.base} is not a checkout: git worktree add --detach {args.base} {BASE_COMMIT}")
     rounds = 2 if args.quick else args.rounds
 
-    from fanout_wall import BoardCpuGroups, Interrupted, _on_signal  # noqa: F401 - the same lab cgroups
+    from fanout_wall import quota_lab
 
-    from orchestrator import lab as lab_mod
-
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _on_signal)
-    problems = lab_mod.missing_prerequisites()
-    if problems:
-        raise SystemExit("this benchmark needs a lab: " + " ".join(problems))
-    pid = os.getpid()
-    lab_dir = Path(f"/var/lib/farm-lab-session-{pid}")
-    groups = None
-    try:
-        state = lab_mod.lab_up(lab_dir, ["unlimited"], BOARDS, first_address=f"127.81.{pid % 250 + 1}.11",
-                               venv_dir=Path("/var/lib/farm-lab-test-venv"))
-        if not state.limits_enforced:
-            raise SystemExit(f"this benchmark needs cgroup v1 CPU quotas: {state.limits_note}")
-        groups = BoardCpuGroups(state, "own")
-        groups.setup(QUOTA_CORES)
+    with quota_lab("session", BOARDS, 81, QUOTA_CORES) as (state, groups):
         for board in state.boards:
-            groups.set_quota(board.name, None)
+            groups.set_quota(board.name, None)  # no quota but in row 5
         with tempfile.TemporaryDirectory(prefix="farm-session-bench-") as tmp:
             results = run(state, groups, Path(tmp), args.base, rounds, args.quick)
         print(json.dumps(results))
         if args.write_results:
             write_results(results, rounds, args.quick)
-    finally:
-        try:
-            lab_mod.lab_down(lab_dir, remove_files=True)
-        finally:
-            if groups is not None:
-                groups.remove()
 
 
 def run(state, groups, tmp: Path, base: Path, rounds: int, quick: bool) -> dict[str, Any]:  # noqa: ANN001
