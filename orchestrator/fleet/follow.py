@@ -14,7 +14,7 @@ from typing import Any, Callable
 from orchestrator.errors import ExitStatus, FarmError, StoreError
 from orchestrator.fleet import state
 from orchestrator.fleet.gate import GateOptions, evaluate
-from orchestrator.fleet.manifest import FleetPlan
+from orchestrator.fleet.manifest import FleetPlan, settings_of_run
 
 DEFAULT_POLL_S = 2.0
 
@@ -141,9 +141,11 @@ def wait_for_run(store, run_id: str, *, timeout_s: float = 24 * 3600.0, poll_s: 
             f"again, or farm queue cancel {run_id}")
     rows = store.query_results(run_id)
     plan = FleetPlan.from_json(fleet.plan_json)
-    stored = {(r["board"], r["model"], r["variant"]) for r in rows}
-    missing = [(board, model, variant) for board in plan.board_names for model, variant in plan.cell_names()
-               if (board, model, variant) not in stored]
+    stored = {(r["board"], r["model"], r["variant"], r["settings_hash"]) for r in rows}
+    run_hash = settings_of_run(fleet.settings).settings_hash()
+    missing = list(dict.fromkeys(
+        (board, model, variant) for board in plan.board_names for model, variant, settings_hash in plan.cell_keys(run_hash)
+        if (board, model, variant, settings_hash) not in stored))
     options = GateOptions.from_json(fleet.gate_json).overridden(**(gate_overrides or {}))
     gate = None
     if status != "cancelled":

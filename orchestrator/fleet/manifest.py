@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from orchestrator.boards import Board
 from orchestrator.errors import BadInputError, StoreError
@@ -22,6 +22,7 @@ from orchestrator.fleet import artifacts
 from orchestrator.models import ModelFile
 from orchestrator.paths import farm_cache_dir
 from orchestrator.plan import Cell, ModelTask
+from orchestrator.settings import BenchSettings
 
 PLAN_FORMAT_VERSION = 1
 
@@ -57,9 +58,21 @@ class FleetPlan:
     def board_names(self) -> list[str]:
         return [b.name for b in self.boards]
 
-    def cell_names(self) -> list[tuple[str, str]]:
-        """(model, variant) of every cell, in plan order."""
-        return [(self.tasks[c["task"]]["model"]["name"], c["variant"]) for c in self.cells]
+    def cell_keys(self, run_settings_hash: str) -> list[tuple[str, str, str]]:
+        """(model, variant, settings hash) of every cell, in plan order: a sweep's points share a
+        model and variant, each has its own settings hash (`run_settings_hash`: the run's)."""
+        return [(self.tasks[c["task"]]["model"]["name"], c["variant"],
+                 run_settings_hash if c.get("settings") is None else _point_settings(c).settings_hash())
+                for c in self.cells]
+
+
+#: What a run's stored settings record holds besides its BenchSettings.
+_RUN_KEYS = ("boards", "models", "variants", "plan")
+
+
+def settings_of_run(stored: Mapping[str, Any]) -> BenchSettings:
+    """The BenchSettings a run was submitted with (its settings record, as orchestrator.resume reads it)."""
+    return BenchSettings.model_validate({k: v for k, v in stored.items() if k not in _RUN_KEYS})
 
 
 def check_submittable(tasks: Sequence[ModelTask]) -> None:
@@ -92,6 +105,9 @@ def build_plan(store, boards: Sequence[tuple[Board, str]], tasks: Sequence[Model
             "task": task_index[cell.model.name], "variant": cell.variant, "details": cell.variant_details,
             "build_error": cell.build_error, "runtime": cell.runtime, "file": None, "suffix": cell.variant_path.suffix,
             "weights": None, "weights_suffix": None,
+            # a sweep's point (orchestrator.sweep): its shapes, batch, settings and label
+            "shapes": list(cell.shapes), "batch": cell.batch,
+            "settings": None if cell.settings is None else cell.settings.record(), "sweep": cell.sweep,
         }
         if cell.build_error is None:
             entry["file"] = artifacts.put_file(store, cell.variant_path)
@@ -163,8 +179,16 @@ def materialize(store, plan: FleetPlan, cache_dir: Path | None = None) -> list[C
             weights_path = artifacts.fetch_file(store, entry["weights"], entry.get("weights_suffix") or ".bin", folder)
         cells.append(Cell(task.model, entry["variant"], variant_path, dict(entry.get("details") or {}),
                           build_error=entry.get("build_error"), dataset=task.dataset, reference_path=task.model.path,
-                          shapes=task.shapes, batch=task.batch, weights_path=weights_path, runtime=entry.get("runtime")))
+                          shapes=tuple(entry.get("shapes", task.shapes)), batch=int(entry.get("batch", task.batch)),
+                          weights_path=weights_path, runtime=entry.get("runtime"),
+                          settings=_point_settings(entry), sweep=str(entry.get("sweep") or "")))
     return cells
 
 
-__all__ = ["FleetPlan", "PlannedBoard", "build_plan", "check_submittable", "materialize"]
+def _point_settings(entry: Mapping[str, Any]) -> BenchSettings | None:
+    """A sweep point's own settings (None: the run's)."""
+    record = entry.get("settings")
+    return None if record is None else BenchSettings.model_validate(record)
+
+
+__all__ = ["FleetPlan", "PlannedBoard", "build_plan", "check_submittable", "materialize", "settings_of_run"]

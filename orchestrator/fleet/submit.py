@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any, Callable
 
 import orchestrator
-from orchestrator.errors import StoreError, UsageError
+from orchestrator.errors import StoreError
 from orchestrator.fleet import state
 from orchestrator.fleet.gate import GateOptions, resolve_at_submit
 from orchestrator.fleet.manifest import build_plan, check_submittable
@@ -39,6 +39,7 @@ def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = l
     """Queue a `BenchRequest` on the fleet (see the module docstring)."""
     from orchestrator.plan import plan_cells, plan_tasks
     from orchestrator.request import SuitePlan, apply_suite, resolve_boards, resolve_models
+    from orchestrator.sweep import expand_cells
     from orchestrator.variants import parse_variant_list
 
     url = require_postgresql(request.db_url, "farm submit")
@@ -47,14 +48,8 @@ def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = l
         request, plan = apply_suite(request)
     parse_variant_list(",".join(request.variants))  # unknown names fail before anything is built
     models = resolve_models(request.model_paths, plan.model_names)
-    batches = (request.settings.batch,) if request.settings.batch is not None else ()
-    if request.sweep.any:
-        raise UsageError("farm submit measures one point per cell: run a sweep (--threads 1,2, --batch 1,8, "
-                         "--runtime a,b, --providers given twice) with farm bench")
+    batches = request.sweep.batch or ((request.settings.batch,) if request.settings.batch is not None else ())
     tasks = plan_tasks(models, request.datasets, request.detection, request.settings.shapes, plan.shapes, batches)
-    if any(len(task.points) > 1 for task in tasks):
-        raise UsageError("farm submit measures one point per cell: run a shape sweep (several --shape values "
-                         "for one input) with farm bench")
     check_submittable(tasks)
     boards = resolve_boards(request.inventory, request.limit, False)  # names only: workers have their own keys
     queued = [(board, board_queue(board)) for board in boards]
@@ -66,7 +61,8 @@ def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = l
         gate_options = resolve_at_submit(store, gate_options, [b.name for b in boards], [m.name for m in models],
                                          [spec.text for spec in parse_variant_list(",".join(request.variants))])
         ensure_queue_schema(store)
-        cells = plan_cells(tasks, request.variants, request.calibration, on_event=on_event)
+        cells = expand_cells(plan_cells(tasks, request.variants, request.calibration, on_event=on_event), tasks,
+                             request.settings, request.sweep)  # a sweep: one cell per point, as farm bench
         fleet_plan = build_plan(store, queued, tasks, cells)
         settings_record = {  # what BenchRunner.run stores for a run, so reports and --resume read it alike
             **request.settings.record(),

@@ -43,11 +43,10 @@ from typing import Any, Callable, Mapping, Sequence
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError, StoreError, TransportError
 from orchestrator.fleet import state
-from orchestrator.fleet.manifest import FleetPlan, materialize
+from orchestrator.fleet.manifest import FleetPlan, materialize, settings_of_run
 from orchestrator.fleet.queue import TASK_NAME, board_queue, check_queue_name, ensure_queue_schema, make_app, \
     require_postgresql
 from orchestrator.result_spool import recover_spooled
-from orchestrator.settings import BenchSettings
 from orchestrator.store import open_store
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -55,7 +54,6 @@ STOP_DIAGNOSIS_AFTER_S = 30  # SIGTERM to exit; past it the worker prints where 
 MAX_ATTEMPTS = 20  # database errors and worker shutdowns retry a job; stalls are recovered apart
 ABORT_POLL_S = 0.2  # how often a running job looks at procrastinate's in-memory abort flag
 CELLS_CACHE_RUNS = 8  # runs whose rebuilt cells a worker keeps (several boards of a run share them)
-_RUN_KEYS = ("boards", "models", "variants", "plan")
 
 
 class WorkerStopping(Exception):
@@ -73,11 +71,6 @@ class WorkerConfig:
     stalled_after_s: float = 60.0  # a worker silent this long is dead: its jobs go back in the queue
     outage_wait_s: float = 300.0  # how long a lost database is waited for before the worker exits
     poll_s: float = 5.0  # looks for jobs this often even when no NOTIFY came
-
-
-def settings_of_run(stored: Mapping[str, Any]) -> BenchSettings:
-    """The BenchSettings a run was submitted with (its settings record, as orchestrator.resume reads it)."""
-    return BenchSettings.model_validate({k: v for k, v in stored.items() if k not in _RUN_KEYS})
 
 
 class JobExecutor:

@@ -71,12 +71,27 @@ def test_a_bad_submission_fails_at_submit_time_with_benchs_own_error(fleet, args
         assert store.list_runs() == []  # nothing queued
 
 
-@pytest.mark.parametrize("sweep", [["--threads", "1,2"], ["--batch", "1,2"]])
-def test_a_sweep_is_refused_at_submit_time_not_cut_to_its_first_point(fleet, digits_model, sweep):
-    submit = fleet.run("submit", "--db", fleet.db_url, "-m", str(digits_model), *sweep)
-    assert submit.returncode == ExitStatus.USAGE and "one point per cell" in submit.stderr
-    with open_store(fleet.db_url) as store:
-        assert store.list_runs() == []  # nothing queued
+def test_a_sweep_is_measured_point_by_point_as_farm_bench_measures_it(fleet, tmp_path):
+    worker = fleet.worker("local-worker", None, concurrency=1)
+    quick = ["--runs", "15", "--min-seconds", "0", "--warmup", "2", "--sample-interval", "0"]
+    mlp = model_factory.dynamic_batch_matmul(tmp_path / "mlp.onnx")
+    conv = model_factory.dynamic_image_conv(tmp_path / "textdet.onnx")
+    for args, points, fed in (
+        (["-m", str(mlp), "--threads", "1,2", "--batch", "1,8"],
+         {"batch=1, threads=1", "batch=1, threads=2", "batch=8, threads=1", "batch=8, threads=2"}, {"x=1x16", "x=8x16"}),
+        (["-m", str(conv), "--threads", "1", "--shape", "x=1x3x32x32,1x3x64x48"], {"x=1x3x32x32", "x=1x3x64x48"},
+         {"x=1x3x32x32", "x=1x3x64x48"}),
+    ):
+        run_id = fleet.submit(None, *quick, *args)
+        waited = fleet.run("runs", "wait", run_id, "--db", fleet.db_url, "--timeout", "240")
+        assert waited.returncode == ExitStatus.OK, waited.stderr[-3000:] + fleet.log_of(worker)[-3000:]
+        with open_store(fleet.db_url) as store:
+            records = store.export_records(run_id)
+        assert {r["sweep"] for r in records} == points and len(records) == len(points)
+        assert all(r["status"] == "ok" for r in records)
+        assert len({r["settings_hash"] for r in records}) == len(points)  # each point its own cell
+        assert {r["input_shapes"] for r in records} == fed  # what the worker's board was fed
+    assert fleet.stop(worker) == 0, fleet.log_of(worker)[-5000:]
 
 
 def test_submit_and_wait_need_postgresql(fleet, tmp_path, digits_model):
