@@ -13,6 +13,7 @@ from orchestrator.fleet.artifacts import safe_relative
 from orchestrator.fleet.gate import GateOptions
 from orchestrator.fleet.manifest import FleetPlan, PlannedBoard, check_submittable
 from orchestrator.fleet.queue import board_queue, conninfo_of, migrations_between, require_postgresql
+from orchestrator.settings import BenchSettings
 
 
 def test_a_boards_queue_is_its_queue_tag_else_its_site_tag_else_default():
@@ -59,12 +60,16 @@ def test_schema_migrations_newer_than_the_applied_procrastinate_are_found():
 
 
 def test_a_plan_round_trips_and_a_newer_format_is_refused():
+    point = BenchSettings().replace(threads=2)
     plan = FleetPlan([PlannedBoard("rpi-1", "lab-a")],
                      [{"model": {"name": "m", "sha256": "a" * 64, "size_bytes": 3, "suffix": ".onnx"},
                        "shapes": [], "batch": 1, "dataset": None}],
-                     [{"task": 0, "variant": "fp32", "file": "a" * 64, "details": {}, "build_error": None}])
+                     [{"task": 0, "variant": "fp32", "file": "a" * 64, "details": {}, "build_error": None},
+                      {"task": 0, "variant": "fp32", "file": "a" * 64, "details": {}, "build_error": None,
+                       "settings": point.record(), "sweep": "threads=2"}])  # a sweep's point: its own settings
     again = FleetPlan.from_json(plan.to_json())
-    assert again == plan and again.board_names == ["rpi-1"] and again.cell_names() == [("m", "fp32")]
+    assert again == plan and again.board_names == ["rpi-1"]
+    assert again.cell_keys("run-hash") == [("m", "fp32", "run-hash"), ("m", "fp32", point.settings_hash())]
     with pytest.raises(StoreError, match="format version 99"):
         FleetPlan.from_json(plan.to_json().replace('"version": 1', '"version": 99'))
 
