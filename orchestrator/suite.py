@@ -215,9 +215,12 @@ class Suite(_Strict):
     def with_sweep(self, settings: BenchSettings, given: Sweep) -> tuple[BenchSettings, Sweep]:
         """`settings` and the command line's sweep `given` with the suite's `sweep:` over them:
         each list the suite sweeps replaces the command line's, and the settings take its first
-        value (as the command line's do; the sweep holds the rest)."""
+        value (as the command line's do; the sweep holds the rest); a setting the suite gives one
+        value in `settings:` is not swept by a command-line list either."""
         mine = self.sweep.as_sweep()
-        sweep = Sweep(**{name: getattr(mine, name) or getattr(given, name) for name in SWEPT_FIELDS})
+        fixed = self.settings.given()  # one value in settings: also over a command-line list
+        sweep = Sweep(**{name: getattr(mine, name) or (() if field in fixed else getattr(given, name))
+                         for name, field in SWEPT_FIELDS.items()})
         firsts = {field: getattr(mine, name)[0] for name, field in SWEPT_FIELDS.items() if getattr(mine, name)}
         settings = settings.replace(**firsts) if firsts else settings
         try:

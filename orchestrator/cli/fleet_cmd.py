@@ -22,7 +22,7 @@ from orchestrator.cli.options import threshold_option
 
 DB_HELP = "The fleet's PostgreSQL database (postgresql+psycopg://user@host/farm); FARM_DB."
 RUN_HELP = "A run id, a unique prefix of one, `latest`, or `tag:NAME`."
-_NOT_FOR_SUBMIT = ("forks", "accept_new_host_keys", "report", "no_report", "resume", "paired")  # paired: not yet
+_NOT_FOR_SUBMIT = ("forks", "accept_new_host_keys", "report", "no_report", "resume")
 
 queue_app = typer.Typer(help="What the fleet is running and what waits; cancel a submitted run.",
                         no_args_is_help=True)

@@ -21,7 +21,8 @@ from orchestrator.errors import BadInputError, StoreError
 from orchestrator.fleet import artifacts
 from orchestrator.models import ModelFile
 from orchestrator.paths import farm_cache_dir
-from orchestrator.plan import Cell, ModelTask
+from orchestrator.pairing import PairedBaseline, PairKey
+from orchestrator.plan import Cell, ModelFiles, ModelTask
 from orchestrator.settings import BenchSettings
 
 PLAN_FORMAT_VERSION = 1
@@ -41,10 +42,12 @@ class FleetPlan:
     tasks: list[dict[str, Any]]
     cells: list[dict[str, Any]]
     version: int = PLAN_FORMAT_VERSION
+    # cells measured beside their baseline's file (orchestrator.pairing): key, baseline result, files
+    pairs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps({"version": self.version, "boards": [dataclasses.asdict(b) for b in self.boards],
-                           "tasks": self.tasks, "cells": self.cells}, sort_keys=True, default=str)
+                           "tasks": self.tasks, "cells": self.cells, "pairs": self.pairs}, sort_keys=True, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> "FleetPlan":
@@ -52,7 +55,8 @@ class FleetPlan:
         if data.get("version") != PLAN_FORMAT_VERSION:
             raise StoreError(f"a submitted run's plan has format version {data.get('version')!r}; this farm reads "
                              f"{PLAN_FORMAT_VERSION}: run the same farm version on submitters and workers")
-        return cls([PlannedBoard(**b) for b in data["boards"]], data["tasks"], data["cells"])
+        return cls([PlannedBoard(**b) for b in data["boards"]], data["tasks"], data["cells"],
+                   pairs=list(data.get("pairs") or []))
 
     @property
     def board_names(self) -> list[str]:
@@ -85,8 +89,10 @@ def check_submittable(tasks: Sequence[ModelTask]) -> None:
                 "built-in layout (layout=yolov5|yolov8|yolox)")
 
 
-def build_plan(store, boards: Sequence[tuple[Board, str]], tasks: Sequence[ModelTask], cells: Sequence[Cell]) -> FleetPlan:
-    """Store every file the cells need and describe them (called by `farm submit` after planning)."""
+def build_plan(store, boards: Sequence[tuple[Board, str]], tasks: Sequence[ModelTask], cells: Sequence[Cell],
+               pairs: Mapping[PairKey, PairedBaseline] | None = None) -> FleetPlan:
+    """Store every file the cells (and the baselines they are paired with) need and describe them
+    (called by `farm submit` after planning)."""
     check_submittable(tasks)
     task_index: dict[str, int] = {}
     task_entries: list[dict[str, Any]] = []
@@ -115,7 +121,35 @@ def build_plan(store, boards: Sequence[tuple[Board, str]], tasks: Sequence[Model
                 entry["weights"] = artifacts.put_file(store, cell.weights_path)
                 entry["weights_suffix"] = cell.weights_path.suffix
         cell_entries.append(entry)
-    return FleetPlan([PlannedBoard(board.name, queue) for board, queue in boards], task_entries, cell_entries)
+    pair_entries = []
+    for (board, model, variant, sweep), paired in (pairs or {}).items():
+        files = paired.files
+        pair_entries.append({
+            "board": board, "model": model, "variant": variant, "sweep": sweep,
+            "result_id": paired.result_id, "run_id": paired.run_id,
+            "file": artifacts.put_file(store, files.model), "suffix": files.model.suffix,
+            "weights": None if files.weights is None else artifacts.put_file(store, files.weights),
+            "weights_suffix": None if files.weights is None else files.weights.suffix,
+        })
+    return FleetPlan([PlannedBoard(board.name, queue) for board, queue in boards], task_entries, cell_entries,
+                     pairs=pair_entries)
+
+
+def materialize_pairs(store, plan: FleetPlan, board: str,
+                      cache_dir: Path | None = None) -> dict[PairKey, PairedBaseline]:
+    """`board`'s paired baselines on this worker, their files fetched (sha256 checked) into its cache."""
+    folder = cache_dir or artifacts.artifacts_cache_dir()
+    found: dict[PairKey, PairedBaseline] = {}
+    for entry in plan.pairs:
+        if entry["board"] != board:
+            continue
+        model = artifacts.fetch_file(store, entry["file"], entry.get("suffix") or ".onnx", folder)
+        weights = None
+        if entry.get("weights"):
+            weights = artifacts.fetch_file(store, entry["weights"], entry.get("weights_suffix") or ".bin", folder)
+        key = (entry["board"], entry["model"], entry["variant"], entry.get("sweep") or "")
+        found[key] = PairedBaseline(int(entry["result_id"]), str(entry["run_id"]), ModelFiles(model, weights))
+    return found
 
 
 def _store_dataset(store, task: ModelTask) -> dict[str, Any]:
@@ -191,4 +225,5 @@ def _point_settings(entry: Mapping[str, Any]) -> BenchSettings | None:
     return None if record is None else BenchSettings.model_validate(record)
 
 
-__all__ = ["FleetPlan", "PlannedBoard", "build_plan", "check_submittable", "materialize", "settings_of_run"]
+__all__ = ["FleetPlan", "PlannedBoard", "build_plan", "check_submittable", "materialize", "materialize_pairs",
+           "settings_of_run"]

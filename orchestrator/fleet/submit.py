@@ -37,6 +37,7 @@ class SubmitOutcome:
 
 def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = lambda kind, info: None) -> SubmitOutcome:
     """Queue a `BenchRequest` on the fleet (see the module docstring)."""
+    from orchestrator.pairing import paired_baselines
     from orchestrator.plan import plan_cells, plan_tasks
     from orchestrator.request import SuitePlan, apply_suite, resolve_boards, resolve_models
     from orchestrator.sweep import expand_cells
@@ -63,7 +64,11 @@ def submit_run(request: Any, on_event: Callable[[str, dict[str, Any]], None] = l
         ensure_queue_schema(store)
         cells = expand_cells(plan_cells(tasks, request.variants, request.calibration, on_event=on_event), tasks,
                              request.settings, request.sweep)  # a sweep: one cell per point, as farm bench
-        fleet_plan = build_plan(store, queued, tasks, cells)
+        baseline_id = None if gate_options is asked else gate_options.baseline  # the run found now
+        pairs = {}
+        if baseline_id is not None and request.paired is not False:  # as farm bench pairs (orchestrator.pairing)
+            pairs = paired_baselines(store, baseline_id, boards, cells, request.settings)
+        fleet_plan = build_plan(store, queued, tasks, cells, pairs)
         settings_record = {  # what BenchRunner.run stores for a run, so reports and --resume read it alike
             **request.settings.record(),
             "boards": [board.name for board in boards],

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import faulthandler
 import os
@@ -43,7 +44,8 @@ from typing import Any, Callable, Mapping, Sequence
 from orchestrator.boards import Board
 from orchestrator.errors import AgentError, StoreError, TransportError
 from orchestrator.fleet import state
-from orchestrator.fleet.manifest import FleetPlan, materialize, settings_of_run
+from orchestrator.fleet.gate import GateOptions
+from orchestrator.fleet.manifest import FleetPlan, materialize, materialize_pairs, settings_of_run
 from orchestrator.fleet.queue import TASK_NAME, board_queue, check_queue_name, ensure_queue_schema, make_app, \
     require_postgresql
 from orchestrator.result_spool import recover_spooled
@@ -131,7 +133,9 @@ class JobExecutor:
             board = self.boards.get(board_name)
             runner = BenchRunner(self.store, [board or Board(name=board_name)], cells, settings, forks=1,
                                  on_event=self._progress(run_id, board_name), resume_run_id=run_id,
-                                 done_cells=self.store.done_cells(run_id), inventory=self.inventory)
+                                 done_cells=self.store.done_cells(run_id), inventory=self.inventory,
+                                 pairs=materialize_pairs(self.store, FleetPlan.from_json(fleet.plan_json), board_name),
+                                 thresholds=GateOptions.from_json(fleet.gate_json).thresholds())
             if board is None:
                 missing = TransportError(
                     f"worker {self.name} has no board named {board_name!r} in its inventory "
@@ -286,7 +290,6 @@ def run_worker(config: WorkerConfig, on_event: Event = lambda kind, info: None) 
             except StoreError:
                 pass
     finally:
-        faulthandler.cancel_dump_traceback_later()
         store.close()
 
 
@@ -309,11 +312,14 @@ async def _serve(app, store, executor: JobExecutor, config: WorkerConfig, queues
     stopping = asyncio.Event()
 
     def stop_requested() -> None:
-        if not stopping.is_set():
-            # A stop should take seconds; one that hangs prints every thread's stack to stderr
-            # (the worker's log) so the wait can be found. Disarmed when run_worker returns.
-            faulthandler.dump_traceback_later(STOP_DIAGNOSIS_AFTER_S)
+        first = not stopping.is_set()
         stopping.set()
+        if first:
+            # A stop should take seconds; one that hangs (here, or joining threads as the process
+            # exits) prints every thread's stack to stderr, the worker's log, so the wait can be
+            # found. A stderr without a file descriptor cannot take it: the stop goes on without.
+            with contextlib.suppress(ValueError, RuntimeError, OSError):
+                faulthandler.dump_traceback_later(STOP_DIAGNOSIS_AFTER_S, exit=False)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop_requested)

@@ -172,3 +172,28 @@ def test_a_board_the_workers_inventory_lacks_fails_with_a_message_naming_both(fl
     assert "worker partial has no board named 'ghost'" in rows["ghost"]["error_message"]
     assert "queue 'lab-x'" in rows["ghost"]["error_message"]
     assert fleet.stop(worker) == 0, fleet.log_of(worker)[-5000:]
+
+
+def test_a_submitted_run_is_paired_with_its_baseline_as_farm_bench_pairs_it(fleet, tmp_path):
+    worker = fleet.worker("local-worker", None, concurrency=1)
+    base = same_name(tmp_path, "v1", layers=2)
+    assert fleet.run("bench", "--db", fleet.db_url, "--no-report", *FAST, "-m", str(base)).returncode == 0
+    with open_store(fleet.db_url) as store:
+        [baseline] = store.results("latest")
+        store.tag_run("latest", "nightly")
+    slower = same_name(tmp_path, "v2", layers=8)
+    gate = ["--baseline", "tag:nightly", "--fail-on-regression", "50"]
+    for paired in ([], ["--no-paired"]):
+        run_id = fleet.submit(None, *FAST, "-m", str(slower), *gate, *paired)
+        waited = fleet.run("runs", "wait", run_id, "--db", fleet.db_url, "--timeout", "240")
+        assert waited.returncode == ExitStatus.REGRESSION, waited.stderr[-3000:] + fleet.log_of(worker)[-3000:]
+        with open_store(fleet.db_url) as store:
+            [result] = store.results(run_id)
+        export = result["details"]["export"]
+        if paired:  # --no-paired: judged against the stored baseline only
+            assert export["paired_base_result_id"] is None
+        else:  # the worker measured the baseline's own file (sent with the plan) beside the new one
+            assert export["paired_base_result_id"] == baseline["result_id"]
+            base_p50s = export["latency_ms_paired_base_p50"]  # one per round, the baseline's file in its own process
+            assert len(base_p50s) >= 3 and all(p50 > 0 for p50 in base_p50s)
+    assert fleet.stop(worker) == 0, fleet.log_of(worker)[-5000:]

@@ -195,3 +195,17 @@ def test_a_bad_sweep_is_named_with_its_line(suite_dir, sweep, message):
     text = problems(path)
     assert message in text, text
     assert f"{path}:3: " in text, text
+
+
+def test_a_suites_one_value_in_settings_lies_over_a_command_line_list(suite_dir):
+    from orchestrator.sweep import Sweep
+
+    path = write(suite_dir, """\
+        models: [{path: models/digits_mlp.onnx}]
+        settings: {threads: 4}
+        """)
+    suite = load_suite(path)
+    settings, sweep = suite.with_sweep(suite.bench_settings(BenchSettings().replace(threads=1)),
+                                       Sweep(threads=(1, 2), batch=(1, 8)))
+    assert (settings.threads, sweep.threads) == (4, ())  # measured at 4 only, as the settings say
+    assert sweep.batch == (1, 8)  # what the suite does not set stays the command line's

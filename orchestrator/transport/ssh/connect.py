@@ -45,7 +45,16 @@ def close_clients(clients: list[paramiko.SSHClient]) -> None:
     """Close a board's client and then its jump hosts' (a hop's socket is a channel of the hop
     before it), each one even when closing another failed on a dead link."""
     for client in reversed(clients):
-        close_quietly(client)
+        close_client(client)
+
+
+def close_client(client: paramiko.SSHClient) -> None:
+    """Close one client quietly, and its ssh-agent connection, which SSHClient.close leaves open
+    when closing the transport raised."""
+    close_quietly(client)
+    agent = getattr(client, "_agent", None)
+    if agent is not None:
+        close_quietly(agent)
 
 
 class BoardConnection:
@@ -202,7 +211,7 @@ class BoardConnection:
         try:
             load_known_hosts(client, self.name, self._known_hosts)
         except BadInputError:
-            close_quietly(client)
+            close_client(client)
             close_quietly(sock)
             raise
         client.set_missing_host_key_policy(
@@ -210,7 +219,7 @@ class BoardConnection:
         )
         usable_keys = [path for path in identity_files if os.path.isfile(os.path.expanduser(path))]
         if identity_files and not usable_keys and self._board.identity_file:
-            close_quietly(client)
+            close_client(client)
             close_quietly(sock)
             raise TransportError(
                 f"{self.name}: identity file {self._board.identity_file} not found", kind="auth"
@@ -238,7 +247,7 @@ class BoardConnection:
                 transport_factory=transport_factory,
             )
         except BaseException as exc:
-            close_quietly(client)
+            close_client(client)
             close_quietly(sock)
             if isinstance(exc, (TransportError, KeyboardInterrupt, SystemExit)):
                 raise

@@ -46,10 +46,10 @@ def load_known_hosts(client: paramiko.SSHClient, board_name: str, known_hosts: P
         raise BadInputError(f"{board_name}: cannot read known hosts file {known_hosts}: {exc}") from exc
 
 
-# Parsed known_hosts files by (path, inode, size, mtime): every connection of a run (and of a
+# Parsed known_hosts files by (path, inode, size, mtime, ctime): every connection of a run (and of a
 # fleet worker's life) checks the same file, and paramiko parses a 1,000-line one in ~85 ms
 # (it builds a key object per line). A file that changes is parsed again.
-_PARSED: dict[tuple[str, int, int, int], HostKeys] = {}
+_PARSED: dict[tuple[str, int, int, int, int], HostKeys] = {}
 _PARSED_LOCK = threading.Lock()
 _PARSED_KEEP = 8
 
@@ -57,7 +57,7 @@ _PARSED_KEEP = 8
 def _parsed_host_keys(path: str) -> HostKeys:
     """A fresh HostKeys holding `path`'s entries, parsed once per version of the file."""
     stat = os.stat(path)
-    version = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    version = (path, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)  # ctime: no one can set it
     with _PARSED_LOCK:
         parsed = _PARSED.get(version)
     if parsed is None:
