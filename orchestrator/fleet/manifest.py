@@ -3,7 +3,8 @@
 The submitter validates and plans exactly as `farm bench` does (orchestrator.plan), builds the
 variants, stores every file by content (orchestrator.fleet.artifacts) and writes a `FleetPlan`:
 boards by name with their queue, models and datasets by sha256, each cell's variant file and
-record. A worker fetches those files into its cache and rebuilds the same `Cell`s
+record (a sweep point's with its own settings), and the baseline files that paired cells are
+measured beside (orchestrator.pairing). A worker fetches those files into its cache and rebuilds the same `Cell`s
 (`materialize`), so the runner measures what the submitter planned, under the run's settings
 hash, and the results are the ones `farm bench` would store. Nothing in a plan is a path on the
 submitter's machine, a credential or a command: boards are names a worker's own inventory
