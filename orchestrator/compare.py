@@ -53,8 +53,7 @@ from orchestrator.record import (
     paired_base_p50s,
     power_of,
     process_p50s,
-    same_identity,
-    same_inputs,
+    same_cell,
     sweep_of,
 )
 from orchestrator.settings import DEFAULT_ALPHA, DEFAULT_MIN_EFFECT_PCT, GATE_REPEATS
@@ -265,16 +264,14 @@ def _pairs(bases: Sequence[Mapping[str, Any]], news: Sequence[Mapping[str, Any]]
     pairs: list[tuple[Mapping[str, Any] | None, Mapping[str, Any] | None]] = []
     matched: set[int] = set()
     for new in news:
-        identity = identity_of(new)
-        compatible = [b for b in bases if same_identity(identity_of(b), identity) and same_inputs(b, new)]
+        compatible = [b for b in bases if same_cell(b, new)]
         base = next((b for b in compatible if b.get("settings_hash") == new.get("settings_hash")), None)
         base = base or preferred_result(compatible)
         matched |= {id(b) for b in compatible}
         pairs.append((base, new))
     leftovers = [b for b in bases if id(b) not in matched]
     while leftovers:
-        first = leftovers[0]
-        group = [b for b in leftovers if same_identity(identity_of(b), identity_of(first)) and same_inputs(b, first)]
+        group = [b for b in leftovers if same_cell(b, leftovers[0])]
         pairs.append((preferred_result(group), None))
         leftovers = [b for b in leftovers if b not in group]
     return pairs
@@ -303,9 +300,9 @@ def compare_history(
         record = records.get(entry.result_id)
         if record is None:
             continue
-        key, identity = (entry.board, entry.model, entry.variant), identity_of(record)
+        key = (entry.board, entry.model, entry.variant)
         before = next((p for p in reversed(previous) if (p["board"], p["model"], p["variant"]) == key
-                       and same_identity(identity_of(p), identity) and same_inputs(p, record)), None)
+                       and same_cell(p, record)), None)
         if before is not None:
             comparison = compare_records([before], [record], lambda rid: samples.get(rid) or [],
                                          base_run_id=before["run_id"], new_run_id=record["run_id"],

@@ -317,10 +317,11 @@ def input_shapes_of(record: Mapping[str, Any]) -> str:
     return str(record.get("input_shapes") or export_of(record).get("input_shapes") or "")
 
 
-def same_inputs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Two results fed the same input shapes, or either does not say: the points of a `--shape`
-    sweep are other cells though they share every identity field."""
-    return same_shapes(input_shapes_of(a), input_shapes_of(b))
+def same_cell(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Two results of one board × model × variant measured the same cell: they ran on the same
+    identity (same_identity) and fed the same input shapes, or either does not say (the points of a
+    `--shape` sweep are other cells though they share every identity field)."""
+    return same_identity(identity_of(a), identity_of(b)) and same_shapes(input_shapes_of(a), input_shapes_of(b))
 
 
 def same_shapes(a: str, b: str) -> bool:
