@@ -87,7 +87,8 @@ class JobExecutor:
         self._lock = threading.Lock()
         self._in_flight: dict[int, dict[str, Any]] = {}  # procrastinate job id -> worker id, runner, stopping
         self._stopping = threading.Event()
-        self._cells: dict[str, list] = {}  # run id -> its materialized cells (a worker runs several boards of a run)
+        # run id -> its plan and materialized cells (a worker runs several boards of a run)
+        self._cells: dict[str, tuple[FleetPlan, list]] = {}
 
     def in_flight(self) -> dict[int, int | None]:
         """Running job id -> the procrastinate worker id that fetched it."""
@@ -129,12 +130,12 @@ class JobExecutor:
         try:
             fleet = state.load_fleet_run(self.store, run_id)
             settings = settings_of_run(fleet.settings)
-            cells = self._cells_of(fleet)
+            plan, cells = self._cells_of(fleet)
             board = self.boards.get(board_name)
             runner = BenchRunner(self.store, [board or Board(name=board_name)], cells, settings, forks=1,
                                  on_event=self._progress(run_id, board_name), resume_run_id=run_id,
                                  done_cells=self.store.done_cells(run_id), inventory=self.inventory,
-                                 pairs=materialize_pairs(self.store, FleetPlan.from_json(fleet.plan_json), board_name),
+                                 pairs=materialize_pairs(self.store, plan, board_name),
                                  thresholds=GateOptions.from_json(fleet.gate_json).thresholds())
             if board is None:
                 missing = TransportError(
@@ -170,11 +171,13 @@ class JobExecutor:
         self.on_event("job_done", {"run_id": run_id, "board": board_name, "run_status": status})
         return "done"
 
-    def _cells_of(self, fleet: state.FleetRun) -> list:
+    def _cells_of(self, fleet: state.FleetRun) -> tuple[FleetPlan, list]:
+        """The run's plan, read once, and its cells, materialized once per run on this worker."""
         with self._lock:
             cached = self._cells.get(fleet.run_id)
         if cached is None:
-            cached = materialize(self.store, FleetPlan.from_json(fleet.plan_json))
+            plan = FleetPlan.from_json(fleet.plan_json)
+            cached = (plan, materialize(self.store, plan))
             with self._lock:
                 while len(self._cells) >= CELLS_CACHE_RUNS:
                     self._cells.pop(next(iter(self._cells)))
